@@ -1,0 +1,73 @@
+"""The one small interface every solver backend implements.
+
+A backend takes :class:`~nnresilience.encode.model.MilpArrays` in one call and returns a
+:class:`SolveResult` whose status is one of the shared words below (each backend maps its
+native statuses through its own table). ``dual_bound`` is the solver's *proven* bound on
+the optimum (for a minimisation, a value no feasible point beats); callers use it, never
+the incumbent, when a solve stops early.
+"""
+
+from __future__ import annotations
+
+import enum
+import importlib.util
+from dataclasses import dataclass, field
+from typing import Any, ClassVar
+
+import numpy as np
+
+from nnresilience.encode.model import MilpArrays
+
+
+class SolveStatus(str, enum.Enum):
+    OPTIMAL = "optimal"            # proven optimal within gap (feasible, x is set)
+    INFEASIBLE = "infeasible"      # proven infeasible
+    UNBOUNDED = "unbounded"
+    LIMIT = "limit"                # time/node limit or cutoff reached; x may be set
+    ERROR = "error"                # numerical trouble or solver failure
+
+
+@dataclass(frozen=True)
+class SolveLimits:
+    time_limit: float | None = None   # seconds of wall time for this solve
+    threads: int = 1
+    mip_gap: float = 1e-6             # relative gap at which a MIP counts as optimal
+    cutoff: float | None = None       # prune nodes whose bound is >= cutoff (minimisation)
+    stop_at_first_solution: bool = False  # decision queries: any feasible point ends it
+    use_priorities: bool = True
+    use_start: bool = True
+    verbose: bool = False
+
+
+@dataclass(frozen=True, eq=False)
+class SolveResult:
+    status: SolveStatus
+    x: np.ndarray | None          # primal values of the best solution found, if any
+    objective: float | None       # objective of x (minimised)
+    dual_bound: float | None      # proven lower bound on the optimum (-inf if none)
+    seconds: float = 0.0
+    stats: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def has_solution(self) -> bool:
+        return self.x is not None
+
+
+class Backend:
+    """Base class: subclasses set the class attributes and implement :meth:`solve`."""
+
+    name: ClassVar[str] = "base"
+    module: ClassVar[str] = ""            # import name of the solver package
+    supports_mip: ClassVar[bool] = True
+    supports_quadratic: ClassVar[bool] = False
+    supports_priorities: ClassVar[bool] = False
+    supports_cutoff: ClassVar[bool] = False
+    supports_start: ClassVar[bool] = False
+
+    @classmethod
+    def available(cls) -> bool:
+        """True if the solver package can be imported (checked without importing it)."""
+        return bool(cls.module) and importlib.util.find_spec(cls.module) is not None
+
+    def solve(self, model: MilpArrays, limits: SolveLimits) -> SolveResult:
+        raise NotImplementedError

@@ -1,0 +1,5 @@
+import sys
+
+from nnresilience.cli import main
+
+sys.exit(main())

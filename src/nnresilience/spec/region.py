@@ -1,0 +1,95 @@
+"""Input regions: a box, optionally intersected with an L1 or L-infinity ball.
+
+Every region has a bounding box ``lo <= x <= hi`` (what bound methods propagate). An L1
+ball adds the constraint ``sum |x - center| <= radius`` that the MILP encoder states
+exactly and that :meth:`InputRegion.contains` checks; an L-infinity ball is exactly its
+box once intersected with the domain.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from nnresilience.errors import ShapeMismatchError
+
+NORMS = ("linf", "l1")
+
+
+@dataclass(frozen=True, eq=False)
+class InputRegion:
+    """``{x : lo <= x <= hi}`` (and ``||x - center||_1 <= radius`` when ``norm == 'l1'``)."""
+
+    lo: np.ndarray
+    hi: np.ndarray
+    center: np.ndarray | None = None
+    radius: float | None = None
+    norm: str | None = None
+
+    def __post_init__(self) -> None:
+        lo = np.asarray(self.lo, dtype=np.float64).reshape(-1)
+        hi = np.asarray(self.hi, dtype=np.float64).reshape(-1)
+        if lo.shape != hi.shape:
+            raise ShapeMismatchError(f"box bounds differ in size: {lo.size} vs {hi.size}")
+        if np.any(~np.isfinite(lo)) or np.any(~np.isfinite(hi)):
+            raise ShapeMismatchError("input box bounds must be finite")
+        if np.any(lo > hi):
+            i = int(np.argmax(lo > hi))
+            raise ShapeMismatchError(f"empty input box: lower {lo[i]} > upper {hi[i]} at X_{i}")
+        object.__setattr__(self, "lo", lo)
+        object.__setattr__(self, "hi", hi)
+        if self.norm is not None and self.norm not in NORMS:
+            raise ValueError(f"norm must be one of {NORMS}, got {self.norm!r}")
+        if self.center is not None:
+            object.__setattr__(self, "center",
+                               np.asarray(self.center, dtype=np.float64).reshape(-1))
+
+    @property
+    def dim(self) -> int:
+        return int(self.lo.size)
+
+    @staticmethod
+    def box(lo: np.ndarray, hi: np.ndarray) -> InputRegion:
+        return InputRegion(lo, hi)
+
+    @staticmethod
+    def ball(center: np.ndarray, radius: float, norm: str = "linf",
+             domain_lo: np.ndarray | float | None = None,
+             domain_hi: np.ndarray | float | None = None) -> InputRegion:
+        """The ``norm`` ball of ``radius`` around ``center`` intersected with the domain box."""
+        c = np.asarray(center, dtype=np.float64).reshape(-1)
+        if radius < 0:
+            raise ValueError("radius must be non-negative")
+        lo, hi = c - radius, c + radius
+        if domain_lo is not None:
+            lo = np.maximum(lo, np.broadcast_to(np.asarray(domain_lo, float), c.shape))
+        if domain_hi is not None:
+            hi = np.minimum(hi, np.broadcast_to(np.asarray(domain_hi, float), c.shape))
+        if np.any(lo > hi):
+            raise ShapeMismatchError("the centre lies outside the input domain")
+        return InputRegion(lo, hi, center=c, radius=float(radius),
+                           norm="l1" if norm == "l1" else "linf")
+
+    def contains(self, x: np.ndarray, tol: float = 1e-9) -> bool:
+        x = np.asarray(x, dtype=np.float64).reshape(-1)
+        if x.size != self.dim:
+            return False
+        ok = bool(np.all(x >= self.lo - tol) and np.all(x <= self.hi + tol))
+        if ok and self.norm == "l1" and self.center is not None and self.radius is not None:
+            ok = float(np.abs(x - self.center).sum()) <= self.radius + tol
+        return ok
+
+    def clip(self, x: np.ndarray) -> np.ndarray:
+        """Project onto the box (and, for L1, shrink towards the centre until inside)."""
+        x = np.clip(np.asarray(x, dtype=np.float64), self.lo, self.hi)
+        if self.norm == "l1" and self.center is not None and self.radius is not None:
+            d = x - self.center
+            n = np.abs(d).sum(axis=-1, keepdims=True)
+            scale = np.where(n > self.radius, self.radius / np.maximum(n, 1e-300), 1.0)
+            x = np.clip(self.center + d * scale, self.lo, self.hi)
+        return x
+
+    def sample(self, n: int, rng: np.random.Generator) -> np.ndarray:
+        """``n`` points of the region (uniform in the box, projected for L1)."""
+        return self.clip(rng.uniform(self.lo, self.hi, size=(n, self.dim)))
