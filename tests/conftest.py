@@ -1,0 +1,36 @@
+"""Shared fixtures. ``shared_benchmarks`` is ``<repo>/../shared/benchmarks`` or a clean skip."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def shared_benchmarks_path() -> Path | None:
+    """Where the VNN-COMP / CTG benchmark data lives, if present (``NNRES_BENCHMARKS`` wins)."""
+    env = os.environ.get("NNRES_BENCHMARKS")
+    candidates = [Path(env)] if env else []
+    candidates.append(REPO.parent / "shared" / "benchmarks")
+    for c in candidates:
+        if c.is_dir():
+            return c
+    return None
+
+
+@pytest.fixture(scope="session")
+def shared_benchmarks() -> Path:
+    path = shared_benchmarks_path()
+    if path is None:
+        pytest.skip("../shared/benchmarks is absent")
+    return path
+
+
+@pytest.fixture
+def rng():
+    import numpy as np
+
+    return np.random.default_rng(12345)
