@@ -1,0 +1,58 @@
+"""The single place where backends are listed, and the choice behind ``"auto"``.
+
+``auto`` order (see ``benchmarks/results_backends.md`` for the measurement behind it):
+MILPs go to the first available of :data:`AUTO_ORDER`; models with quadratic constraints
+(arctan ``miqcp``) to the first available backend that supports them.
+"""
+
+from __future__ import annotations
+
+from nnresilience.backends.base import Backend
+from nnresilience.backends.gurobi import GurobiBackend
+from nnresilience.backends.highs import HighsBackend
+from nnresilience.backends.scip import ScipBackend
+from nnresilience.errors import BackendUnavailableError
+
+BACKENDS: dict[str, type[Backend]] = {
+    "highs": HighsBackend,
+    "scip": ScipBackend,
+    "gurobi": GurobiBackend,
+}
+# Decided by benchmarks/backends.py (results in benchmarks/results_backends.md).
+AUTO_ORDER: tuple[str, ...] = ("gurobi", "scip", "highs")
+AUTO_ORDER_QUADRATIC: tuple[str, ...] = ("gurobi", "scip")
+
+
+def available_backends() -> list[str]:
+    """Names of the backends whose solver package is importable."""
+    return [name for name, cls in BACKENDS.items() if cls.available()]
+
+
+def get_backend(name: str = "auto", need_quadratic: bool = False) -> Backend:
+    """A backend instance by name (``auto``, ``highs``, ``scip``, ``gurobi``).
+
+    Raises :class:`BackendUnavailableError` naming the missing package (and what to
+    install) when the backend cannot be used, or when ``need_quadratic`` asks for quadratic
+    constraints that the named backend lacks.
+    """
+    key = (name or "auto").lower()
+    if key == "auto":
+        order = AUTO_ORDER_QUADRATIC if need_quadratic else AUTO_ORDER
+        for cand in order:
+            if BACKENDS[cand].available():
+                return BACKENDS[cand]()
+        raise BackendUnavailableError(
+            "no MILP solver is installed" + (" that supports quadratic constraints"
+                                             if need_quadratic else "")
+            + f"; install one of: {', '.join(BACKENDS[c].module for c in order)}")
+    cls = BACKENDS.get(key)
+    if cls is None:
+        raise BackendUnavailableError(f"unknown backend {name!r}; choose from auto, "
+                                      f"{', '.join(BACKENDS)}")
+    if not cls.available():
+        raise BackendUnavailableError(f"backend {key!r} needs the Python package "
+                                      f"{cls.module!r}, which is not installed")
+    if need_quadratic and not cls.supports_quadratic:
+        raise BackendUnavailableError(f"backend {key!r} cannot solve quadratic constraints "
+                                      "(arctan 'miqcp' encoding); use 'scip'")
+    return cls()

@@ -1,0 +1,230 @@
+"""``milp:W`` bound tightening (seed 000, heuristic 1): small MIPs over a window of layers.
+
+For an undecided neuron of the vector entering layer ``i`` we solve ``min`` and ``max`` of
+its value over the exact (big-M) encoding of the last ``W`` non-linear layers before it,
+with the box of the vector entering that window as the input region. The window is exact
+for ReLU, LeakyReLU and max-pool, so the optimum is a valid bound for every network input
+(the true input set of the window lies inside its box). The window stops early at a
+non-piecewise-linear layer; targets of s-shaped layers keep their earlier bounds.
+
+Big-M rows, with ``l, u`` the box of the pre-activation ``x`` and ``d`` binary (1 = on the
+identity piece) for ``y = max(kx, x)``, ``0 <= k < 1``::
+
+    y >= x,  y >= k x,  y <= x - (1-k) l (1-d),  y <= k x + (1-k) u d
+
+and for a max-pool group with members ``x_m`` (one binary per member, ``sum d = 1``,
+``U`` the largest member upper bound): ``y >= x_m`` and ``y <= x_m + (U - l_m)(1 - d_m)``.
+
+Soundness: when HiGHS stops early (time limit) we use its proven dual bound, never the
+incumbent; optimal solves use the dual bound too. HiGHS proves that bound with LP solves
+at tolerance ~1e-7, so it is moved outward by ``MIP_PAD * (1 + |v|)`` with
+``MIP_PAD = 1e-6``. Each chunk of neurons is one call of the top-level
+:func:`solve_mip_chunk` (picklable dict payload), so chunks can run in worker processes.
+"""
+
+from __future__ import annotations
+
+import time
+
+import numpy as np
+import scipy.sparse as sp
+
+from nnresilience.bounds.lp import lp_targets, make_highs, run_chunks, split_chunks
+from nnresilience.bounds.relax import relax_maxpool
+from nnresilience.encode.model import MilpModel
+
+MIP_PAD = 1e-6
+PWL = ("affine", "relu", "leaky_relu", "maxpool")
+#: default wall-clock limit of one MIP (seconds)
+DEFAULT_TIME_LIMIT = 2.0
+
+
+def window_start(layers: list, i: int, width: int) -> int:
+    """First entry index of the window ending at entry ``i - 1`` (see module docstring)."""
+    count = 0
+    for j in range(i - 2, -1, -1):
+        kind = layers[j].kind
+        if kind not in PWL:
+            return j + 1
+        if kind != "affine":
+            count += 1
+            if count > width:
+                return j + 1
+    return 0
+
+
+def encode_window(layers: list, los: list, his: list, s: int, e: int
+                  ) -> tuple[MilpModel, list[np.ndarray]]:
+    """Big-M model of entries ``s..e`` (layers ``s..e-1``) inside their boxes."""
+    m = MilpModel()
+    z = [m.add_vars(los[s].size, los[s], his[s], name=f"z{s}")]
+    for j in range(s, e):
+        layer = layers[j]
+        x = z[-1]
+        y = m.add_vars(layer.out_size, los[j + 1], his[j + 1], name=f"z{j + 1}")
+        n = layer.out_size
+        if layer.kind == "affine":
+            W = sp.coo_matrix(layer.W)
+            m.add_terms(np.concatenate([W.row, np.arange(n)]),
+                        np.concatenate([x[W.col], y]),
+                        np.concatenate([-W.data, np.ones(n)]), n, layer.b, layer.b)
+        elif layer.kind in ("relu", "leaky_relu"):
+            k = 0.0 if layer.kind == "relu" else float(layer.slope)
+            lo, hi = los[j], his[j]
+            un = np.flatnonzero((lo < 0.0) & (hi > 0.0))
+            st = np.flatnonzero(~((lo < 0.0) & (hi > 0.0)))
+            a = np.where(lo[st] >= 0.0, 1.0, k)
+            r = np.arange(st.size)
+            m.add_terms(np.concatenate([r, r]), np.concatenate([y[st], x[st]]),
+                        np.concatenate([np.ones(st.size), -a]), st.size, 0.0, 0.0)
+            if un.size:
+                d = m.add_binaries(un.size, name=f"d{j}")
+                q = un.size
+                r = np.arange(q)
+                l, u = lo[un], hi[un]
+                one = np.ones(q)
+                rows = np.concatenate([r, r, r + q, r + q, r + 2 * q, r + 2 * q, r + 2 * q,
+                                       r + 3 * q, r + 3 * q, r + 3 * q])
+                cols = np.concatenate([y[un], x[un], y[un], x[un], y[un], x[un], d,
+                                       y[un], x[un], d])
+                vals = np.concatenate([one, -one, one, -k * one,
+                                       one, -one, -(1 - k) * l,
+                                       one, -k * one, -(1 - k) * u])
+                m.add_terms(rows, cols, vals, 4 * q,
+                            np.concatenate([np.zeros(2 * q), np.full(2 * q, -np.inf)]),
+                            np.concatenate([np.full(2 * q, np.inf), -(1 - k) * l,
+                                            np.zeros(q)]))
+        elif layer.kind == "maxpool":
+            g = layer.groups
+            rel = relax_maxpool(g, los[j], his[j])
+            dec = np.flatnonzero(rel.decided)
+            r = np.arange(dec.size)
+            m.add_terms(np.concatenate([r, r]), np.concatenate([y[dec], x[rel.lower_idx[dec]]]),
+                        np.concatenate([np.ones(dec.size), -np.ones(dec.size)]), dec.size,
+                        0.0, 0.0)
+            und = np.flatnonzero(~rel.decided)
+            if und.size:
+                q, w = und.size, g.shape[1]
+                mem = g[und]                                    # (q, w)
+                d = m.add_binaries(q * w, name=f"p{j}").reshape(q, w)
+                U = his[j][mem].max(axis=1)
+                big = (U[:, None] - los[j][mem]).reshape(-1)
+                yy = np.repeat(y[und], w)
+                xx = x[mem].reshape(-1)
+                r = np.arange(q * w)
+                # y - x_m >= 0 ; y - x_m + big d_m <= big ; sum_m d_m = 1
+                m.add_terms(np.concatenate([r, r, r + q * w, r + q * w, r + q * w]),
+                            np.concatenate([yy, xx, yy, xx, d.reshape(-1)]),
+                            np.concatenate([np.ones(q * w), -np.ones(q * w), np.ones(q * w),
+                                            -np.ones(q * w), big]), 2 * q * w,
+                            np.concatenate([np.zeros(q * w), np.full(q * w, -np.inf)]),
+                            np.concatenate([np.full(q * w, np.inf), big]))
+                m.add_terms(np.repeat(np.arange(q), w), d.reshape(-1), np.ones(q * w), q,
+                            1.0, 1.0)
+        else:  # pragma: no cover - window_start excludes these
+            raise NotImplementedError(layer.kind)
+        z.append(y)
+    return m, z
+
+
+def solve_mip_chunk(payload: dict) -> tuple[np.ndarray, np.ndarray, int, int]:
+    """Min/max of ``C[k] . z_last + d[k]`` by MIP; returns lower, upper, solves, early stops."""
+    import highspy
+
+    A, row_lo, row_hi = payload["A"], payload["row_lo"], payload["row_hi"]
+    lb, ub, cols, integer = payload["lb"], payload["ub"], payload["cols"], payload["integer"]
+    C, dconst = payload["C"], payload["d"]
+    limit = float(payload["time_limit"])
+    budget = payload.get("seconds")
+    t_end = None if budget is None else time.perf_counter() + budget
+    h = make_highs(A, row_lo, row_hi, lb, ub, integer=integer)
+    h.setOptionValue("mip_rel_gap", 1e-6)
+    k = C.shape[0]
+    lower = np.full(k, -np.inf)
+    upper = np.full(k, np.inf)
+    cols32 = cols.astype(np.int32)
+    solved = stopped = 0
+    st = highspy.HighsModelStatus
+    for r in range(k):
+        for sense in (1.0, -1.0):
+            left = limit
+            if t_end is not None:
+                left = min(left, t_end - time.perf_counter())
+                if left <= 0:
+                    return lower, upper, solved, stopped
+            h.setOptionValue("time_limit", left)
+            h.changeColsCost(cols32.size, cols32, sense * C[r])
+            h.run()
+            solved += 1
+            status = h.getModelStatus()
+            if status not in (st.kOptimal, st.kTimeLimit, st.kIterationLimit,
+                              st.kSolutionLimit, st.kInterrupt):
+                continue
+            if status != st.kOptimal:
+                stopped += 1
+            v = float(h.getInfo().mip_dual_bound)
+            if not np.isfinite(v):
+                continue
+            v -= MIP_PAD * (1.0 + abs(v))
+            if sense > 0:
+                lower[r] = v + dconst[r]
+            else:
+                upper[r] = -v + dconst[r]
+    return lower, upper, solved, stopped
+
+
+class MilpRefiner:
+    """``refine`` callback of :func:`~nnresilience.bounds.symbolic.propagate` running MIPs."""
+
+    def __init__(self, network, width: int, executor=None, deadline: float | None = None,
+                 time_limit: float | None = None, outputs: bool = True) -> None:
+        self.layers = network.layers
+        self.width = int(width)
+        self.executor = executor
+        self.deadline = deadline
+        self.time_limit = DEFAULT_TIME_LIMIT if time_limit is None else float(time_limit)
+        self.outputs = outputs
+        self.n_solves = 0
+        self.n_limit = 0
+
+    def __call__(self, i: int, los: list, his: list):
+        layers = self.layers
+        if i < 2 or layers[i - 1].kind != "affine":
+            return None
+        if i == len(layers) and not self.outputs:
+            return None
+        if i < len(layers) and layers[i].kind not in PWL:
+            return None
+        s = window_start(layers, i, self.width)
+        if not any(lay.kind != "affine" for lay in layers[s:i - 1]):
+            return None                          # no non-linear layer in the window
+        rows = lp_targets(layers, i, los[i], his[i])
+        if rows.size == 0:
+            return None
+        model, z = encode_window(layers, los, his, s, i - 1)
+        arr = model.arrays()
+        aff = layers[i - 1]
+        seconds = None if self.deadline is None else max(0.0, self.deadline - time.perf_counter())
+        chunks = split_chunks(rows, self.executor)
+        payloads = []
+        for ch in chunks:
+            C = aff.W[ch]
+            C = C.toarray() if sp.issparse(C) else np.array(C)
+            payloads.append({"A": arr.A, "row_lo": arr.row_lo, "row_hi": arr.row_hi,
+                             "lb": arr.lb, "ub": arr.ub, "integer": arr.integer,
+                             "cols": z[-1], "C": C, "d": aff.b[ch],
+                             "time_limit": self.time_limit, "seconds": seconds})
+        results = run_chunks(payloads, solve_mip_chunk, self.executor)
+        lo = np.full(los[i].size, -np.inf)
+        hi = np.full(los[i].size, np.inf)
+        for ch, (lch, hch, n, stopped) in zip(chunks, results, strict=True):
+            lo[ch], hi[ch] = lch, hch
+            self.n_solves += n
+            self.n_limit += stopped
+        return lo, hi, f"milp:{self.width}"
+
+
+def milp_refiner(network, width: int, executor=None, deadline: float | None = None,
+                 time_limit: float | None = None) -> MilpRefiner:
+    return MilpRefiner(network, width, executor=executor, deadline=deadline,
+                       time_limit=time_limit)

@@ -1,0 +1,188 @@
+"""The ``reluplex`` engine: Reluplex (Katz et al. 2017) with the Leaky-ReLU rules of seed 004.
+
+A case ``(box region, unsafe = OR_t (A_t y <= b_t))`` is decided term by term: each
+conjunction becomes one Reluplex query (slack variables ``s = A_t y`` with ``u(s) = b_t``);
+the case is violated if any query is SAT, holds if every query is UNSAT, and is unknown
+otherwise. A SAT assignment's input part is clipped into the box and replayed through
+:meth:`Network.forward`; a witness that sits on the boundary ``A y = b`` and does not
+replay exactly is searched again with the right-hand side lowered by
+:data:`BOUNDARY_MARGIN` (a replayed witness of that query is a real violation; if that
+query is UNSAT, the answer is unknown rather than a guess).
+
+Only box regions (L-infinity balls intersected with the domain) and networks made of
+affine, ReLU and LeakyReLU layers are supported; anything else raises
+:class:`~nnresilience.errors.EngineUnsupportedError`.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import time
+from typing import Any
+
+import numpy as np
+
+from nnresilience.bounds.types import NetworkBounds
+from nnresilience.engines.base import Engine, EngineAnswer
+from nnresilience.engines.reluplex.search import (
+    ReluplexSearch,
+    SearchOptions,
+    build_query,
+)
+from nnresilience.engines.reluplex.stats import ReluplexStats
+from nnresilience.errors import EngineUnsupportedError, ShapeMismatchError
+from nnresilience.results import Status
+
+SUPPORTED_KINDS = ("affine", "relu", "leaky_relu")
+BOUNDARY_MARGIN = 1e-6
+
+__all__ = ["ReluplexEngine", "SearchOptions", "ReluplexStats", "BOUNDARY_MARGIN"]
+
+
+def _single_blas_thread():
+    """Context limiting BLAS to one thread (if threadpoolctl is installed).
+
+    The tableau is small (a few hundred columns): a multi-threaded BLAS spends far more
+    time synchronising than computing, and on a shared machine a 150 x 150 solve went from
+    3 ms to 70 ms with two threads. Parallelism belongs to the process level.
+    """
+    try:
+        from threadpoolctl import threadpool_limits
+    except ImportError:
+        return contextlib.nullcontext()
+    return threadpool_limits(limits=1, user_api="blas")
+
+
+def _unsupported_reason(network) -> str | None:
+    for i, layer in enumerate(network.layers):
+        if layer.kind not in SUPPORTED_KINDS:
+            return ("reluplex engine supports affine, ReLU and LeakyReLU layers; "
+                    f"got {layer.kind} at layer {i}")
+    return None
+
+
+def _bounds_for(net, lo: np.ndarray, hi: np.ndarray, given) -> tuple[NetworkBounds, str]:
+    """Per-layer bounds of the merged net: the caller's if they fit, else symbolic/interval."""
+    if isinstance(given, NetworkBounds) and len(given.lo) == len(net.layers) + 1 and all(
+            np.shape(given.lo[i]) == (n,) for i, n in enumerate(net.layer_sizes())):
+        return given, given.method
+    try:
+        from nnresilience.bounds import compute_bounds  # type: ignore[attr-defined]
+    except ImportError:
+        compute_bounds = None
+    if compute_bounds is not None:
+        nb = compute_bounds(net, (lo, hi), method="symbolic")
+        return nb, "symbolic"
+    from nnresilience.bounds.interval import interval_bounds
+
+    return interval_bounds(net, lo, hi), "interval"
+
+
+class ReluplexEngine(Engine):
+    """Complete engine for piecewise-linear (ReLU / LeakyReLU) networks on box regions.
+
+    ``check(network, case, bounds=None, timeout=None, split_threshold=5, preprocess=True,
+    restore_every=50, max_depth=None, tighten_rounds=4)``; see :class:`SearchOptions`.
+    ``bounds`` (a NetworkBounds of ``network.merged()``) is used when ``preprocess`` is on
+    and its layer count fits; otherwise the engine computes symbolic bounds itself.
+    """
+
+    name = "reluplex"
+
+    def supports(self, network) -> str | None:
+        return _unsupported_reason(network)
+
+    def check(self, network, case, bounds=None, timeout: float | None = None,
+              **options: Any) -> EngineAnswer:
+        with _single_blas_thread():
+            return self._check(network, case, bounds, timeout, **options)
+
+    def _check(self, network, case, bounds, timeout: float | None, **options: Any
+               ) -> EngineAnswer:
+        t0 = time.perf_counter()
+        known = {f.name for f in dataclasses.fields(SearchOptions)}
+        unknown = sorted(set(options) - known)
+        if unknown:
+            raise ValueError(f"unknown reluplex option(s) {unknown}; known: {sorted(known)}")
+        opt = SearchOptions(**options)
+        reason = _unsupported_reason(network)
+        if reason:
+            raise EngineUnsupportedError(reason)
+        region = case.region
+        if region.norm == "l1":
+            raise EngineUnsupportedError(
+                "reluplex engine supports box / L-infinity regions only; got an L1 ball "
+                f"of radius {region.radius:g}")
+        if region.dim != network.n_inputs or case.unsafe.n_outputs != network.n_outputs:
+            raise ShapeMismatchError(
+                f"case has {region.dim} inputs / {case.unsafe.n_outputs} outputs, network "
+                f"{network.name!r} has {network.n_inputs} / {network.n_outputs}")
+        deadline = None if timeout is None else t0 + float(timeout)
+        net = network.merged()
+        stats = ReluplexStats()
+        extra: dict[str, Any] = {"preprocess": opt.preprocess, "terms": []}
+        layer_bounds = None
+        if opt.preprocess:
+            layer_bounds, method = _bounds_for(net, region.lo, region.hi, bounds)
+            extra["bounds_method"] = method
+        extra["seconds_preprocess"] = time.perf_counter() - t0
+
+        unknown_msg = ""
+        for t, term in enumerate(case.unsafe.terms):
+            status, x, msg = self._term(net, network, case, term.A, term.b, layer_bounds,
+                                        opt, deadline, stats)
+            extra["terms"].append(status)
+            if status == "sat":
+                return self._answer(Status.VIOLATED, x, t0, f"term {t} satisfiable",
+                                    stats, extra)
+            if status == "unknown":
+                unknown_msg = unknown_msg or f"term {t}: {msg}"
+                if msg == "timeout":
+                    break
+        if unknown_msg:
+            return self._answer(Status.UNKNOWN, None, t0, unknown_msg, stats, extra)
+        return self._answer(Status.HOLDS, None, t0,
+                            "every term refuted (all branches closed by Failure)", stats, extra)
+
+    # ------------------------------------------------------------------ helpers
+    @staticmethod
+    def _answer(status: Status, x, t0: float, message: str, stats: ReluplexStats,
+                extra: dict[str, Any]) -> EngineAnswer:
+        d = stats.as_dict()
+        d.update(extra)
+        return EngineAnswer(status=status, x=x, seconds=time.perf_counter() - t0,
+                            message=message, stats=d)
+
+    def _term(self, net, network, case, A: np.ndarray, b: np.ndarray, layer_bounds,
+              opt: SearchOptions, deadline: float | None, stats: ReluplexStats
+              ) -> tuple[str, np.ndarray | None, str]:
+        """Decide one conjunction; a SAT result comes with a replayed input."""
+        res, x = self._query(net, case, A, b, layer_bounds, opt, deadline, stats)
+        if res.status != "sat":
+            return res.status, None, res.message
+        if x is not None and self._replays(network, case, x):
+            return "sat", x, ""
+        # Witness on the boundary that rounding pushes outside: search strictly inside.
+        shifted = b - BOUNDARY_MARGIN * (1.0 + np.abs(b))
+        res2, x2 = self._query(net, case, A, shifted, layer_bounds, opt, deadline, stats)
+        if res2.status == "sat" and x2 is not None and self._replays(network, case, x2):
+            return "sat", x2, ""
+        if res2.status == "unknown":
+            return "unknown", None, res2.message
+        return ("unknown", None,
+                f"only boundary witnesses (within {BOUNDARY_MARGIN:g}) that do not replay")
+
+    @staticmethod
+    def _query(net, case, A, b, layer_bounds, opt, deadline, stats):
+        q = build_query(net, case.region.lo, case.region.hi, A, b, layer_bounds)
+        res = ReluplexSearch(q, opt, deadline, stats).run()
+        x = None
+        if res.status == "sat" and res.x is not None:
+            x = case.region.clip(res.x[q.inputs])
+        return res, x
+
+    @staticmethod
+    def _replays(network, case, x: np.ndarray) -> bool:
+        y = network.forward(x)
+        return bool(case.region.contains(x, 0.0)) and bool(case.unsafe.satisfied(y))

@@ -1,0 +1,218 @@
+"""The resilience MIPs of seed 000 on top of the shared network encoder.
+
+Nothing here encodes a neuron: each copy of the network is one call of
+:func:`nnresilience.encode.milp.encode_network`. This module adds what is particular to
+resilience (MIP (6) and its relatives):
+
+* two copies of the network, copy 1 at ``a`` and copy 2 at ``b = a + ε``, both inputs
+  boxed by the domain D, so each copy's big-M values come from bounds over D;
+* the confidence rows ``y1_m - y1_i >= ln(alpha)`` (Proposition 2: the softmax ratio
+  ``p_m >= alpha p_i`` is exactly this logit difference);
+* the top-k disjunction on copy 2: binaries ``c_i``, ``sum c_i >= k`` and
+  ``y2_i - y2_m >= -M_i (1 - c_i)`` with ``M_i = hi2_m - lo2_i`` (the smallest M for which
+  ``c_i = 0`` leaves the row slack for every b in D), or the uniform constant of the paper;
+* the norm: L1 with ``e_i >= ±(b_i - a_i)`` and objective ``sum e_i`` (the paper's
+  ``ε^abs``), L∞ with one ``t >= ±(b_i - a_i)`` and objective ``t``.
+
+ε is not a variable of its own: ``ε = b - a`` is read back from the solution, which saves
+``d`` columns and ``d`` equality rows. Every builder returns the index arrays needed to lift
+a solver answer back to inputs (the cvxpy habit of keeping the inverse map).
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from nnresilience.bounds.types import NetworkBounds
+from nnresilience.encode.model import MilpModel
+from nnresilience.errors import EngineUnsupportedError
+from nnresilience.resilience.settings import ResilienceSettings
+
+# Outward slack added to every top-k big-M (absolute + relative): the bounds are already
+# sound, this only keeps the row from being tight at the bound itself.
+_M_PAD = 1e-6
+
+
+@dataclass(eq=False)
+class ResilienceMip:
+    """A built model and the maps back to inputs.
+
+    ``a``: copy-1 inputs (``None`` when a is a constant); ``b``: copy-2 inputs;
+    ``cost``: the objective variables (``e`` for L1, ``[t]`` for L∞, ``[t]`` margin for the
+    premise MIP); ``c``: top-k selectors; ``out1``/``out2``: logits of the copies.
+    """
+
+    model: MilpModel
+    a: np.ndarray | None
+    b: np.ndarray | None
+    cost: np.ndarray
+    c: np.ndarray | None = None
+    out1: np.ndarray | None = None
+    out2: np.ndarray | None = None
+    n_binaries: int = 0
+    seconds: float = 0.0
+    stats: dict = field(default_factory=dict)
+
+
+def network_bounds(network, lo: np.ndarray, hi: np.ndarray, settings: ResilienceSettings,
+                   timeout: float | None = None) -> NetworkBounds:
+    """Bounds of every layer over the box ``[lo, hi]`` by the configured method.
+
+    Interval bounds come straight from the foundation; the other methods (symbolic,
+    ``milp:W`` look-back of heuristic 1) from :func:`nnresilience.bounds.compute_bounds`.
+    """
+    method = settings.bounds_method
+    if method == "interval":
+        from nnresilience.bounds.interval import interval_bounds
+
+        return interval_bounds(network, lo, hi)
+    from nnresilience.bounds import compute_bounds
+
+    return compute_bounds(network, (np.asarray(lo, float), np.asarray(hi, float)),
+                          method=method, timeout=timeout)
+
+
+def _encode_copy(model: MilpModel, network, bounds: NetworkBounds, inputs: np.ndarray,
+                 settings: ResilienceSettings):
+    from nnresilience.encode.milp import encode_network
+
+    big_m = settings.big_m_value if settings.big_m == "uniform" else None
+    return encode_network(model, network, bounds, inputs, big_m=big_m,
+                          priorities=settings.priorities)
+
+
+def _topk_rows(model: MilpModel, out: np.ndarray, out_lo: np.ndarray, out_hi: np.ndarray,
+               m: int, k: int, settings: ResilienceSettings) -> np.ndarray:
+    """At least ``k`` classes ``i != m`` with ``y_i >= y_m``; returns the binaries ``c``."""
+    others = np.array([i for i in range(out.size) if i != m], dtype=np.int64)
+    n = others.size
+    c = model.add_binaries(n, name="c")
+    model.add_terms(np.zeros(n, np.int64), c, np.ones(n), 1, float(k), np.inf)
+    if settings.big_m == "uniform":
+        M = np.full(n, settings.big_m_value)
+    else:
+        M = np.maximum(out_hi[m] - out_lo[others], 0.0)
+        M = M + _M_PAD * (1.0 + np.abs(M))
+    r = np.arange(n)
+    # y_i - y_m - M_i c_i >= -M_i
+    model.add_terms(np.r_[r, r, r], np.r_[out[others], np.full(n, out[m]), c],
+                    np.r_[np.ones(n), -np.ones(n), -M], n, -M, np.inf)
+    return c
+
+
+def _confidence_rows(model: MilpModel, out: np.ndarray, m: int, log_alpha: float) -> None:
+    """``y_m - y_i >= ln(alpha)`` for every ``i != m`` (Proposition 2)."""
+    others = np.array([i for i in range(out.size) if i != m], dtype=np.int64)
+    n = others.size
+    r = np.arange(n)
+    model.add_terms(np.r_[r, r], np.r_[np.full(n, out[m]), out[others]],
+                    np.r_[np.ones(n), -np.ones(n)], n, log_alpha, np.inf)
+
+
+def _norm_rows(model: MilpModel, b: np.ndarray, a: np.ndarray | None, a_const: np.ndarray | None,
+               span: np.ndarray, norm: str) -> np.ndarray:
+    """Objective variables bounding ``|b - a|``; ``a`` is variables or the constant ``a_const``.
+
+    L1: ``e_i >= b_i - a_i`` and ``e_i >= a_i - b_i``, minimise ``sum e``.
+    L∞: ``t >= b_i - a_i`` and ``t >= a_i - b_i`` for all i, minimise ``t``.
+    """
+    d = b.size
+    r = np.arange(d)
+    if norm == "l1":
+        cost = model.add_vars(d, 0.0, span, obj=1.0, name="eps_abs")
+        cols_e = cost
+    elif norm == "linf":
+        cost = model.add_vars(1, 0.0, float(span.max(initial=0.0)), obj=1.0, name="t")
+        cols_e = np.full(d, cost[0])
+    else:
+        raise EngineUnsupportedError(
+            f"norm {norm!r} is not supported by the resilience MIP (use l1 or linf)")
+    for sign in (1.0, -1.0):
+        # e - sign*b + sign*a >= 0
+        if a is not None:
+            model.add_terms(np.r_[r, r, r], np.r_[cols_e, b, a],
+                            np.r_[np.ones(d), -sign * np.ones(d), sign * np.ones(d)],
+                            d, 0.0, np.inf)
+        else:
+            model.add_terms(np.r_[r, r], np.r_[cols_e, b], np.r_[np.ones(d), -sign * np.ones(d)],
+                            d, -sign * a_const, np.inf)
+    model.set_objective(cost, 1.0)
+    return cost
+
+
+def build_phi_mip(network, m: int, log_alpha: float, k: int, norm: str, lo: np.ndarray,
+                  hi: np.ndarray, bounds: NetworkBounds, settings: ResilienceSettings
+                  ) -> ResilienceMip:
+    """MIP (6): minimise ``||b - a||`` with a confident for m and b out of m's top-k.
+
+    Both copies use ``bounds`` (computed over D, which contains both a and b).
+    """
+    t0 = time.perf_counter()
+    model = MilpModel()
+    d = network.n_inputs
+    a = model.add_vars(d, lo, hi, name="a")
+    enc1 = _encode_copy(model, network, bounds, a, settings)
+    _confidence_rows(model, enc1.outputs, m, log_alpha)
+    b = model.add_vars(d, lo, hi, name="b")
+    enc2 = _encode_copy(model, network, bounds, b, settings)
+    c = _topk_rows(model, enc2.outputs, bounds.lo[-1], bounds.hi[-1], m, k, settings)
+    cost = _norm_rows(model, b, a, None, hi - lo, norm)
+    nb = int(enc1.n_binaries + enc2.n_binaries + c.size)
+    return ResilienceMip(model, a, b, cost, c, enc1.outputs, enc2.outputs, nb,
+                         time.perf_counter() - t0)
+
+
+def build_local_mip(network, x: np.ndarray, m: int, k: int, norm: str, lo: np.ndarray,
+                    hi: np.ndarray, bounds: NetworkBounds, settings: ResilienceSettings,
+                    radius: float | None = None) -> ResilienceMip:
+    """Per-sample problem: a is the constant ``x``; minimise ``||b - x||`` over b in
+    ``[lo, hi]`` (already intersected with any radius box) with m out of b's top-k.
+
+    ``radius`` (optional) adds ``||b - x|| <= radius`` as a row (for L1; for L∞ the box
+    already says it), turning the optimisation into the δ-robustness decision of Table 1.
+    """
+    t0 = time.perf_counter()
+    model = MilpModel()
+    b = model.add_vars(network.n_inputs, lo, hi, name="b")
+    enc2 = _encode_copy(model, network, bounds, b, settings)
+    c = _topk_rows(model, enc2.outputs, bounds.lo[-1], bounds.hi[-1], m, k, settings)
+    span = np.maximum(np.abs(hi - x), np.abs(x - lo))
+    cost = _norm_rows(model, b, None, np.asarray(x, float), span, norm)
+    if radius is not None:
+        model.add_terms(np.zeros(cost.size, np.int64), cost, np.ones(cost.size), 1,
+                        -np.inf, float(radius))
+    nb = int(enc2.n_binaries + c.size)
+    return ResilienceMip(model, None, b, cost, c, None, enc2.outputs, nb,
+                         time.perf_counter() - t0)
+
+
+def build_premise_mip(network, m: int, lo: np.ndarray, hi: np.ndarray, bounds: NetworkBounds,
+                      settings: ResilienceSettings, min_margin: float | None = None
+                      ) -> ResilienceMip:
+    """Maximise ``t`` with ``t <= y_m - y_i`` for all i != m over a in D (α_max = e^t*).
+
+    Written as ``minimise -t``. ``min_margin`` adds ``t >= min_margin`` (used to find an
+    input meeting a given alpha, heuristic 3 step 1).
+    """
+    t0 = time.perf_counter()
+    model = MilpModel()
+    a = model.add_vars(network.n_inputs, lo, hi, name="a")
+    enc = _encode_copy(model, network, bounds, a, settings)
+    out = enc.outputs
+    olo, ohi = bounds.lo[-1], bounds.hi[-1]
+    others = np.array([i for i in range(out.size) if i != m], dtype=np.int64)
+    t_hi = float(np.min(ohi[m] - olo[others]))
+    t_lo = -math.inf if min_margin is None else float(min_margin)
+    t = model.add_vars(1, t_lo, max(t_hi, t_lo), name="margin")
+    n = others.size
+    r = np.arange(n)
+    # y_m - y_i - t >= 0
+    model.add_terms(np.r_[r, r, r], np.r_[np.full(n, out[m]), out[others], np.full(n, t[0])],
+                    np.r_[np.ones(n), -np.ones(n), -np.ones(n)], n, 0.0, np.inf)
+    model.set_objective(t, -1.0)
+    return ResilienceMip(model, a, None, t, None, out, None, int(enc.n_binaries),
+                         time.perf_counter() - t0)

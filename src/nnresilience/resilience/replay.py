@@ -1,0 +1,149 @@
+"""Witness replay and repair for resilience answers.
+
+A MIP solver returns points that satisfy its rows only up to its feasibility tolerance
+(~1e-6) and an optimum sits exactly on the decision boundary, so the raw witness may fail
+the exact float64 check by a hair. The rules here decide what a witness must satisfy
+(through :meth:`Network.forward`, float64) and nudge a near-miss across the boundary:
+
+* premise at ``a``: ``y_m - y_j >= ln(alpha) - premise_tol`` for every ``j != m``
+  (``premise_tol`` = 1e-6 in logits, i.e. ``p_m >= alpha p_j`` up to a relative 1e-6);
+* flip at ``b``: at least ``k`` classes ``j != m`` with ``y_j >= y_m`` — exact, no tolerance.
+
+The reported upper bound is the norm of the *replayed* ``b - a``, never the solver's
+objective.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+# Relative growths of ε tried by the repair, then gradient nudges of the same sizes.
+_SCALES = (0.0, 1e-10, 1e-8, 1e-6, 1e-5, 1e-4, 1e-3, 1e-2)
+
+
+def norm_of(eps: np.ndarray, norm: str) -> float:
+    eps = np.asarray(eps, float)
+    if norm == "l1":
+        return float(np.abs(eps).sum())
+    if norm == "linf":
+        return float(np.abs(eps).max(initial=0.0))
+    return float(np.sqrt((eps * eps).sum()))
+
+
+def premise_margin(y: np.ndarray, m: int) -> float:
+    """``min_{j != m} (y_m - y_j)``: the log of the smallest ratio ``p_m / p_j``."""
+    others = np.delete(np.asarray(y, float), m)
+    return float(y[m] - others.max())
+
+
+def flip_count(y: np.ndarray, m: int) -> int:
+    """Number of classes ``j != m`` with ``y_j >= y_m``."""
+    return int(np.sum(np.delete(np.asarray(y, float), m) >= y[m]))
+
+
+def flip_slack(y: np.ndarray, m: int, k: int) -> float:
+    """``k``-th largest ``y_j - y_m`` over ``j != m``; the flip holds iff this is >= 0."""
+    d = np.sort(np.delete(np.asarray(y, float), m) - y[m])[::-1]
+    return float(d[k - 1])
+
+
+def premise_ok(network, a: np.ndarray, m: int, log_alpha: float, tol: float) -> bool:
+    return premise_margin(network.forward(a), m) >= log_alpha - tol
+
+
+def flip_ok(network, b: np.ndarray, m: int, k: int) -> bool:
+    return flip_count(network.forward(b), m) >= k
+
+
+def _num_grad(fn, x: np.ndarray, lo: np.ndarray, hi: np.ndarray) -> np.ndarray:
+    """Central-difference gradient (one batched forward pass of 2d points)."""
+    d = x.size
+    h = 1e-6 * np.maximum(1.0, hi - lo)
+    P = np.repeat(x[None, :], 2 * d, axis=0)
+    P[np.arange(d), np.arange(d)] += h
+    P[d + np.arange(d), np.arange(d)] -= h
+    v = fn(P)
+    return (v[:d] - v[d:]) / (2 * h)
+
+
+def repair_flip(network, a: np.ndarray, b: np.ndarray, m: int, k: int, lo: np.ndarray,
+                hi: np.ndarray) -> np.ndarray | None:
+    """A point near ``b`` (in ``[lo, hi]``) that passes the exact flip check, or None.
+
+    First grows ε = b - a a little (the optimum lies on the boundary, so moving further
+    along ε crosses it), then steps along the gradient of the k-th flip slack.
+    """
+    eps = b - a
+    for s in _SCALES:
+        cand = np.clip(a + (1.0 + s) * eps, lo, hi)
+        if flip_ok(network, cand, m, k):
+            return cand
+
+    def slack(P: np.ndarray) -> np.ndarray:
+        Y = network.forward(P)
+        D = np.delete(Y, m, axis=1) - Y[:, [m]]
+        return -np.sort(-D, axis=1)[:, k - 1]
+
+    g = _num_grad(slack, b, lo, hi)
+    gn = float(np.linalg.norm(g))
+    if gn == 0.0 or not np.isfinite(gn):
+        return None
+    scale = float(np.max(hi - lo, initial=1.0))
+    for s in _SCALES[1:]:
+        cand = np.clip(b + s * scale * g / gn, lo, hi)
+        if flip_ok(network, cand, m, k):
+            return cand
+    return None
+
+
+def repair_premise(network, a: np.ndarray, b: np.ndarray, m: int, log_alpha: float,
+                   tol: float, lo: np.ndarray, hi: np.ndarray) -> np.ndarray | None:
+    """A point near ``a`` (in ``[lo, hi]``) meeting the premise, or None.
+
+    Moves a away from b (``a - s ε``), then along the gradient of the premise margin.
+    """
+    eps = b - a
+    for s in _SCALES:
+        cand = np.clip(a - s * eps, lo, hi)
+        if premise_ok(network, cand, m, log_alpha, tol):
+            return cand
+
+    def margin(P: np.ndarray) -> np.ndarray:
+        Y = network.forward(P)
+        return Y[:, m] - np.delete(Y, m, axis=1).max(axis=1)
+
+    g = _num_grad(margin, a, lo, hi)
+    gn = float(np.linalg.norm(g))
+    if gn == 0.0 or not np.isfinite(gn):
+        return None
+    scale = float(np.max(hi - lo, initial=1.0))
+    for s in _SCALES[1:]:
+        cand = np.clip(a + s * scale * g / gn, lo, hi)
+        if premise_ok(network, cand, m, log_alpha, tol):
+            return cand
+    return None
+
+
+def replay_pair(network, a: np.ndarray, b: np.ndarray, m: int, log_alpha: float | None,
+                k: int, lo: np.ndarray, hi: np.ndarray, tol: float
+                ) -> tuple[np.ndarray, np.ndarray, bool] | None:
+    """Check (and if needed repair) a witness pair. Returns ``(a, b, repaired)`` or None.
+
+    ``log_alpha=None`` means ``a`` is a fixed data point (per-sample query): only b is
+    checked and repaired. Both points are clipped into the domain first (the solver may
+    return values a hair outside its variable bounds).
+    """
+    a = np.clip(np.asarray(a, float), lo, hi)
+    b = np.clip(np.asarray(b, float), lo, hi)
+    repaired = False
+    if log_alpha is not None and not premise_ok(network, a, m, log_alpha, tol):
+        a2 = repair_premise(network, a, b, m, log_alpha, tol, lo, hi)
+        if a2 is None:
+            return None
+        a, repaired = a2, True
+    if not flip_ok(network, b, m, k):
+        b2 = repair_flip(network, a, b, m, k, lo, hi)
+        if b2 is None:
+            return None
+        b, repaired = b2, True
+    return a, b, repaired

@@ -1,0 +1,419 @@
+"""``verify``: decide a property with falsifier, bounds and a complete engine, in that order.
+
+Pipeline per property (one :class:`~nnresilience.spec.property.Case` at a time):
+
+1. **Falsifier** on every case (cheap; a replayed counterexample ends the query).
+2. **Bounds** of the chosen method on the case's input box. If, for every term
+   ``A y <= b`` of the unsafe disjunction, some row has ``min_{y in output box} A y > b``,
+   no output can be unsafe and the case *holds* (sound because every bound method
+   contains the float64 forward values, see :mod:`nnresilience.bounds.types`).
+3. **Complete engine** (MILP by default) with the time left, fed the same bounds.
+
+Soundness rules enforced here, whatever the engine does:
+
+- ``violated`` is reported only for a point that :func:`confirm` accepts: clipped into
+  the region box (solvers overshoot bounds by ~1e-9), inside the region, and whose float64
+  :meth:`Network.forward` output satisfies the unsafe condition *exactly*. A candidate
+  that misses by rounding error gets a few small gradient steps
+  (:func:`nnresilience.falsify.repair`); if it still fails, the case is ``unknown`` with
+  message ``candidate failed replay`` -- never ``violated``.
+- For networks loaded from ONNX the point is also run through onnxruntime; the verdict
+  rests on the float64 replay, and ``Counterexample.replayed_onnxruntime`` records whether
+  onnxruntime (float32) agrees.
+- ``holds`` comes only from the output-bound test above or an engine's proof.
+- The property is violated if any case is, holds if all cases hold, else unknown.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from nnresilience.errors import EngineUnsupportedError, NNResError
+from nnresilience.falsify import falsify, repair
+from nnresilience.results import Counterexample, Status, VerificationResult
+
+# An output box proves a term impossible when its best row exceeds ``b`` by this much;
+# it absorbs the rounding of evaluating ``A y`` in float64 at replay time.
+BOUND_PROOF_SLACK = 1e-9
+# Input splitting is used for boxes of at most this many inputs; a sub-box goes to the
+# complete engine once it has at most LEAF_UNSTABLE unstable neurons.
+SPLIT_MAX_DIM = 12
+LEAF_UNSTABLE = 24
+
+
+# ----------------------------------------------------------------------- replay
+def replay(network, case_or_prop, x: np.ndarray) -> bool:
+    """Does ``x`` violate the case (or any case of the property), exactly, in float64?"""
+    x = np.asarray(x, dtype=np.float64).reshape(-1)
+    cases = getattr(case_or_prop, "cases", None) or (case_or_prop,)
+    y = network.forward(x)
+    return any(c.region.contains(x) and bool(c.unsafe.satisfied(y)) for c in cases)
+
+
+def _onnx_check(network, case, x: np.ndarray) -> bool | None:
+    """onnxruntime's opinion of ``x`` (None when the network is not from ONNX)."""
+    if network.source_format != "onnx" or not network.source:
+        return None
+    try:
+        from nnresilience.loaders.onnx import onnxruntime_forward
+    except ImportError:
+        return None
+    y = onnxruntime_forward(network, x)
+    if y is None:
+        return None
+    return bool(case.unsafe.satisfied(np.asarray(y, dtype=np.float64).reshape(-1)))
+
+
+def confirm(network, case, x: np.ndarray | None, onnx_replay: bool = True,
+            deadline: float | None = None) -> Counterexample | None:
+    """Turn a candidate into a replayed :class:`Counterexample`, or None if it is not one.
+
+    The candidate is clipped into the region's box (and L1 ball), replayed in float64 and,
+    if it misses the unsafe set, repaired by small ascent steps. Only an exactly violating
+    point is returned.
+    """
+    if x is None:
+        return None
+    x = np.asarray(x, dtype=np.float64).reshape(-1)
+    if x.size != case.region.dim or not np.all(np.isfinite(x)):
+        return None
+    x = case.region.clip(x)
+    if not replay(network, case, x):
+        x = repair(network, case, x, deadline=deadline)
+        if x is None or not replay(network, case, x):
+            return None
+    y = network.forward(x)
+    ort = _onnx_check(network, case, x) if onnx_replay else None
+    return Counterexample.from_arrays(x, y, ort)
+
+
+# ------------------------------------------------------------------------ bounds
+def _compute_bounds(network, region, method: str, timeout: float | None):
+    try:
+        from nnresilience.bounds import compute_bounds
+    except ImportError:
+        compute_bounds = None
+    if compute_bounds is None:
+        from nnresilience.bounds.interval import interval_bounds
+
+        return interval_bounds(network, region.lo, region.hi)
+    return compute_bounds(network, region, method=method, timeout=timeout)
+
+
+def output_box_excludes(condition, lo: np.ndarray, hi: np.ndarray) -> bool:
+    """True if no ``y`` in the box ``[lo, hi]`` satisfies any term of ``condition``."""
+    for term in condition.terms:
+        A = term.A
+        row_min = np.clip(A, 0, None) @ lo + np.clip(A, None, 0) @ hi
+        if not np.any(row_min > term.b + BOUND_PROOF_SLACK * (1.0 + np.abs(term.b))):
+            return False
+    return True
+
+
+# ------------------------------------------------------------------------ engine
+def _resolve_engine(name: str):
+    from nnresilience.engines import get_engine
+
+    eng = get_engine("milp" if name == "auto" else name)
+    return eng() if isinstance(eng, type) else eng
+
+
+def _spec_network(network, condition):
+    """``network`` followed by one affine layer computing every row ``A y`` of ``condition``.
+
+    Back-substituting through this extra layer bounds ``A y`` directly (much tighter than
+    taking ``A`` over the output box, which ignores correlations between outputs). The
+    first ``len(layers) + 1`` entries of its bounds are exactly those of ``network``.
+    """
+    from nnresilience.network.layers import Affine
+    from nnresilience.network.model import Network
+
+    A = np.vstack([t.A for t in condition.terms])
+    return Network(list(network.layers) + [Affine(A, np.zeros(A.shape[0]))],
+                   input_shape=network.input_shape, name=network.name)
+
+
+def spec_rows_exclude(condition, row_lo: np.ndarray) -> bool:
+    """True if, for every term, some row has a proven lower bound of ``A y`` above ``b``."""
+    start = 0
+    for term in condition.terms:
+        r = term.A.shape[0]
+        lo = row_lo[start:start + r]
+        start += r
+        if not np.any(lo > term.b + BOUND_PROOF_SLACK * (1.0 + np.abs(term.b))):
+            return False
+    return True
+
+
+def _case_bounds(network, spec_net, case, lo, hi, method: str, timeout: float | None):
+    """``(bounds of network, lower bounds of the A y rows)`` on the box ``[lo, hi]``."""
+    from nnresilience.bounds.types import NetworkBounds
+    from nnresilience.spec.region import InputRegion
+
+    region = case.region if lo is None else InputRegion(lo, hi)
+    nb = _compute_bounds(spec_net, region, method, timeout)
+    own = NetworkBounds(nb.lo[:-1], nb.hi[:-1], method=nb.method, seconds=nb.seconds,
+                        stats=dict(nb.stats))
+    return own, nb.lo[-1]
+
+
+def _n_unstable(network, nb) -> int:
+    total = 0
+    for i, layer in enumerate(network.layers):
+        if layer.kind in ("relu", "leaky_relu"):
+            total += int(np.sum(nb.unstable_mask(i)))
+        elif layer.kind != "affine":
+            total += layer.out_size
+    return total
+
+
+def split_applies(network, case) -> bool:
+    """Input splitting pays off on low-dimensional boxes (ACAS Xu: 5 inputs)."""
+    return case.region.norm != "l1" and case.region.dim <= SPLIT_MAX_DIM
+
+
+def _split_search(network, case, eng, deadline: float | None, method: str,
+                  onnx_replay: bool, rng: np.random.Generator, engine_options: dict,
+                  stats: dict) -> tuple[Status, Counterexample | None, str]:
+    """Branch and bound over input sub-boxes.
+
+    Each box is (a) proven safe by spec-folded bounds, (b) probed by a short gradient
+    ascent from its centre, (c) handed to the complete engine once it has at most
+    :data:`LEAF_UNSTABLE` unstable neurons (a small MILP), or (d) split in two along the
+    input with the largest ``|d margin / d x_i| * width_i`` at its centre. Every box that
+    is not split is decided (holds) by a proof, so the case holds when the stack empties.
+    Depth first, so memory stays ``O(depth)``.
+    """
+    from nnresilience.falsify import _ascent, margin_and_grad
+    from nnresilience.spec.property import Case
+    from nnresilience.spec.region import InputRegion
+
+    spec_net = _spec_network(network, case.unsafe)
+    sub_method = method if method in ("interval", "symbolic") else "symbolic"
+    stack = [(case.region.lo.copy(), case.region.hi.copy(), 0)]
+    n_boxes = n_proven = n_engine = max_depth = 0
+    try:
+        while stack:
+            if deadline is not None and time.monotonic() >= deadline:
+                return Status.UNKNOWN, None, "timeout"
+            lo, hi, depth = stack.pop()
+            n_boxes += 1
+            max_depth = max(max_depth, depth)
+            nb, row_lo = _case_bounds(network, spec_net, case, lo, hi, sub_method,
+                                      _remaining(deadline))
+            if spec_rows_exclude(case.unsafe, row_lo):
+                n_proven += 1
+                continue
+            sub = Case(InputRegion(lo, hi), case.unsafe)
+            mid = (lo + hi) / 2.0
+            X = np.vstack([mid, sub.region.sample(3, rng)])
+            t_probe = time.monotonic() + 0.05
+            x = _ascent(network, sub, X, 8, 0.1, t_probe if deadline is None
+                        else min(deadline, t_probe))
+            if x is not None:
+                cex = confirm(network, case, x, onnx_replay, deadline)
+                if cex is not None:
+                    return Status.VIOLATED, cex, "counterexample found by input splitting"
+            if eng is not None and _n_unstable(network, nb) <= LEAF_UNSTABLE:
+                n_engine += 1
+                ans = eng.check(network, sub, nb, timeout=_remaining(deadline),
+                                **engine_options)
+                if ans.status is Status.HOLDS:
+                    n_proven += 1
+                    continue
+                if ans.status is Status.VIOLATED:
+                    cex = confirm(network, case, ans.x, onnx_replay, deadline)
+                    if cex is not None:
+                        return Status.VIOLATED, cex, f"counterexample found by {eng.name}"
+                    return Status.UNKNOWN, None, "candidate failed replay"
+                if deadline is not None and time.monotonic() >= deadline:
+                    return Status.UNKNOWN, None, "timeout"
+            _, g = margin_and_grad(network, sub, mid[None, :])
+            width = hi - lo
+            score = np.abs(g[0]) * width
+            if not np.any(score > 0):
+                score = width / np.maximum(case.region.hi - case.region.lo, 1e-300)
+            d = int(np.argmax(score))
+            if width[d] <= 0.0:
+                return Status.UNKNOWN, None, "input splitting cannot split further"
+            cut = lo[d] + width[d] / 2.0
+            left_hi, right_lo = hi.copy(), lo.copy()
+            left_hi[d], right_lo[d] = cut, cut
+            # explore the half whose centre looks more unsafe first (popped last-in)
+            pair = [(lo, left_hi), (right_lo, hi)]
+            cm = case.unsafe.max_margin(network.forward(
+                np.vstack([(a + b) / 2.0 for a, b in pair])))
+            order = np.argsort(cm)
+            for k in order:
+                stack.append((pair[k][0], pair[k][1], depth + 1))
+        return Status.HOLDS, None, ""
+    finally:
+        stats.update({"split_boxes": n_boxes, "split_proven": n_proven,
+                      "split_engine_calls": n_engine, "split_max_depth": max_depth})
+
+
+# ------------------------------------------------------------------- orchestration
+@dataclass
+class CaseOutcome:
+    """What happened to one case: verdict, deciding method, witness, timings."""
+
+    index: int
+    status: Status = Status.UNKNOWN
+    method: str = ""
+    counterexample: Counterexample | None = None
+    message: str = ""
+    seconds: float = 0.0
+    stats: dict[str, Any] = field(default_factory=dict)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"index": self.index, "status": self.status.value, "method": self.method,
+                "message": self.message, "seconds": round(self.seconds, 6),
+                **self.stats}
+
+
+def _remaining(deadline: float | None) -> float | None:
+    return None if deadline is None else max(0.0, deadline - time.monotonic())
+
+
+def _run_engine(eng, network, case, nb, deadline, onnx_replay, opts, stats
+                ) -> tuple[Status, Counterexample | None, str]:
+    """One complete-engine call on the whole case, its candidate replayed."""
+    if deadline is not None and time.monotonic() >= deadline:
+        return Status.UNKNOWN, None, "timeout"
+    ans = eng.check(network, case, nb, timeout=_remaining(deadline), **opts)
+    stats["engine_seconds"] = round(float(ans.seconds), 6)
+    stats["engine_stats"] = dict(ans.stats)
+    if ans.status is Status.HOLDS:
+        return Status.HOLDS, None, ""
+    if ans.status is Status.VIOLATED:
+        cex = confirm(network, case, ans.x, onnx_replay, deadline)
+        if cex is None:
+            return Status.UNKNOWN, None, "candidate failed replay"
+        return Status.VIOLATED, cex, f"counterexample found by {eng.name}"
+    return Status.UNKNOWN, None, ans.message or "engine gave no answer"
+
+
+def verify(network, prop, engine: str = "auto", timeout: float | None = None,
+           bounds_method: str = "symbolic", falsify_budget: float = 1.0, seed: int = 0,
+           onnx_replay: bool = True, engine_options: dict[str, Any] | None = None,
+           progress: Callable[[str], None] | None = None,
+           input_split: bool | None = None) -> VerificationResult:
+    """Decide ``prop`` on ``network``: holds / violated (replayed witness) / unknown.
+
+    ``timeout`` (seconds, whole query) is passed down as a deadline: the falsifier gets at
+    most ``falsify_budget`` seconds per case (and at most a fifth of the time), the engine
+    gets what is left. ``engine``: ``auto`` (= ``milp``), ``milp``, ``reluplex`` or
+    ``none`` (falsifier, bounds and input splitting only). ``engine_options`` go to
+    ``Engine.check``. ``input_split``: branch and bound over input boxes with engine calls
+    at the leaves (default: for boxes of at most :data:`SPLIT_MAX_DIM` inputs).
+    ``progress`` receives one-line status messages.
+    """
+    t0 = time.monotonic()
+    deadline = None if timeout is None else t0 + float(timeout)
+    say = progress or (lambda _msg: None)
+    prop.check_network(network)
+    outcomes = [CaseOutcome(i) for i in range(len(prop.cases))]
+
+    def finish(status: Status, message: str = "",
+               cex: Counterexample | None = None) -> VerificationResult:
+        methods = sorted({o.method for o in outcomes if o.method})
+        stats = {"cases": [o.to_dict() for o in outcomes], "bounds_method": bounds_method,
+                 "engine_requested": engine, "n_cases": len(outcomes)}
+        deciding = methods
+        if status is Status.VIOLATED:
+            deciding = [o.method for o in outcomes if o.status is Status.VIOLATED][:1]
+        return VerificationResult(status, cex, engine="+".join(deciding),
+                                  seconds=time.monotonic() - t0, message=message,
+                                  stats=stats)
+
+    # 1. falsifier on every case: a replayed counterexample ends the query.
+    for case, out in zip(prop.cases, outcomes, strict=True):
+        rem = _remaining(deadline)
+        budget = falsify_budget if rem is None else min(falsify_budget, 0.2 * rem)
+        t = time.monotonic()
+        x = falsify(network, case, rng=seed + out.index, budget_seconds=budget,
+                    deadline=deadline)
+        out.stats["falsify_seconds"] = round(time.monotonic() - t, 6)
+        cex = confirm(network, case, x, onnx_replay, deadline)
+        out.seconds += time.monotonic() - t
+        if cex is not None:
+            out.status, out.method, out.counterexample = Status.VIOLATED, "falsifier", cex
+            say(f"case {out.index}: counterexample found by the falsifier")
+            return finish(Status.VIOLATED, "counterexample found by the falsifier", cex)
+
+    # 2./3. bounds, then input splitting or the complete engine, case by case.
+    eng = None
+    eng_error = ""
+    opts = dict(engine_options or {})
+    for case, out in zip(prop.cases, outcomes, strict=True):
+        t = time.monotonic()
+        if deadline is not None and time.monotonic() >= deadline:
+            out.message = "timeout"
+            continue
+        spec_net = _spec_network(network, case.unsafe)
+        nb, row_lo = _case_bounds(network, spec_net, case, None, None, bounds_method,
+                                  _remaining(deadline))
+        out.stats["bounds_seconds"] = round(time.monotonic() - t, 6)
+        out.stats["bounds_method"] = getattr(nb, "method", bounds_method)
+        if spec_rows_exclude(case.unsafe, row_lo) or output_box_excludes(case.unsafe,
+                                                                         *nb.output):
+            out.status, out.method = Status.HOLDS, "bounds"
+            out.seconds += time.monotonic() - t
+            say(f"case {out.index}: holds by {out.stats['bounds_method']} bounds")
+            continue
+        if engine != "none" and eng is None and not eng_error:
+            try:
+                eng = _resolve_engine(engine)
+            except ImportError:
+                eng_error = "no complete engine is installed"
+            if eng is not None:
+                reason = eng.supports(network)
+                if reason:
+                    if engine != "auto":
+                        raise EngineUnsupportedError(f"engine {eng.name!r}: {reason}")
+                    eng, eng_error = None, f"engine {engine!r} cannot handle it: {reason}"
+        use_split = split_applies(network, case) if input_split is None else input_split
+        try:
+            if use_split:
+                say(f"case {out.index}: input splitting"
+                    + (f" with {eng.name} leaves" if eng is not None else ""))
+                status, cex, msg = _split_search(
+                    network, case, eng, deadline, bounds_method, onnx_replay,
+                    np.random.default_rng(seed + out.index), opts, out.stats)
+                out.method = "split" + (f"+{eng.name}" if eng is not None else "")
+            elif eng is None:
+                out.message = eng_error or "bounds inconclusive and no engine requested"
+                out.seconds += time.monotonic() - t
+                continue
+            else:
+                say(f"case {out.index}: running engine {eng.name}")
+                status, cex, msg = _run_engine(eng, network, case, nb, deadline, onnx_replay,
+                                               opts, out.stats)
+                out.method = eng.name
+        except NNResError as exc:
+            if isinstance(exc, EngineUnsupportedError) and engine != "auto":
+                raise
+            status, cex, msg = Status.UNKNOWN, None, f"{type(exc).__name__}: {exc}"
+        out.seconds += time.monotonic() - t
+        out.status, out.counterexample, out.message = status, cex, msg
+        if status is Status.VIOLATED:
+            return finish(Status.VIOLATED, msg, cex)
+        if msg == "candidate failed replay":
+            say(f"case {out.index}: engine candidate failed replay")
+
+    if all(o.status is Status.HOLDS for o in outcomes):
+        return finish(Status.HOLDS)
+    timed_out = deadline is not None and time.monotonic() >= deadline - 1e-3
+    msgs = [o.message for o in outcomes if o.status is Status.UNKNOWN and o.message]
+    if any(m == "candidate failed replay" for m in msgs):
+        message = "candidate failed replay"
+    elif timed_out or any("timeout" in m.lower() or "time limit" in m.lower() for m in msgs):
+        message = "timeout"
+    else:
+        message = msgs[0] if msgs else "undecided"
+    return finish(Status.UNKNOWN, message)

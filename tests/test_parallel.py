@@ -1,0 +1,215 @@
+"""Executors: serial, process pool and Dask agree; cancel and timeout leave nothing running.
+
+The Dask tests start a real ``distributed.LocalCluster`` with two single-threaded worker
+processes (the same code path as ``--workers 2``). "No process left behind" is checked
+by comparing the test process's live children before and after (psutil ships with
+distributed); multiprocessing's resource tracker, which lives as long as the parent by
+design, is ignored.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from nnresilience.parallel import (
+    DaskExecutor,
+    InlineExecutor,
+    ProcessExecutor,
+    make_executor,
+)
+
+psutil = pytest.importorskip("psutil")
+pytest.importorskip("distributed")
+
+
+def _children() -> set[int]:
+    out = set()
+    for p in psutil.Process().children(recursive=True):
+        try:
+            if p.status() == psutil.STATUS_ZOMBIE:
+                continue
+            if any("resource_tracker" in part for part in p.cmdline()):
+                continue
+        except psutil.NoSuchProcess:
+            continue
+        out.add(p.pid)
+    return out
+
+
+def _wait_no_new_children(before: set[int], limit: float = 20.0) -> set[int]:
+    """New live children after up to ``limit`` seconds (process exit is asynchronous)."""
+    end = time.monotonic() + limit
+    while True:
+        extra = _children() - before
+        if not extra or time.monotonic() > end:
+            return extra
+        time.sleep(0.1)
+
+
+@pytest.fixture(scope="module")
+def dask_executor():
+    before = _children()
+    ex = DaskExecutor(workers=2)
+    try:
+        yield ex
+    finally:
+        ex.shutdown()
+    assert not _wait_no_new_children(before), "LocalCluster left worker processes behind"
+
+
+def _det(seed: int) -> float:
+    return float(np.linalg.det(np.random.default_rng(seed).standard_normal((6, 6))))
+
+
+def _tiny_units(tmp_path: Path):
+    """Robustness queries on a tiny ONNX model (real verify calls), or None."""
+    onnx = pytest.importorskip("onnx")
+    from onnx import TensorProto, helper, numpy_helper
+
+    try:
+        import nnresilience.loaders  # noqa: F401
+        import nnresilience.verify  # noqa: F401
+    except ImportError:
+        return None
+    from nnresilience.campaign import WorkUnit
+
+    rng = np.random.default_rng(7)
+    W1, b1 = rng.standard_normal((5, 3)), rng.standard_normal(5) * 0.1
+    W2, b2 = rng.standard_normal((2, 5)), rng.standard_normal(2) * 0.1
+    inits = [numpy_helper.from_array(a.astype(np.float32), n)
+             for a, n in ((W1, "W1"), (b1, "b1"), (W2, "W2"), (b2, "b2"))]
+    nodes = [helper.make_node("Gemm", ["x", "W1", "b1"], ["h"], transB=1),
+             helper.make_node("Relu", ["h"], ["r"]),
+             helper.make_node("Gemm", ["r", "W2", "b2"], ["y"], transB=1)]
+    g = helper.make_graph(nodes, "tiny", [helper.make_tensor_value_info(
+        "x", TensorProto.FLOAT, [1, 3])], [helper.make_tensor_value_info(
+            "y", TensorProto.FLOAT, [1, 2])], inits)
+    path = tmp_path / "tiny.onnx"
+    onnx.save(helper.make_model(g, ir_version=8, opset_imports=[helper.make_opsetid("", 13)]),
+              path)
+    from nnresilience.loaders import load_network
+
+    net = load_network(path)
+    centers = rng.random((2, 3))
+    return [WorkUnit("robustness", str(path), None,
+                     {"center": c.tolist(), "label": int(net.predict(c)), "radius": r,
+                      "domain": [0.0, 1.0], "timeout": 30, "sample": i})
+            for i, c in enumerate(centers) for r in (0.01, 1.0)]
+
+
+def _summary(res) -> tuple:
+    ce = res.counterexample
+    return (res.status.value, None if ce is None else tuple(np.round(ce.x, 9)))
+
+
+def test_serial_processes_and_dask_agree(dask_executor, tmp_path):
+    items = list(range(12))
+    with InlineExecutor() as ex:
+        serial = dict(ex.map(_det, items))
+        facts = dict(ex.map(math.factorial, items))
+    with ProcessExecutor(2) as ex:
+        pooled = dict(ex.map(_det, items))
+        pooled_f = dict(ex.map(math.factorial, items))
+    dasked = dict(dask_executor.map(_det, items))
+    dasked_f = dict(dask_executor.map(math.factorial, items))
+    assert sorted(serial) == items
+    assert serial == pooled == dasked
+    assert facts == pooled_f == dasked_f
+    # duplicated items are separate tasks (pure=False), never merged into one key
+    assert sorted(i for i, _ in dask_executor.map(math.factorial, [3, 3, 3])) == [0, 1, 2]
+
+    units = _tiny_units(tmp_path)
+    if units is None:
+        return
+    from nnresilience.campaign import run_unit
+
+    with InlineExecutor() as ex:
+        a = {i: _summary(r) for i, r in ex.map(run_unit, units)}
+    with ProcessExecutor(2) as ex:
+        b = {i: _summary(r) for i, r in ex.map(run_unit, units)}
+    c = {i: _summary(r) for i, r in dask_executor.map(run_unit, units)}
+    assert a == b == c
+    assert len(a) == len(units)
+
+
+def test_dask_submit_and_task_errors(dask_executor):
+    fut = dask_executor.submit(math.pow, 2, 10)
+    assert fut.result() == 1024.0
+    with pytest.raises(ValueError):
+        list(dask_executor.map(math.sqrt, [4.0, -1.0]))
+
+
+def test_dask_cancel_after_first_result(dask_executor):
+    client = dask_executor.client
+    gen = dask_executor.map(time.sleep, [0.0] + [3.0] * 8)
+    first = next(gen)
+    assert first == (0, None)
+    dask_executor.cancel()
+    gen.close()
+    end = time.monotonic() + 15
+    while time.monotonic() < end:
+        busy = sum(len(v) for v in client.processing().values())
+        if busy == 0:
+            break
+        time.sleep(0.1)
+    assert busy == 0, "the scheduler still has tasks assigned after cancel"
+    # the cluster stays usable
+    assert dict(dask_executor.map(math.factorial, [5])) == {0: 120}
+
+
+def test_process_pool_cancel_then_terminate_leaves_nothing():
+    before = _children()
+    ex = ProcessExecutor(2)
+    gen = ex.map(time.sleep, [0.0] + [30.0] * 8)
+    assert next(gen) == (0, None)
+    ex.cancel()
+    futures = list(ex._pending)
+    # everything not yet handed to a worker is cancelled at once
+    assert sum(f.cancelled() for f in futures) >= len(futures) - 3
+    ex.terminate()
+    assert all(f.done() for f in futures)
+    assert not _wait_no_new_children(before)
+
+
+@pytest.mark.parametrize("kind", ["processes", "dask"])
+def test_timeout_stops_workers_without_orphans(kind):
+    before = _children()
+    ex = ProcessExecutor(2) if kind == "processes" else DaskExecutor(workers=2)
+    got = []
+    with pytest.raises(TimeoutError), ex:
+        for i, _ in ex.map(time.sleep, [0.0, 60.0, 60.0, 60.0], timeout=2.0):
+            got.append(i)
+    assert got == [0]
+    assert not _wait_no_new_children(before), f"{kind}: worker processes left behind"
+
+
+def test_inline_map_is_lazy_and_checks_deadline():
+    calls = []
+
+    def slow(x):
+        calls.append(x)
+        time.sleep(0.3)
+        return x
+
+    with InlineExecutor() as ex:
+        gen = ex.map(slow, range(5))
+        assert next(gen) == (0, 0)
+        ex.cancel()
+        gen.close()
+    assert calls == [0]
+    with pytest.raises(TimeoutError):
+        list(InlineExecutor().map(slow, range(10), timeout=0.5))
+    assert len(calls) < 11
+
+
+def test_make_executor_specs():
+    assert isinstance(make_executor("inline"), InlineExecutor)
+    with pytest.raises(ValueError, match="unknown executor"):
+        make_executor("gpu")
+    with pytest.raises(ValueError):
+        make_executor("dask:zero")
