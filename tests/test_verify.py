@@ -141,12 +141,12 @@ def test_timeout_gives_unknown(monkeypatch):
 
     rng = np.random.default_rng(9)
     net = random_network(rng, [3, 6, 2], "relu")
-    prop = _prop(InputRegion(-np.ones(3), np.ones(3)), [[1.0, -1.0]], [-1e-3], 2)
+    prop = _prop(InputRegion(-np.ones(3), np.ones(3)), [[1.0, -1.0]], [-1e3], 2)
     monkeypatch.setattr(V, "_resolve_engine", lambda name: Slow())
     monkeypatch.setattr(V, "falsify", lambda *a, **k: None)
     monkeypatch.setattr(V, "output_box_excludes", lambda *a: False)
     monkeypatch.setattr(V, "spec_rows_exclude", lambda *a: False)
-    res = V.verify(net, prop, timeout=0.5)
+    res = V.verify(net, prop, timeout=0.5, input_split=False)
     assert res.status is Status.UNKNOWN and res.message == "timeout"
 
 

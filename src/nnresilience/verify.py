@@ -235,9 +235,10 @@ def _split_search(network, case, eng, deadline: float | None, method: str,
                     return Status.UNKNOWN, None, "timeout"
             _, g = margin_and_grad(network, sub, mid[None, :])
             width = hi - lo
-            score = np.abs(g[0]) * width
-            if not np.any(score > 0):
-                score = width / np.maximum(case.region.hi - case.region.lo, 1e-300)
+            smear = np.abs(g[0]) * width
+            rel = width / np.maximum(case.region.hi - case.region.lo, 1e-300)
+            # gradient "smear" first; relative width breaks ties and flat gradients
+            score = smear / max(float(smear.max()), 1e-300) + 0.1 * rel
             d = int(np.argmax(score))
             if width[d] <= 0.0:
                 return Status.UNKNOWN, None, "input splitting cannot split further"
