@@ -201,14 +201,16 @@ def cmd_table2(args) -> None:
 def cmd_heuristics(args) -> None:
     from nnresilience.resilience import DEFAULT, phi
 
-    base = DEFAULT.with_(backend=args.backend, priorities=False)
+    plain = DEFAULT.with_(backend=args.backend, coupling=False, priorities=False)
     configs = {
-        "M=1e4 (uniform)": base.with_(big_m="uniform"),
-        "dataflow (interval)": base.with_(big_m="interval"),
-        "symbolic": base,
-        "symbolic + h1 (milp:2)": base.with_(lookback=2),
-        "symbolic + h2 (priorities)": base.with_(priorities=True),
-        "symbolic + h3 (warm start)": base.with_(warm_start=True),
+        "M=1e4 (uniform)": plain.with_(big_m="uniform"),
+        "dataflow (interval)": plain.with_(big_m="interval"),
+        "symbolic": plain,
+        "sym + h1 (milp:2)": plain.with_(lookback=2),
+        "sym + h2 (priorities)": plain.with_(priorities=True),
+        "sym + h3 (warm start)": plain.with_(warm_start=True),
+        "sym + coupling = default": DEFAULT.with_(backend=args.backend),
+        "default, HiGHS": DEFAULT.with_(backend="highs"),
     }
     cases = []
     agent = _load(AGENT / "agent_27x15.onnx")

@@ -316,3 +316,78 @@ def test_cli_show_and_errors(tmp_path, capsys):
     data = json.loads(capsys.readouterr().out)
     assert data["total"] == 1 and data["summary"] == {"verify": {"holds": 1}}
     assert data["answers"][0]["property_name"] == "prop"
+
+
+def test_cli_run_exit_codes_and_resume(tiny_campaign, tmp_path, capsys):
+    _needs_stack()
+    from nnresilience.cli import main
+
+    store = tmp_path / "s.sqlite"
+    base = ["campaign", "run", str(tiny_campaign), "--store", str(store), "--quiet"]
+    assert main(base + ["--timeout", "0"]) == 4          # budget spent: units left
+    assert "run the same command again" in capsys.readouterr().err
+    assert main(base + ["--jsonl"]) == 0
+    lines = [json.loads(x) for x in capsys.readouterr().out.splitlines()]
+    assert len(lines) == 12 and all(ev["event"] == "done" for ev in lines)
+    assert main(base + ["--json", "-"]) == 0             # everything stored: all skipped
+    assert json.loads(capsys.readouterr().out)["skipped"] == 12
+    assert main(base + ["--workers", "2", "--scheduler", "tcp://x:1"]) == 2
+
+
+def hang_task(unit: WorkUnit):
+    """Test-only: the first unit answers at once, every other one hangs for a minute."""
+    if unit.params.get("sample") == 0 and unit.params.get("radius") == 0.01:
+        return run_unit(unit)
+    time.sleep(60)
+    return run_unit(unit)
+
+
+def _session_members(sid: int) -> list[int]:
+    psutil = pytest.importorskip("psutil")
+    out = []
+    for p in psutil.process_iter(["pid"]):
+        try:
+            if os.getsid(p.pid) == sid and p.status() != psutil.STATUS_ZOMBIE:
+                out.append(p.pid)
+        except (ProcessLookupError, PermissionError, psutil.NoSuchProcess):
+            continue
+    return out
+
+
+def test_ctrl_c_with_dask_workers_leaves_no_process(tiny_campaign, tmp_path):
+    """Ctrl-C (SIGINT to the whole foreground group, as a terminal sends it) during a
+    ``--workers 2`` campaign: exit 130, the finished answer kept, no worker left alive."""
+    _needs_stack()
+    pytest.importorskip("distributed")
+    cfg = json.loads(tiny_campaign.read_text())
+    cfg["task"] = "test_campaign:hang_task"
+    tiny_campaign.write_text(json.dumps(cfg))
+    store = tmp_path / "int.sqlite"
+    env = dict(os.environ, PYTHONPATH=os.pathsep.join(
+        [str(HERE), str(REPO / "src"), os.environ.get("PYTHONPATH", "")]))
+    cmd = [sys.executable, "-m", "nnresilience", "campaign", "run", str(tiny_campaign),
+           "--store", str(store), "--quiet", "--workers", "2"]
+    proc = subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                            start_new_session=True)
+    try:
+        end = time.monotonic() + 120
+        while _count(store) < 1:
+            assert proc.poll() is None, proc.communicate()[1].decode()[-2000:]
+            assert time.monotonic() < end, "no answer stored in time"
+            time.sleep(0.05)
+        assert len(_session_members(proc.pid)) >= 3     # main + 2 dask workers
+        os.killpg(proc.pid, signal.SIGINT)
+        _, err = proc.communicate(timeout=60)
+    finally:
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait()
+    assert proc.returncode == 130, err.decode()[-2000:]
+    end = time.monotonic() + 20
+    while _session_members(proc.pid) and time.monotonic() < end:
+        time.sleep(0.1)
+    left = _session_members(proc.pid)
+    if left:
+        os.killpg(proc.pid, signal.SIGKILL)
+    assert not left, f"processes left behind after Ctrl-C: {left}"
+    assert _count(store) >= 1

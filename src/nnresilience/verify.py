@@ -44,6 +44,7 @@ BOUND_PROOF_SLACK = 1e-9
 # complete engine once it has at most LEAF_UNSTABLE unstable neurons.
 SPLIT_MAX_DIM = 12
 LEAF_UNSTABLE = 24
+SMEAR_POINTS = 15
 
 
 # ----------------------------------------------------------------------- replay
@@ -233,12 +234,13 @@ def _split_search(network, case, eng, deadline: float | None, method: str,
                     return Status.UNKNOWN, None, "candidate failed replay"
                 if deadline is not None and time.monotonic() >= deadline:
                     return Status.UNKNOWN, None, "timeout"
-            _, g = margin_and_grad(network, sub, mid[None, :])
+            # "smear": mean |d margin / d x_i| over points spread in the box, times width
+            pts = np.vstack([mid, sub.region.sample(SMEAR_POINTS, rng)])
+            _, g = margin_and_grad(network, sub, pts)
             width = hi - lo
-            smear = np.abs(g[0]) * width
-            rel = width / np.maximum(case.region.hi - case.region.lo, 1e-300)
-            # gradient "smear" first; relative width breaks ties and flat gradients
-            score = smear / max(float(smear.max()), 1e-300) + 0.1 * rel
+            score = np.abs(g).mean(axis=0) * width
+            if not np.any(score > 0):
+                score = width / np.maximum(case.region.hi - case.region.lo, 1e-300)
             d = int(np.argmax(score))
             if width[d] <= 0.0:
                 return Status.UNKNOWN, None, "input splitting cannot split further"

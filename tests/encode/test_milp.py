@@ -185,3 +185,19 @@ def test_mnist_256x6_encoding_shape(shared_benchmarks):
                      if la.kind == "relu")
     assert enc.n_binaries == n_unstable
     assert enc.outputs.size == 10 and enc.inputs.size == 784
+
+
+@pytest.mark.parametrize("kind", KINDS)
+def test_network_start_is_a_feasible_assignment(kind):
+    from nnresilience.encode.milp import network_start
+
+    rng = np.random.default_rng(11)
+    net = random_network(rng, [3, 6, 6, 2], kind=kind)
+    model = MilpModel()
+    enc = encode_network(model, net, interval_bounds(net, -np.ones(3), np.ones(3)))
+    network_start(model, enc, net, rng.uniform(-1, 1, 3))
+    a = model.arrays()
+    assert not np.isnan(a.start).any()           # every column of the network is set
+    act = a.A @ a.start
+    assert np.all(act >= a.row_lo - 1e-9) and np.all(act <= a.row_hi + 1e-9)
+    assert np.all(a.start >= a.lb - 1e-9) and np.all(a.start <= a.ub + 1e-9)

@@ -135,11 +135,9 @@ class HighsBackend(Backend):
         h.passModel(lp)
         build = time.perf_counter() - t0
         if limits.use_start and model.start is not None and is_mip:
-            start = np.where(np.isnan(model.start), 0.0, model.start)
-            sol = highspy.HighsSolution()
-            sol.col_value = list(start)
-            sol.value_valid = True
-            h.setSolution(sol)
+            # sparse (partial) start: HiGHS completes the missing columns itself
+            known = np.flatnonzero(~np.isnan(model.start)).astype(np.int32)
+            h.setSolution(int(known.size), known, model.start[known].astype(float))
         h.run()
         ms = h.getModelStatus()
         key = h.modelStatusToString(ms)

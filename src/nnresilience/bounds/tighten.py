@@ -29,14 +29,23 @@ import time
 import numpy as np
 import scipy.sparse as sp
 
-from nnresilience.bounds.lp import lp_targets, make_highs, run_chunks, split_chunks
+from nnresilience.bounds.lp import (
+    lp_targets,
+    make_highs,
+    relaxation_rows,
+    run_chunks,
+    split_chunks,
+)
 from nnresilience.bounds.relax import relax_maxpool
 from nnresilience.encode.model import MilpModel
 
 MIP_PAD = 1e-6
 PWL = ("affine", "relu", "leaky_relu", "maxpool")
+#: relative gap at which a MIP stops: we keep the dual bound, so a small gap only costs
+#: that fraction of tightness and saves the long tail of the search
+MIP_GAP = 1e-3
 #: default wall-clock limit of one MIP (seconds)
-DEFAULT_TIME_LIMIT = 2.0
+DEFAULT_TIME_LIMIT = 1.0
 
 
 def window_start(layers: list, i: int, width: int) -> int:
@@ -53,11 +62,27 @@ def window_start(layers: list, i: int, width: int) -> int:
     return 0
 
 
-def encode_window(layers: list, los: list, his: list, s: int, e: int
+def encode_window(layers: list, los: list, his: list, s: int, e: int, prefix: bool = False
                   ) -> tuple[MilpModel, list[np.ndarray]]:
-    """Big-M model of entries ``s..e`` (layers ``s..e-1``) inside their boxes."""
+    """Big-M model of entries ``s..e`` (layers ``s..e-1``) inside their boxes.
+
+    With ``prefix`` the layers before the window are added too, as their LP relaxation
+    (:func:`~nnresilience.bounds.lp.relaxation_rows`), instead of only the box of entry
+    ``s``: still a relaxation of the network, and never looser than either the box-input
+    window or the LP.
+    """
     m = MilpModel()
-    z = [m.add_vars(los[s].size, los[s], his[s], name=f"z{s}")]
+    if prefix and s > 0:
+        sizes = np.array([los[j].size for j in range(s + 1)])
+        offsets = np.concatenate([[0], np.cumsum(sizes)])
+        for j in range(s + 1):
+            m.add_vars(los[j].size, los[j], his[j], name=f"z{j}")
+        A, rlo, rhi = relaxation_rows(layers, los, his, s, offsets)
+        if A.shape[0]:
+            m.add_rows(A, rlo, rhi)
+        z = [np.arange(offsets[s], offsets[s] + sizes[s])]
+    else:
+        z = [m.add_vars(los[s].size, los[s], his[s], name=f"z{s}")]
     for j in range(s, e):
         layer = layers[j]
         x = z[-1]
@@ -138,7 +163,7 @@ def solve_mip_chunk(payload: dict) -> tuple[np.ndarray, np.ndarray, int, int]:
     budget = payload.get("seconds")
     t_end = None if budget is None else time.perf_counter() + budget
     h = make_highs(A, row_lo, row_hi, lb, ub, integer=integer)
-    h.setOptionValue("mip_rel_gap", 1e-6)
+    h.setOptionValue("mip_rel_gap", float(payload.get("mip_gap", MIP_GAP)))
     k = C.shape[0]
     lower = np.full(k, -np.inf)
     upper = np.full(k, np.inf)
@@ -177,13 +202,15 @@ class MilpRefiner:
     """``refine`` callback of :func:`~nnresilience.bounds.symbolic.propagate` running MIPs."""
 
     def __init__(self, network, width: int, executor=None, deadline: float | None = None,
-                 time_limit: float | None = None, outputs: bool = True) -> None:
+                 time_limit: float | None = None, outputs: bool = True,
+                 prefix: bool = True) -> None:
         self.layers = network.layers
         self.width = int(width)
         self.executor = executor
         self.deadline = deadline
         self.time_limit = DEFAULT_TIME_LIMIT if time_limit is None else float(time_limit)
         self.outputs = outputs
+        self.prefix = prefix
         self.n_solves = 0
         self.n_limit = 0
 
@@ -201,7 +228,7 @@ class MilpRefiner:
         rows = lp_targets(layers, i, los[i], his[i])
         if rows.size == 0:
             return None
-        model, z = encode_window(layers, los, his, s, i - 1)
+        model, z = encode_window(layers, los, his, s, i - 1, prefix=self.prefix)
         arr = model.arrays()
         aff = layers[i - 1]
         seconds = None if self.deadline is None else max(0.0, self.deadline - time.perf_counter())

@@ -33,7 +33,8 @@ def main(argv: list[str] | None = None) -> int:
 
     _load_commands()
     try:
-        app(args=argv, standalone_mode=False)
+        # Without standalone mode click *returns* the code of ``typer.Exit(code)``.
+        rv = app(args=argv, standalone_mode=False)
     except NNResError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return exc.exit_code
@@ -54,7 +55,7 @@ def main(argv: list[str] | None = None) -> int:
             exc.show()
             return 2
         raise
-    return 0
+    return rv if isinstance(rv, int) else 0
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -142,7 +142,8 @@ def run_verify(network, prop, timeout: float | None, started: float,
 
 def _summary(res: VerificationResult) -> list[str]:
     lines = [f"{res.status.value} ({res.status.vnncomp})"]
-    detail = f"decided by: {res.engine or '-'}; {res.seconds:.2f} s"
+    label = "tried" if res.status is Status.UNKNOWN else "decided by"
+    detail = f"{label}: {res.engine or '-'}; {res.seconds:.2f} s"
     if res.message:
         detail += f"; {res.message}"
     lines.append(detail)
@@ -190,7 +191,7 @@ def verify_cmd(
                      bounds_method=bounds, falsify_budget=falsify_budget, seed=seed)
     out = err_console if json_out == "-" else console
     for line in _summary(res):
-        out.print(line, highlight=False, markup=False)
+        out.print(line, highlight=False, markup=False, soft_wrap=True)
     if json_out is not None:
         emit_json({"model": str(model), "property": str(prop_file), **res.to_dict()},
                   json_out)
@@ -220,4 +221,4 @@ def vnncomp_cmd(
                      bounds_method=bounds)
     write_atomic(result_file, res.to_vnncomp())
     console.print(f"{res.status.vnncomp} ({res.status.value}, {res.seconds:.2f} s)",
-                  highlight=False, markup=False)
+                  highlight=False, markup=False, soft_wrap=True)

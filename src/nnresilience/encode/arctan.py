@@ -94,7 +94,9 @@ def pwl_lines(kind: str, lo: np.ndarray, hi: np.ndarray) -> tuple[np.ndarray, ..
 
 def encode_sshape(model: MilpModel, x: np.ndarray, lo: np.ndarray, hi: np.ndarray,
                   out_lo: np.ndarray, out_hi: np.ndarray, kind: str, mode: str,
-                  name: str) -> tuple[np.ndarray, np.ndarray]:
+                  name: str) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Returns ``(y, binaries, owners)``; owners ``(i, case)`` only in ``miqcp`` mode, with
+    case 0: ``x <= -1``, 1: ``-1 <= x <= 0``, 2: ``0 <= x <= 1``, 3: ``x >= 1``."""
     if not (np.all(np.isfinite(lo)) and np.all(np.isfinite(hi))):
         raise EngineUnsupportedError(f"layer '{name}': {kind} pre-activation bounds must be finite")
     if kind == "arctan" and mode == "miqcp":
@@ -113,7 +115,7 @@ def encode_sshape(model: MilpModel, x: np.ndarray, lo: np.ndarray, hi: np.ndarra
     # c_lo <= y - a x <= c_hi
     _rows(model, [(r, yy, 1.0), (r, xx, -a.reshape(-1))], n * s, clo.reshape(-1),
           chi.reshape(-1))
-    return y, np.zeros(0, dtype=np.int64)
+    return y, np.zeros(0, dtype=np.int64), np.zeros((0, 2), dtype=np.int64)
 
 
 def _q(lin: dict[int, float], quad: list[tuple[int, int, float]], lo: float,
@@ -123,8 +125,8 @@ def _q(lin: dict[int, float], quad: list[tuple[int, int, float]], lo: float,
 
 
 def _atan_miqcp_neuron(model: MilpModel, xi: int, yi: int, li: float, ui: float,
-                       name: str) -> list[int]:
-    """One neuron of the paper's MIQCP encoding; returns its case binaries.
+                       name: str) -> list[tuple[int, int]]:
+    """One neuron of the paper's MIQCP encoding; returns its (case binary, case id) pairs.
 
     Case ``c`` has an interval ``[a_c, b_c]`` of ``x`` and an approximation ``q_c`` with
     ``|atan(x) - q_c| <= band`` there, written as ``expr_c = rhs_c`` (within ``±band``).
@@ -135,9 +137,9 @@ def _atan_miqcp_neuron(model: MilpModel, xi: int, yi: int, li: float, ui: float,
     k1 = math.pi / 4 + ATAN_C
     cases = [(-np.inf, -1.0, "neg_out"), (-1.0, 0.0, "neg_in"), (0.0, 1.0, "pos_in"),
              (1.0, np.inf, "pos_out")]
-    live = [(a, b, t) for a, b, t in cases if b >= li and a <= ui]
+    live = [(a, b, t, c) for c, (a, b, t) in enumerate(cases) if b >= li and a <= ui]
     xmax = max(abs(li), abs(ui))
-    outer = [t for _, _, t in live if t.endswith("_out")]
+    outer = [t for _, _, t, _ in live if t.endswith("_out")]
     z = None
     if outer:
         zlo = -1.0 if "neg_out" in outer else 0.0
@@ -146,7 +148,7 @@ def _atan_miqcp_neuron(model: MilpModel, xi: int, yi: int, li: float, ui: float,
     deltas = (model.add_binaries(len(live), name=f"{name}_case") if len(live) > 1
               else np.zeros(0, dtype=np.int64))
     R = math.pi + k1 + ATAN_C + k1 * xmax + ATAN_C * xmax ** 2 + ATAN_BAND
-    for ci, (a, b, tag) in enumerate(live):
+    for ci, (a, b, tag, _) in enumerate(live):
         dv = int(deltas[ci]) if deltas.size else None
         if dv is not None:
             # x in [a, b] when selected: x - (a - l) δ >= l  and  x - (b - u) δ <= u
@@ -171,7 +173,7 @@ def _atan_miqcp_neuron(model: MilpModel, xi: int, yi: int, li: float, ui: float,
             model.quad.append(_q({**lin, dv: R}, quad, -np.inf, rhs + ATAN_BAND + R))
     if z is not None:
         # z x = 1 in the outer cases: |z x - 1| <= Mz (1 - sum δ_out), Mz = xmax + 1
-        dz = [int(deltas[i]) for i, (_, _, t) in enumerate(live) if t.endswith("_out")] \
+        dz = [int(deltas[i]) for i, (_, _, t, _) in enumerate(live) if t.endswith("_out")] \
             if deltas.size else []
         if not dz:
             model.quad.append(_q({}, [(z, xi, 1.0)], 1.0, 1.0))
@@ -181,19 +183,23 @@ def _atan_miqcp_neuron(model: MilpModel, xi: int, yi: int, li: float, ui: float,
             model.quad.append(_q({d: Mz for d in dz}, [(z, xi, 1.0)], -np.inf, 1.0 + Mz))
     if deltas.size:
         _rows(model, [(np.zeros(deltas.size, int), deltas, 1.0)], 1, 1.0, 1.0)
-    return [int(d) for d in deltas]
+    return [(int(d), live[i][3]) for i, d in enumerate(deltas)]
 
 
 def _encode_atan_miqcp(model: MilpModel, x: np.ndarray, lo: np.ndarray, hi: np.ndarray,
                        out_lo: np.ndarray, out_hi: np.ndarray,
-                       name: str) -> tuple[np.ndarray, np.ndarray]:
+                       name: str) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Per-neuron loop: quadratic constraints are objects, arctan nets are small."""
     n = x.size
     ylo = np.maximum(np.arctan(lo) - ATAN_BAND, out_lo)
     yhi = np.maximum(np.minimum(np.arctan(hi) + ATAN_BAND, out_hi), ylo)
     y = model.add_vars(n, ylo, yhi, name=name)
     bins: list[int] = []
+    owners: list[tuple[int, int]] = []
     for i in range(n):
-        bins += _atan_miqcp_neuron(model, int(x[i]), int(y[i]), float(lo[i]), float(hi[i]),
-                                   f"{name}[{i}]")
-    return y, np.asarray(bins, dtype=np.int64)
+        for d, case in _atan_miqcp_neuron(model, int(x[i]), int(y[i]), float(lo[i]),
+                                          float(hi[i]), f"{name}[{i}]"):
+            bins.append(d)
+            owners.append((i, case))
+    return (y, np.asarray(bins, dtype=np.int64),
+            np.asarray(owners, dtype=np.int64).reshape(-1, 2))

@@ -29,8 +29,13 @@ from nnresilience.errors import EngineUnsupportedError
 
 def encode_maxpool(model: MilpModel, x: np.ndarray, lo: np.ndarray, hi: np.ndarray,
                    out_lo: np.ndarray, out_hi: np.ndarray, groups: np.ndarray,
-                   big_m: float | None, name: str) -> tuple[np.ndarray, np.ndarray]:
-    """Encode the layer; ``x``/``lo``/``hi`` are the input variables and their bounds."""
+                   big_m: float | None, name: str
+                   ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Encode the layer; ``x``/``lo``/``hi`` are the input variables and their bounds.
+
+    Returns ``(y, binaries, owners)``; ``owners[k] = (o, j)``: binary ``k`` selects input
+    ``j`` (index into the layer's input vector) as the maximum of group ``o``.
+    """
     g = np.sort(np.asarray(groups, dtype=np.int64), axis=1)
     n_out, width = g.shape
     glo, ghi = lo[g], hi[g]
@@ -61,7 +66,7 @@ def encode_maxpool(model: MilpModel, x: np.ndarray, lo: np.ndarray, hi: np.ndarr
     mo, mp = np.nonzero(live & multi[:, None])          # (output, position) of each member
     m = mo.size
     if m == 0:
-        return y, np.zeros(0, dtype=np.int64)
+        return y, np.zeros(0, dtype=np.int64), np.zeros((0, 2), dtype=np.int64)
     d = model.add_binaries(m, name=f"{name}_d")
     xm = x[g[mo, mp]]
     if big_m is not None:
@@ -82,4 +87,4 @@ def encode_maxpool(model: MilpModel, x: np.ndarray, lo: np.ndarray, hi: np.ndarr
     grp = np.cumsum(multi) - 1
     n_grp = int(multi.sum())
     _rows(model, [(grp[mo], d, 1.0)], n_grp, 1.0, 1.0)
-    return y, d
+    return y, d, np.stack([mo, g[mo, mp]], axis=1)

@@ -36,7 +36,7 @@ from nnresilience.encode.model import MilpModel
 from nnresilience.encode.relu import _rows, encode_piecewise_max
 
 __all__ = ["ENCODERS", "NetworkEncoding", "encode_condition", "encode_network",
-           "encode_region"]
+           "encode_region", "network_start"]
 
 
 @dataclass(eq=False)
@@ -45,14 +45,17 @@ class NetworkEncoding:
 
     ``layer_vars[i]`` are the columns of the vector entering layer ``i`` (``layer_vars[0]``
     = ``inputs``, ``layer_vars[-1]`` = ``outputs``); ``binaries[i]`` the binaries added for
-    layer ``i`` (empty for affine layers). ``relaxed`` is True when some layer is only
-    over-approximated (S-shaped activations), so a feasible point is merely a candidate.
+    layer ``i`` (empty for affine layers) and ``binary_owners[i]`` (``(n, 2)`` ints) what
+    each decides (see the per-kind encoders; used by :func:`network_start`). ``relaxed`` is
+    True when some layer is only over-approximated (S-shaped activations), so a feasible
+    point is merely a candidate.
     """
 
     inputs: np.ndarray
     outputs: np.ndarray
     layer_vars: list[np.ndarray]
     binaries: list[np.ndarray]
+    binary_owners: list[np.ndarray] = field(default_factory=list)
     relaxed: bool = False
     stats: dict = field(default_factory=dict)
 
@@ -68,7 +71,7 @@ class EncodeContext:
     name: str
 
 
-LayerEncoder = Callable[..., tuple[np.ndarray, np.ndarray]]
+LayerEncoder = Callable[..., tuple[np.ndarray, np.ndarray, np.ndarray]]
 
 
 def _enc_affine(model, layer, h, lo, hi, out_lo, out_hi, ctx):
@@ -79,7 +82,7 @@ def _enc_affine(model, layer, h, lo, hi, out_lo, out_hi, ctx):
     r = np.arange(m)
     _rows(model, [(Wc.row.astype(np.int64), h[Wc.col], Wc.data), (r, v, -1.0)], m,
           -layer.b, -layer.b)
-    return v, np.zeros(0, dtype=np.int64)
+    return v, np.zeros(0, dtype=np.int64), np.zeros((0, 2), dtype=np.int64)
 
 
 def _enc_relu(model, layer, h, lo, hi, out_lo, out_hi, ctx):
@@ -140,6 +143,7 @@ def encode_network(model: MilpModel, network, bounds, inputs: np.ndarray | None 
                              f"{network.n_inputs} inputs")
     layer_vars = [h]
     binaries: list[np.ndarray] = []
+    owners: list[np.ndarray] = []
     relaxed = False
     for i, layer in enumerate(network.layers):
         enc = ENCODERS.get(layer.kind)
@@ -150,15 +154,16 @@ def encode_network(model: MilpModel, network, bounds, inputs: np.ndarray | None 
         lo = np.asarray(bounds.lo[i], float)
         hi = np.asarray(bounds.hi[i], float)
         ctx = EncodeContext(big_m, arctan, f"L{i}_{layer.kind}")
-        h, b = enc(model, layer, h, lo, hi, np.asarray(bounds.lo[i + 1], float),
-                   np.asarray(bounds.hi[i + 1], float), ctx)
+        h, b, own = enc(model, layer, h, lo, hi, np.asarray(bounds.lo[i + 1], float),
+                        np.asarray(bounds.hi[i + 1], float), ctx)
+        owners.append(own)
         relaxed |= layer.kind in RELAXED_KINDS
         layer_vars.append(h)
         binaries.append(b)
         if priorities and b.size:
             model.set_priority(b, n_layers - i)
     return NetworkEncoding(inputs=layer_vars[0], outputs=layer_vars[-1], layer_vars=layer_vars,
-                           binaries=binaries, relaxed=relaxed)
+                           binaries=binaries, binary_owners=owners, relaxed=relaxed)
 
 
 def encode_region(model: MilpModel, inputs_idx: np.ndarray, region) -> np.ndarray:
@@ -190,3 +195,37 @@ def encode_region(model: MilpModel, inputs_idx: np.ndarray, region) -> np.ndarra
     _rows(model, [(r, t, 1.0), (r, x, 1.0)], n, c, np.inf)
     _rows(model, [(np.zeros(n, dtype=np.int64), t, 1.0)], 1, -np.inf, float(region.radius))
     return t
+
+
+def network_start(model: MilpModel, enc: NetworkEncoding, network, x: np.ndarray) -> None:
+    """Set the MIP start of every network column from the forward pass at input ``x``.
+
+    Layer values come from :meth:`Network.forward_all`; ReLU/LeakyReLU binaries are the
+    sign of the pre-activation, max-pool binaries select the first live member attaining
+    the maximum, arctan-MIQCP case binaries the case containing ``x`` (the reciprocal
+    variables are left to the solver). Columns of the region/condition are not touched, so
+    the start may be partial; solvers complete or repair it (seed 000, heuristic 3).
+    """
+    vals = network.forward_all(np.asarray(x, float).reshape(1, -1))
+    for idx, v in zip(enc.layer_vars, vals, strict=True):
+        model.set_start(idx, v[0])
+    for i, layer in enumerate(network.layers):
+        b, own = enc.binaries[i], enc.binary_owners[i] if enc.binary_owners else None
+        if own is None or b.size == 0:
+            continue
+        pre = vals[i][0]
+        if layer.kind in ("relu", "leaky_relu"):
+            model.set_start(b, (pre[own[:, 0]] >= 0).astype(float))
+        elif layer.kind == "maxpool":
+            o, j = own[:, 0], own[:, 1]
+            best = np.full(layer.out_size, -np.inf)
+            np.maximum.at(best, o, pre[j])
+            win = np.flatnonzero(pre[j] >= best[o])
+            _, first = np.unique(o[win], return_index=True)
+            d = np.zeros(b.size)
+            d[win[first]] = 1.0
+            model.set_start(b, d)
+        elif layer.kind == "arctan":
+            p = pre[own[:, 0]]
+            case = np.where(p <= -1, 0, np.where(p <= 0, 1, np.where(p < 1, 2, 3)))
+            model.set_start(b, (case == own[:, 1]).astype(float))

@@ -46,8 +46,11 @@ def _rows(model: MilpModel, parts: list[tuple[np.ndarray, np.ndarray, np.ndarray
 
 def encode_piecewise_max(model: MilpModel, x: np.ndarray, lo: np.ndarray, hi: np.ndarray,
                          out_lo: np.ndarray, out_hi: np.ndarray, slope: float,
-                         big_m: float | None, name: str) -> tuple[np.ndarray, np.ndarray]:
-    """Encode ``y = max(x, slope * x)`` elementwise; returns ``(y indices, binary indices)``.
+                         big_m: float | None, name: str
+                         ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Encode ``y = max(x, slope * x)`` elementwise; returns ``(y, binaries, owners)``.
+
+    ``owners`` (``(n_binaries, 2)``) says which neuron each binary decides: ``(i, 0)``.
 
     ``x`` are the pre-activation variable indices, ``lo``/``hi`` their bounds (finite for
     every unstable neuron), ``out_lo``/``out_hi`` bounds of the output (intersected with
@@ -93,7 +96,7 @@ def encode_piecewise_max(model: MilpModel, x: np.ndarray, lo: np.ndarray, hi: np
     iu = np.flatnonzero(unstable)
     m = iu.size
     if m == 0:
-        return y, np.zeros(0, dtype=np.int64)
+        return y, np.zeros(0, dtype=np.int64), np.zeros((0, 2), dtype=np.int64)
     d = model.add_binaries(m, name=f"{name}_d")
     yu, xu, lu, uu = y[iu], x[iu], l_eff[iu], u_eff[iu]
     r = np.arange(m)
@@ -111,4 +114,4 @@ def encode_piecewise_max(model: MilpModel, x: np.ndarray, lo: np.ndarray, hi: np
         # (3a) x - M d <= 0 ; (3b) x - M d >= -M  (implied above, kept to match the paper)
         M = float(big_m)
         _rows(model, [(r, xu, 1.0), (r, d, -M)], m, -M, 0.0)
-    return y, d
+    return y, d, np.stack([iu, np.zeros_like(iu)], axis=1)

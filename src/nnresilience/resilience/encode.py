@@ -161,9 +161,13 @@ def build_phi_mip(network, m: int, log_alpha: float, k: int, norm: str, lo: np.n
     enc2 = _encode_copy(model, network, bounds, b, settings)
     c = _topk_rows(model, enc2.outputs, bounds.lo[-1], bounds.hi[-1], m, k, settings)
     cost = _norm_rows(model, b, a, None, hi - lo, norm)
+    n_cut = 0
+    if settings.coupling:
+        n_cut = add_coupling_rows(model, network, bounds, list(enc1.layer_vars),
+                                  list(enc2.layer_vars), cost, norm, m)
     nb = int(enc1.n_binaries + enc2.n_binaries + c.size)
     return ResilienceMip(model, a, b, cost, c, enc1.outputs, enc2.outputs, nb,
-                         time.perf_counter() - t0)
+                         time.perf_counter() - t0, {"coupling_rows": n_cut})
 
 
 def build_local_mip(network, x: np.ndarray, m: int, k: int, norm: str, lo: np.ndarray,
@@ -185,9 +189,14 @@ def build_local_mip(network, x: np.ndarray, m: int, k: int, norm: str, lo: np.nd
     if radius is not None:
         model.add_terms(np.zeros(cost.size, np.int64), cost, np.ones(cost.size), 1,
                         -np.inf, float(radius))
+    n_cut = 0
+    if settings.coupling:
+        v1 = [v[0] for v in network.forward_all(np.asarray(x, float))]
+        n_cut = add_coupling_rows(model, network, bounds, v1, list(enc2.layer_vars), cost,
+                                  norm, m)
     nb = int(enc2.n_binaries + c.size)
     return ResilienceMip(model, None, b, cost, c, None, enc2.outputs, nb,
-                         time.perf_counter() - t0)
+                         time.perf_counter() - t0, {"coupling_rows": n_cut})
 
 
 def build_premise_mip(network, m: int, lo: np.ndarray, hi: np.ndarray, bounds: NetworkBounds,
@@ -216,3 +225,107 @@ def build_premise_mip(network, m: int, lo: np.ndarray, hi: np.ndarray, bounds: N
     model.set_objective(t, -1.0)
     return ResilienceMip(model, a, None, t, None, out, None, int(enc.n_binaries),
                          time.perf_counter() - t0)
+
+
+# ------------------------------------------------------------------ coupling cuts
+# Dense sensitivity matrices above this many entries are skipped (the cuts are optional).
+_COUPLING_MAX_ENTRIES = 4_000_000
+
+
+def sensitivity_matrices(network, bounds: NetworkBounds) -> list[np.ndarray] | None:
+    """``G[i]`` (shape ``(n_i, d)``, entries >= 0) with ``|v_i(b) - v_i(a)| <= G[i] @ |b - a|``
+    for the vector ``v_i`` entering layer ``i``, for all a, b in the bounds' input box.
+
+    Built layer by layer: affine ``|W| G``; ReLU/LeakyReLU/S-shaped activations are
+    1-Lipschitz (and a stable-inactive ReLU is constant: its row becomes 0); max-pool:
+    ``|max u - max v| <= max_i |u_i - v_i|``, so the row is the entrywise max over the group.
+    Returns None when a matrix would be too large or a layer kind is unknown.
+    """
+    d = network.n_inputs
+    G = np.eye(d)
+    out = [G]
+    for i, layer in enumerate(network.layers):
+        if layer.kind == "affine":
+            G = np.asarray(layer.abs_W() @ G)
+        elif layer.kind == "relu":
+            G = G * (bounds.hi[i] > 0)[:, None]
+        elif layer.kind in ("leaky_relu", "arctan", "tanh"):
+            G = G.copy()
+        elif layer.kind == "sigmoid":
+            G = 0.25 * G
+        elif layer.kind == "maxpool":
+            G = np.max(G[layer.groups], axis=1)
+        else:
+            return None
+        if G.size > _COUPLING_MAX_ENTRIES:
+            return None
+        out.append(G)
+    return out
+
+
+def add_coupling_rows(model: MilpModel, network, bounds: NetworkBounds, v1, v2, cost: np.ndarray,
+                      norm: str, m: int) -> int:
+    """Valid cuts tying copy 2 to copy 1 through the perturbation (heuristic of ours).
+
+    For every non-input vector ``v_i`` and, sharper, for the output differences
+    ``y_j - y_m``: ``|v2 - v1| <= G @ e`` (L1, ``e = |ε|``) or ``<= (G @ 1) t`` (L∞).
+    Every feasible point of MIP (6) satisfies them (Lipschitz argument of
+    :func:`sensitivity_matrices`), so the optimum is unchanged; they stop the LP relaxation
+    from reaching a near-zero ε by letting the two copies' relaxations drift apart.
+    ``v1`` holds the copy-1 columns per layer, or constants (per-sample query).
+    Returns the number of rows added.
+    """
+    Gs = sensitivity_matrices(network, bounds)
+    if Gs is None:
+        return 0
+    last = network.layers[-1]
+    n_rows = 0
+    pairs = []
+    for i in range(1, len(Gs)):
+        pairs.append((Gs[i], None, i))
+    if last.kind == "affine":
+        Wd = last.dense_W()
+        others = np.array([j for j in range(Wd.shape[0]) if j != m], dtype=np.int64)
+        D = Wd[others] - Wd[m][None, :]
+        Gd = np.abs(D) @ Gs[-2]
+        pairs.append((Gd, others, -1))
+    for G, others, i in pairs:
+        n = G.shape[0]
+        if norm == "l1":
+            coef = G
+            ecols = cost
+        else:
+            coef = G.sum(axis=1, keepdims=True)
+            ecols = cost[:1]
+        nz_r, nz_c = np.nonzero(coef)
+        r = np.arange(n)
+        for sign in (1.0, -1.0):
+            rows, cols, vals = [nz_r], [ecols[nz_c]], [-coef[nz_r, nz_c]]
+            rhs = np.zeros(n)
+            # sign * (v2 - v1) - coef @ e <= 0, with v = y_j - y_m for the difference rows
+            if others is None:
+                rows.append(r)
+                cols.append(v2[i])
+                vals.append(np.full(n, sign))
+                if v1[i].dtype.kind == "i":
+                    rows.append(r)
+                    cols.append(v1[i])
+                    vals.append(np.full(n, -sign))
+                else:
+                    rhs = rhs + sign * np.asarray(v1[i], float)
+            else:
+                y2 = v2[-1]
+                rows += [r, r]
+                cols += [y2[others], np.full(n, y2[m])]
+                vals += [np.full(n, sign), np.full(n, -sign)]
+                y1 = v1[-1]
+                if y1.dtype.kind == "i":
+                    rows += [r, r]
+                    cols += [y1[others], np.full(n, y1[m])]
+                    vals += [np.full(n, -sign), np.full(n, sign)]
+                else:
+                    rhs = rhs + sign * (y1[others] - y1[m])
+            model.add_terms(np.concatenate(rows), np.concatenate(cols), np.concatenate(vals), n,
+                            -np.inf, rhs)
+            n_rows += n
+    return n_rows

@@ -88,7 +88,8 @@ def _solver_stats(res, backend: str, mip: ResilienceMip) -> dict[str, Any]:
     st = {"solver_status": res.status.value, "backend": backend,
           "solver_objective": res.objective, "dual_bound": res.dual_bound,
           "solve_seconds": res.seconds, "build_seconds": mip.seconds,
-          "n_binaries": mip.n_binaries, "n_vars": mip.model.n_vars, "n_rows": mip.model.n_rows}
+          "n_binaries": mip.n_binaries, "n_vars": mip.model.n_vars, "n_rows": mip.model.n_rows,
+          **mip.stats}
     for key, val in (res.stats or {}).items():
         if isinstance(val, (int, float, str, bool)) or val is None:
             st[f"solver_{key}"] = val

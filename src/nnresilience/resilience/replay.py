@@ -66,6 +66,29 @@ def _num_grad(fn, x: np.ndarray, lo: np.ndarray, hi: np.ndarray) -> np.ndarray:
     return (v[:d] - v[d:]) / (2 * h)
 
 
+def _first_passing(make, ok) -> np.ndarray | None:
+    """Smallest scale of :data:`_SCALES` whose candidate passes, refined by bisection
+    between it and the last failing scale (so the repair costs as little norm as possible;
+    a pass/fail pattern that is not monotone only makes the result a little larger)."""
+    prev = None
+    for s in _SCALES:
+        cand = make(s)
+        if ok(cand):
+            if prev is None:
+                return cand
+            lo_s, hi_s, best = prev, s, cand
+            for _ in range(40):
+                mid = 0.5 * (lo_s + hi_s)
+                c = make(mid)
+                if ok(c):
+                    hi_s, best = mid, c
+                else:
+                    lo_s = mid
+            return best
+        prev = s
+    return None
+
+
 def repair_flip(network, a: np.ndarray, b: np.ndarray, m: int, k: int, lo: np.ndarray,
                 hi: np.ndarray) -> np.ndarray | None:
     """A point near ``b`` (in ``[lo, hi]``) that passes the exact flip check, or None.
@@ -74,10 +97,10 @@ def repair_flip(network, a: np.ndarray, b: np.ndarray, m: int, k: int, lo: np.nd
     along ε crosses it), then steps along the gradient of the k-th flip slack.
     """
     eps = b - a
-    for s in _SCALES:
-        cand = np.clip(a + (1.0 + s) * eps, lo, hi)
-        if flip_ok(network, cand, m, k):
-            return cand
+    cand = _first_passing(lambda s: np.clip(a + (1.0 + s) * eps, lo, hi),
+                          lambda c: flip_ok(network, c, m, k))
+    if cand is not None:
+        return cand
 
     def slack(P: np.ndarray) -> np.ndarray:
         Y = network.forward(P)
@@ -103,10 +126,10 @@ def repair_premise(network, a: np.ndarray, b: np.ndarray, m: int, log_alpha: flo
     Moves a away from b (``a - s ε``), then along the gradient of the premise margin.
     """
     eps = b - a
-    for s in _SCALES:
-        cand = np.clip(a - s * eps, lo, hi)
-        if premise_ok(network, cand, m, log_alpha, tol):
-            return cand
+    cand = _first_passing(lambda s: np.clip(a - s * eps, lo, hi),
+                          lambda c: premise_ok(network, c, m, log_alpha, tol))
+    if cand is not None:
+        return cand
 
     def margin(P: np.ndarray) -> np.ndarray:
         Y = network.forward(P)

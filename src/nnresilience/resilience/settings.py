@@ -83,8 +83,14 @@ class ResilienceSettings:
     # Heuristic 1: re-tighten bounds with small MIPs looking back over this many layers
     # (compute_bounds(method="milp:W")); 0 switches it off.
     lookback: int = 0
-    # Heuristic 2: branching priorities by layer (earlier layers first; SCIP honours them).
-    priorities: bool = True
+    # Heuristic 2: branching priorities by layer (earlier layers first; SCIP honours them,
+    # HiGHS ignores them). Off by default: measured 10-20x slower with SCIP on Φ_m of the
+    # agent-like net (docs/resilience.md, "Measurements").
+    priorities: bool = False
+    # Coupling cuts |v2 - v1| <= G |eps| between the two copies, layer by layer (ours, not
+    # the paper's; valid for every feasible point, so the optimum is unchanged). They lift
+    # the LP bound away from eps = 0, which the plain two-copy relaxation allows.
+    coupling: bool = True
     # Heuristic 3: start from a confident sample a_ini, solve the per-sample problem there
     # (Φ_ini), then give the MIP that start and the row sum(eps_abs) <= Φ_ini.
     warm_start: bool = False
@@ -131,11 +137,12 @@ class ResilienceSettings:
 
 
 # The paper's naive baseline: uniform M = 10^4, no heuristics (Table 1, column 1).
-PAPER_BASELINE = ResilienceSettings(big_m="uniform", priorities=False)
+PAPER_BASELINE = ResilienceSettings(big_m="uniform", priorities=False, coupling=False)
 # The paper's dataflow analysis: interval bounds as big-M (Table 1, column 2).
-DATAFLOW = ResilienceSettings(big_m="interval", priorities=False)
+DATAFLOW = ResilienceSettings(big_m="interval", priorities=False, coupling=False)
 # Heuristics 1 + 2 of the paper (Table 1, column 3) on top of interval bounds.
-HEURISTICS_12 = ResilienceSettings(big_m="interval", lookback=2, priorities=True)
+HEURISTICS_12 = ResilienceSettings(big_m="interval", lookback=2, priorities=True,
+                                   coupling=False)
 # What measurements support as default (docs/resilience.md, "Measurements").
 DEFAULT = ResilienceSettings()
 

@@ -54,6 +54,11 @@ class SearchOptions:
     the tableau from the original equations. ``max_depth``: splits deeper than this make
     the branch UNKNOWN (None: unlimited). ``tighten_rounds``: rounds of row/pair bound
     derivation per node (the root uses enough rounds to cross every layer).
+    ``node_bounds``: at every node below the root, re-run the symbolic (back-substitution)
+    bound pass of :mod:`nnresilience.bounds.symbolic` on the node's current box of every
+    layer (which includes the split decisions) and intersect the result in. Sound within
+    the node; not part of the 2017 calculus (it is what Marabou later added), so it can
+    be switched off to run the plain rules.
     """
 
     split_threshold: int = 5
@@ -61,6 +66,7 @@ class SearchOptions:
     restore_every: int = 50
     max_depth: int | None = None
     tighten_rounds: int = 4
+    node_bounds: bool = True
 
 
 @dataclass(eq=False)
@@ -71,6 +77,8 @@ class Query:
     outputs: np.ndarray
     slacks: np.ndarray
     n_layers: int
+    layer_vars: list[np.ndarray]
+    net: object = None
 
 
 class _Timeout(Exception):
@@ -102,6 +110,7 @@ def build_query(net, lo_in: np.ndarray, hi_in: np.ndarray, A_cond: np.ndarray,
     x[inputs] = val
     blocks: list[tuple[np.ndarray, list[tuple[np.ndarray, np.ndarray]]]] = []
     pb, pf, pk = [], [], []
+    layer_vars = [inputs]
     cur, nxt = inputs, 1 + n_in
     for i, layer in enumerate(net.layers):
         out = np.arange(nxt, nxt + layer.out_size)
@@ -122,6 +131,7 @@ def build_query(net, lo_in: np.ndarray, hi_in: np.ndarray, A_cond: np.ndarray,
             lo[out] = layer_bounds.lo[i + 1]
             hi[out] = layer_bounds.hi[i + 1]
         cur = out
+        layer_vars.append(out)
     outputs = cur
     slacks = np.arange(nxt, nxt + A_cond.shape[0])
     if slacks.size:
@@ -142,7 +152,7 @@ def build_query(net, lo_in: np.ndarray, hi_in: np.ndarray, A_cond: np.ndarray,
     pairs = Pairs(np.concatenate(pb) if pb else empty, np.concatenate(pf) if pf else empty,
                   np.concatenate(pk) if pk else np.zeros(0))
     tab = Tableau.from_equations(A, basis, lo, hi, x)
-    return Query(tab, pairs, inputs, outputs, slacks, len(net.layers))
+    return Query(tab, pairs, inputs, outputs, slacks, len(net.layers), layer_vars, net)
 
 
 @dataclass(eq=False)
@@ -244,12 +254,17 @@ class ReluplexSearch:
             st.stuck_branches += 1
             return "singular basis"
         st.restorations += 1
+        if opt.node_bounds and not root and not self._node_bounds(node):
+            st.fire("Failure")
+            return "unsat"
         if not self._propagate(node, rounds):
             return "unsat"
         if root:
             st.unstable_at_root += int(np.sum(node.phase == 0))
         steps = 0
         success_misses = 0
+        run = 0                                   # consecutive simplex pivots
+        bland_after = tab.n_rows + tab.n_vars     # then Bland's rule, for termination
         while True:
             steps += 1
             if steps % 16 == 0:
@@ -262,14 +277,16 @@ class ReluplexSearch:
                 if not self._propagate(node, 1):
                     return "unsat"
             rules.clamp_nonbasic(tab, st)
-            outcome = rules.simplex_step(tab, st)
+            outcome = rules.simplex_step(tab, st, bland=run > bland_after)
             if outcome == "failure":
                 return "unsat"
             if outcome == "stuck":
                 st.stuck_branches += 1
                 return "numerically stuck simplex row"
             if outcome == "pivoted":
+                run += 1
                 continue
+            run = 0
             free = np.flatnonzero(node.phase == 0)
             broken = free[rules.pair_broken(tab, self.pairs, free)] if free.size else free
             if broken.size == 0:
@@ -301,6 +318,25 @@ class ReluplexSearch:
         return True
 
     # --------------------------------------------------- bounds and phases
+    def _node_bounds(self, node: _Node) -> bool:
+        """Symbolic bounds of every layer under the node's current boxes; False on conflict."""
+        try:
+            from nnresilience.bounds.symbolic import propagate
+        except ImportError:
+            return True
+        tab, q = node.tab, self.q
+        if rules.bound_conflict(tab):
+            return False
+        prior = [(tab.lo[v], tab.hi[v]) for v in q.layer_vars]
+        got = propagate(q.net, prior[0][0], prior[0][1], symbolic=True, prior=prior)
+        cand_lo = np.full(tab.n_vars, -np.inf)
+        cand_hi = np.full(tab.n_vars, np.inf)
+        for v, lo, hi in zip(q.layer_vars, got.los, got.his):
+            cand_lo[v], cand_hi[v] = lo, hi
+        self.stats.node_bound_passes += 1
+        rules.apply_bounds(tab, cand_lo, cand_hi, self.stats)
+        return not rules.bound_conflict(tab)
+
     def _propagate(self, node: _Node, rounds: int) -> bool:
         """Derive bounds (rows, pairs), fix and eliminate decided pairs; False on Failure."""
         tab, st = node.tab, self.stats

@@ -42,6 +42,7 @@ class ReluplexStats:
     nodes: int = 0
     simplex_steps: int = 0
     stuck_branches: int = 0
+    node_bound_passes: int = 0
     queries: int = 0
     unstable_at_root: int = 0
     pairs: int = 0
@@ -57,9 +58,7 @@ class ReluplexStats:
             if f.name == "rules":
                 continue
             a, b = getattr(self, f.name), getattr(other, f.name)
-            if f.name == "max_depth":
-                setattr(self, f.name, max(a, b))
-            elif f.name == "pairs":
+            if f.name in ("max_depth", "pairs"):
                 setattr(self, f.name, max(a, b))
             else:
                 setattr(self, f.name, a + b)

@@ -23,9 +23,12 @@ and before any conclusion (Failure, SAT) is drawn from a row.
 
 from __future__ import annotations
 
+import warnings
 from dataclasses import dataclass
 
 import numpy as np
+import scipy.sparse as sp
+import scipy.sparse.linalg as spla
 
 ONE = 0
 """Index of the constant variable (value 1, bounds [1, 1])."""
@@ -116,7 +119,8 @@ class Tableau:
         row = self.M[r] / piv
         col = self.M[:, j].copy()
         col[r] = 0.0
-        self.M -= np.outer(col, row)
+        nz = np.flatnonzero(row)             # non-basic columns (+ the leaving one)
+        self.M[:, nz] -= np.outer(col, row[nz])
         self.M[r] = row
         self.M[:, j] = 0.0
         self.M[r, j] = 1.0
@@ -133,14 +137,26 @@ class Tableau:
         """
         if self.n_rows == 0:
             return True
+        # Only the non-basic columns need solving (M[:, basis] = I by definition). A_B is
+        # sparse (layer weights, identity blocks, two-entry elimination rows), so a sparse
+        # LU is much cheaper than a dense solve for ACAS-sized tableaux.
+        N = np.flatnonzero(self.row_of < 0)
         AB = self.A[:, self.basis]
         try:
-            M = np.linalg.solve(AB, self.A)
-        except np.linalg.LinAlgError:
+            with warnings.catch_warnings():
+                warnings.simplefilter("error", spla.MatrixRankWarning)
+                MN = spla.splu(sp.csc_matrix(AB)).solve(np.ascontiguousarray(self.A[:, N]))
+        except (RuntimeError, spla.MatrixRankWarning):
+            try:
+                MN = np.linalg.solve(AB, self.A[:, N])
+            except np.linalg.LinAlgError:
+                return False
+        MN = np.asarray(MN).reshape(self.n_rows, N.size)
+        if not np.all(np.isfinite(MN)):
             return False
-        if not np.all(np.isfinite(M)):
-            return False
-        M[:, self.basis] = np.eye(self.n_rows)
+        M = np.zeros_like(self.A)
+        M[:, N] = MN
+        M[np.arange(self.n_rows), self.basis] = 1.0
         self.M = M
         self.recompute_basic()
         return True
@@ -173,7 +189,8 @@ class Tableau:
             j = int(np.argmax(cand))
         row = red / red[j]
         col = self.M[:, j].copy()
-        self.M -= np.outer(col, row)
+        nz = np.flatnonzero(row)
+        self.M[:, nz] -= np.outer(col, row[nz])
         self.M[:, j] = 0.0
         self.M = np.vstack([self.M, row[None, :]])
         self.M[-1, j] = 1.0

@@ -1,0 +1,77 @@
+"""Shared checks for the bounds tests: containment of sampled forward values, ordering."""
+
+from __future__ import annotations
+
+import itertools
+
+import numpy as np
+
+from nnresilience.network.layers import (
+    Affine,
+    Arctan,
+    LeakyReLU,
+    MaxPool,
+    ReLU,
+    Sigmoid,
+    Tanh,
+)
+from nnresilience.network.model import sequential
+
+
+def sample_box(lo: np.ndarray, hi: np.ndarray, n: int, rng: np.random.Generator) -> np.ndarray:
+    """``n`` points: all corners when there are few (<= 64), random vertices, uniform rest."""
+    d = lo.size
+    pts = []
+    if d <= 6:
+        corners = np.array(list(itertools.product([0.0, 1.0], repeat=d)))
+        pts.append(lo + corners * (hi - lo))
+    m = max(0, n - sum(p.shape[0] for p in pts))
+    verts = rng.integers(0, 2, size=(m // 2, d)).astype(float)
+    pts.append(lo + verts * (hi - lo))
+    pts.append(rng.uniform(lo, hi, size=(m - m // 2, d)))
+    pts.append(((lo + hi) / 2)[None, :])
+    return np.vstack(pts)
+
+
+def assert_contains(network, bounds, X: np.ndarray) -> None:
+    """Every float64 value entering every layer (and the output) lies in the bounds."""
+    vals = network.forward_all(X)
+    assert len(vals) == len(bounds.lo)
+    for i, v in enumerate(vals):
+        below = bounds.lo[i][None, :] - v
+        above = v - bounds.hi[i][None, :]
+        assert below.max() <= 0.0, f"{bounds.method}: entry {i} below lower bound by {below.max()}"
+        assert above.max() <= 0.0, f"{bounds.method}: entry {i} above upper bound by {above.max()}"
+
+
+def assert_nested(inner, outer, tol: float = 1e-9) -> None:
+    """``inner`` boxes lie inside ``outer`` boxes (up to ``tol``), layer by layer."""
+    for i, (a, b, c, d) in enumerate(zip(inner.lo, inner.hi, outer.lo, outer.hi, strict=True)):
+        assert np.all(a >= c - tol), f"{inner.method} lower looser than {outer.method} at {i}"
+        assert np.all(b <= d + tol), f"{inner.method} upper looser than {outer.method} at {i}"
+
+
+ACT = {"relu": lambda n, rng: ReLU(n),
+       "leaky": lambda n, rng: LeakyReLU(n, float(rng.uniform(0.0, 0.9))),
+       "arctan": lambda n, rng: Arctan(n), "tanh": lambda n, rng: Tanh(n),
+       "sigmoid": lambda n, rng: Sigmoid(n)}
+
+
+def mixed_network(rng: np.random.Generator, n_in: int, widths: list[int], kinds: list[str],
+                  scale: float = 1.0, pool: bool = False, double_affine: bool = False):
+    """Affine/activation stack; optional max-pool after the first affine and a second
+    affine directly after the first (consecutive affines)."""
+    layers = []
+    n = n_in
+    for li, (w, kind) in enumerate(zip(widths, kinds, strict=True)):
+        layers.append(Affine(rng.normal(scale=scale, size=(w, n)), rng.normal(size=w)))
+        if double_affine and li == 0:
+            layers.append(Affine(rng.normal(size=(w, w)), rng.normal(size=w)))
+        if pool and li == 0 and w >= 2:
+            g = rng.integers(0, w, size=(max(1, w // 2), 3))
+            layers.append(MaxPool(g, w))
+            w = g.shape[0]
+        layers.append(ACT[kind](w, rng))
+        n = w
+    layers.append(Affine(rng.normal(size=(3, n)), rng.normal(size=3)))
+    return sequential(layers)
