@@ -335,11 +335,11 @@ def test_cli_run_exit_codes_and_resume(tiny_campaign, tmp_path, capsys):
 
 
 def hang_task(unit: WorkUnit):
-    """Test-only: the first unit answers at once, every other one hangs for a minute."""
-    if unit.params.get("sample") == 0 and unit.params.get("radius") == 0.01:
-        return run_unit(unit)
-    time.sleep(60)
-    return run_unit(unit)
+    """Test-only: the first unit answers at once (an honest 'unknown'), every other one
+    hangs for a minute."""
+    if unit.params.get("sample") != 0 or unit.params.get("radius") != 0.01:
+        time.sleep(60)
+    return VerificationResult(Status.UNKNOWN, engine="test", message="not attempted")
 
 
 def _session_members(sid: int) -> list[int]:
@@ -391,3 +391,49 @@ def test_ctrl_c_with_dask_workers_leaves_no_process(tiny_campaign, tmp_path):
         os.killpg(proc.pid, signal.SIGKILL)
     assert not left, f"processes left behind after Ctrl-C: {left}"
     assert _count(store) >= 1
+
+
+def crash_task(unit: WorkUnit):
+    """Test-only: the worker process dies abruptly on sample 2 (a segfaulting solver)."""
+    if unit.params.get("sample") == 2:
+        os._exit(3)
+    return forward_task(unit)
+
+
+def test_worker_death_stops_cleanly_and_resumes(tmp_path, monkeypatch):
+    import nnresilience.campaign as campaign
+
+    monkeypatch.setattr(campaign, "load_network_cached", _raise_import)
+    monkeypatch.syspath_prepend(str(HERE))      # spawned workers import this module
+    import test_campaign as importable
+
+    units, _ = _units(4)
+    with CampaignStore(tmp_path / "s.sqlite") as st:
+        with ProcessExecutor(1) as ex:
+            s = run_campaign(units, st, ex, task=importable.crash_task)
+        assert s.aborted and "Broken" in s.aborted
+        assert st.count() == s.done < 4
+        s2 = run_campaign(units, st, InlineExecutor(), task=forward_task)
+        assert s2.skipped == s.done and st.count() == 4
+
+
+def test_rich_progress_shows_counts_and_eta(tmp_path, monkeypatch):
+    from rich.console import Console
+
+    import nnresilience.campaign as campaign
+    from nnresilience.progress import make_progress
+
+    monkeypatch.setattr(campaign, "load_network_cached", _raise_import)
+    buf = io.StringIO()
+    console = Console(file=buf, force_terminal=False, width=120)
+    units, _ = _units(3)
+    with CampaignStore(tmp_path / "s.sqlite") as st:
+        run_campaign(units, st, InlineExecutor(), task=forward_task,
+                     progress=make_progress(console=console, title="demo"))
+        run_campaign(units, st, InlineExecutor(), task=forward_task,
+                     progress=make_progress(console=console, title="demo"))
+    out = buf.getvalue()
+    assert "demo" in out and "3/3" in out and "eta" in out
+    assert "violated:3" in out          # sums 0.5, 0.6, 0.7 < 0.75: all flip
+    assert "3 unit(s) already in the store" in out
+    assert make_progress(quiet=True).__class__.__name__ == "QuietProgress"

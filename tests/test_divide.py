@@ -144,11 +144,9 @@ def test_process_pool_and_dask_give_the_serial_verdicts():
     with ProcessExecutor(2) as ex:
         pooled = [verify_divided(n, p, ex, parts=4, **FAST).status for n, p, _ in queries]
     assert serial == pooled == [q[2] for q in queries]
-    try:
-        from nnresilience.parallel import DaskExecutor
-        import distributed  # noqa: F401
-    except ImportError:
-        return
+    pytest.importorskip("distributed")
+    from nnresilience.parallel import DaskExecutor
+
     with DaskExecutor(workers=2) as dex:
         dasked = [verify_divided(n, p, dex, parts=4, **FAST).status for n, p, _ in queries]
     assert dasked == serial

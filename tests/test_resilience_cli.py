@@ -77,3 +77,26 @@ def test_min_perturbation_and_alpha_max_cli(tmp_path, capsys):
     # a user error is a one-line error with exit code 2
     rc = main(["resilience", str(model), "--class", "0", "--alpha", "0.5", "--domain", "-1:1"])
     assert rc == 2
+
+
+def test_domain_from_vnnlib_and_data(tmp_path, capsys):
+    from nnresilience.cli import main
+
+    model = _tiny_onnx(tmp_path / "tiny.onnx")
+    spec = tmp_path / "p.vnnlib"
+    spec.write_text("(declare-const X_0 Real)\n(declare-const Y_0 Real)\n"
+                    "(declare-const Y_1 Real)\n(declare-const Y_2 Real)\n"
+                    "(assert (>= X_0 -1))\n(assert (<= X_0 1))\n(assert (>= Y_1 Y_0))\n")
+    rc = main(["resilience", str(model), "--class", "0", "--alpha", str(math.exp(0.5)),
+               "--domain-from", str(spec), "--json", "-"])
+    assert rc == 0
+    r = json.loads(capsys.readouterr().out)["per_class"][0]
+    assert abs(r["upper"] - 0.25) < 1e-6
+    # --data: the domain is the data's bounding box [-0.1, 1] -> the flip set is [-0.1, 0]
+    data = tmp_path / "x.csv"
+    data.write_text("-0.1\n1.0\n0.6\n")
+    rc = main(["resilience", str(model), "--class", "0", "--alpha", str(math.exp(0.5)),
+               "--data", str(data), "--warm-start", "--json", "-"])
+    assert rc == 0
+    r = json.loads(capsys.readouterr().out)["per_class"][0]
+    assert abs(r["upper"] - 0.25) < 1e-6 and r["stats"]["ini_source"] == "data"

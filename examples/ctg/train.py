@@ -109,9 +109,18 @@ def train(Xtr: np.ndarray, ytr: np.ndarray, seed: int = SEED):
     import torch
     from torch import nn
 
-    torch.manual_seed(seed)
+    threads, determ = torch.get_num_threads(), torch.are_deterministic_algorithms_enabled()
     torch.set_num_threads(1)
     torch.use_deterministic_algorithms(True)
+    try:
+        return _fit(torch, nn, Xtr, ytr, seed)
+    finally:   # leave the caller's torch settings as they were (tests share a process)
+        torch.set_num_threads(threads)
+        torch.use_deterministic_algorithms(determ)
+
+
+def _fit(torch, nn, Xtr: np.ndarray, ytr: np.ndarray, seed: int):
+    torch.manual_seed(seed)
     model = nn.Sequential(
         nn.Linear(Xtr.shape[1], HIDDEN[0]), nn.LeakyReLU(SLOPE),
         nn.Linear(HIDDEN[0], HIDDEN[1]), nn.LeakyReLU(SLOPE),

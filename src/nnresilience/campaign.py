@@ -97,6 +97,7 @@ class CampaignSummary:
     counts: Counter = field(default_factory=Counter)   # status -> n, this run
     timed_out: bool = False
     interrupted: bool = False
+    aborted: str | None = None           # the pool broke (a worker died): why
     seconds: float = 0.0
 
     @property
@@ -107,7 +108,8 @@ class CampaignSummary:
         return {"total": self.total, "skipped": self.skipped, "done": self.done,
                 "errors": self.errors, "counts": dict(self.counts),
                 "remaining": self.remaining, "timed_out": self.timed_out,
-                "interrupted": self.interrupted, "seconds": round(self.seconds, 3)}
+                "interrupted": self.interrupted, "aborted": self.aborted,
+                "seconds": round(self.seconds, 3)}
 
 
 # ------------------------------------------------------------------- loading helpers
@@ -197,12 +199,15 @@ def _robustness_property(unit: WorkUnit, net: Any) -> Any:
                       name=unit.name or None)
 
 
-def _call_filtered(fn: Callable, *args: Any, **kwargs: Any) -> Any:
-    """Call ``fn`` with the keyword arguments it accepts (drop ``None`` values)."""
+def _call_filtered(fn: Callable, *args: Any, options: dict[str, Any] | None = None,
+                   **kwargs: Any) -> Any:
+    """Call ``fn`` with the standard keywords it accepts (``None`` values dropped) plus the
+    user's ``options`` unfiltered (a misspelt option is an error, not ignored)."""
     sig = inspect.signature(fn)
     accepts_any = any(p.kind is p.VAR_KEYWORD for p in sig.parameters.values())
     kw = {k: v for k, v in kwargs.items()
           if v is not None and (accepts_any or k in sig.parameters)}
+    kw.update(options or {})
     return fn(*args, **kw)
 
 
@@ -223,7 +228,7 @@ def run_unit(unit: WorkUnit) -> Any:
         prop = (_read_property(unit.property, net) if unit.kind == "verify"
                 else _robustness_property(unit, net))
         return _call_filtered(verify, net, prop, engine=p.get("engine", "auto"),
-                              timeout=p.get("timeout"), **options)
+                              timeout=p.get("timeout"), options=options)
     if unit.kind == "phi":
         from nnresilience.resilience import phi
 
@@ -231,7 +236,7 @@ def run_unit(unit: WorkUnit) -> Any:
         dom = None if lo is None else (lo, hi)
         return _call_filtered(phi, net, int(p["cls"]), alpha=p.get("alpha", 1.0),
                               k=p.get("k", 1), norm=p.get("norm", "l1"), domain=dom,
-                              engine=p.get("engine"), timeout=p.get("timeout"), **options)
+                              engine=p.get("engine"), timeout=p.get("timeout"), options=options)
     if unit.kind == "min_perturbation":
         from nnresilience.resilience import min_perturbation
 
@@ -239,7 +244,7 @@ def run_unit(unit: WorkUnit) -> Any:
         dom = None if lo is None else (lo, hi)
         return _call_filtered(min_perturbation, net, np.asarray(p["center"], np.float64),
                               int(p["label"]), norm=p.get("norm", "l1"), domain=dom,
-                              engine=p.get("engine"), timeout=p.get("timeout"), **options)
+                              engine=p.get("engine"), timeout=p.get("timeout"), options=options)
     raise InputDataError(f"unknown unit kind {unit.kind!r}; kinds: {', '.join(KINDS)}")
 
 
@@ -351,31 +356,26 @@ def run_campaign(units: Sequence[WorkUnit], store: CampaignStore,
     try:
         remaining = None if deadline is None else max(deadline - time.monotonic(), 0.0)
         jobs: Iterable = [(fn, u) for u, _ in todo]
-        for idx, (tag, payload) in executor.map(_guarded, jobs, timeout=remaining):
-            unit, key = todo[idx]
-            event = {"event": "done" if tag == "ok" else "error", "index": idx,
-                     "name": unit.label(), "kind": unit.kind,
-                     "network": Path(unit.network).name,
-                     "property": Path(unit.property).name if unit.property else None}
-            if tag == "ok":
-                store.put(key, unit.kind, payload, unit_meta(unit))
-                d = payload.to_dict() if hasattr(payload, "to_dict") else dict(payload)
-                status = result_status(d)
-                summary.done += 1
-                summary.counts[status] += 1
-                event.update(status=status, lower=d.get("lower"), upper=d.get("upper"),
-                             seconds=d.get("seconds"), engine=d.get("engine"),
-                             key=stable_hash(list(key))[:16])
-            else:
-                payload = {k: v for k, v in payload.items() if k != "traceback"}
-                event.update(payload)
-                summary.errors.append(event)
-            progress.update(event)
-            # The inline executor checks the deadline itself between tasks; a pool
-            # raises TimeoutError from map.
-    except TimeoutError:
-        summary.timed_out = True
-        executor.terminate()
+        results = executor.map(_guarded, jobs, timeout=remaining)
+        while True:
+            try:
+                idx, (tag, payload) = next(results)
+            except StopIteration:
+                break
+            except TimeoutError:
+                # Pools raise it from map at the deadline; the inline executor checks
+                # the deadline between tasks.
+                summary.timed_out = True
+                executor.terminate()
+                break
+            except Exception as exc:  # noqa: BLE001 - a worker died (segfault, OOM kill)
+                # Task exceptions arrive as data (_guarded); an exception here means the
+                # pool itself broke (BrokenProcessPool, Dask KilledWorker). Stop cleanly:
+                # everything stored stays, the rest is retried by the next run.
+                summary.aborted = f"{type(exc).__name__}: {exc}"
+                executor.terminate()
+                break
+            _record(todo[idx], idx, tag, payload, store, summary, progress)
     except KeyboardInterrupt:
         summary.interrupted = True
         executor.terminate()
@@ -384,6 +384,28 @@ def run_campaign(units: Sequence[WorkUnit], store: CampaignStore,
         progress.close()
         summary.seconds = time.monotonic() - t0
     return summary
+
+
+def _record(item: tuple[WorkUnit, Key], idx: int, tag: str, payload: Any,
+            store: CampaignStore, summary: CampaignSummary, progress: Progress) -> None:
+    """Commit one finished unit (its own transaction) and report it."""
+    unit, key = item
+    event = {"event": "done" if tag == "ok" else "error", "index": idx,
+             "name": unit.label(), "kind": unit.kind, "network": Path(unit.network).name,
+             "property": Path(unit.property).name if unit.property else None}
+    if tag == "ok":
+        store.put(key, unit.kind, payload, unit_meta(unit))
+        d = payload.to_dict() if hasattr(payload, "to_dict") else dict(payload)
+        status = result_status(d)
+        summary.done += 1
+        summary.counts[status] += 1
+        event.update(status=status, lower=d.get("lower"), upper=d.get("upper"),
+                     seconds=d.get("seconds"), engine=d.get("engine"),
+                     key=stable_hash(list(key))[:16])
+    else:
+        event.update({k: v for k, v in payload.items() if k != "traceback"})
+        summary.errors.append(event)
+    progress.update(event)
 
 
 # ------------------------------------------------------------------ campaign files

@@ -43,7 +43,7 @@ BOUND_PROOF_SLACK = 1e-9
 # Input splitting is used for boxes of at most this many inputs; a sub-box goes to the
 # complete engine once it has at most LEAF_UNSTABLE unstable neurons.
 SPLIT_MAX_DIM = 12
-LEAF_UNSTABLE = 24
+LEAF_UNSTABLE = 4
 SMEAR_POINTS = 15
 
 

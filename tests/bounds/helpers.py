@@ -30,7 +30,7 @@ def sample_box(lo: np.ndarray, hi: np.ndarray, n: int, rng: np.random.Generator)
     pts.append(lo + verts * (hi - lo))
     pts.append(rng.uniform(lo, hi, size=(m - m // 2, d)))
     pts.append(((lo + hi) / 2)[None, :])
-    return np.vstack(pts)
+    return np.clip(np.vstack(pts), lo, hi)   # lo + 1*(hi-lo) may round past hi
 
 
 def assert_contains(network, bounds, X: np.ndarray) -> None:

@@ -44,8 +44,8 @@ def _random_case(rng, net) -> Case:
 
 @settings(max_examples=25, deadline=None)
 @given(seed=st.integers(0, 100_000), kind=st.sampled_from(["relu", "leaky", "maxpool"]),
-       backend=st.sampled_from(["highs", "scip"]))
-def test_verdict_equals_brute_force(seed, kind, backend):
+       backend=st.sampled_from(["highs", "scip"]), big_m=st.sampled_from([None, 1e3]))
+def test_verdict_equals_brute_force(seed, kind, backend, big_m):
     rng = np.random.default_rng(seed)
     net = random_network(rng, [3, 5, 4, 3], kind=kind)
     case = _random_case(rng, net)
@@ -53,12 +53,23 @@ def test_verdict_equals_brute_force(seed, kind, backend):
     if abs(val) < 1e-5:
         return                                   # on the boundary: tolerance decides
     bounds = interval_bounds(net, case.region.lo, case.region.hi)
-    for big_m in (None, 1e3):
-        ans = MilpEngine(backend=backend, big_m=big_m).check(net, case, bounds, timeout=30)
-        assert ans.status is (Status.VIOLATED if val > 0 else Status.HOLDS), (big_m, val)
-        if ans.status is Status.VIOLATED:
-            assert _replays(net, case, ans.x)
-            assert ans.stats["replayed"] is True
+    ans = MilpEngine(backend=backend, big_m=big_m).check(net, case, bounds, timeout=30)
+    assert ans.status is (Status.VIOLATED if val > 0 else Status.HOLDS), (big_m, val)
+    if ans.status is Status.VIOLATED:
+        assert _replays(net, case, ans.x)
+        assert ans.stats["replayed"] is True
+
+
+@pytest.mark.parametrize("seed", range(6))
+def test_uniform_big_m_gives_the_same_verdict(seed):
+    rng = np.random.default_rng(seed)
+    net = random_network(rng, [3, 6, 5, 3], kind=["relu", "leaky", "maxpool"][seed % 3])
+    case = _random_case(rng, net)
+    bounds = interval_bounds(net, case.region.lo, case.region.hi)
+    a = MilpEngine(backend="highs").check(net, case, bounds, timeout=30)
+    b = MilpEngine(backend="highs", big_m=1e3).check(net, case, bounds, timeout=30)
+    assert a.stats["n_binaries"] <= b.stats["n_binaries"]
+    assert a.status is b.status and a.status is not Status.UNKNOWN
 
 
 def test_stats_are_recorded(rng):

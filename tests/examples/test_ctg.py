@@ -96,6 +96,7 @@ def test_samples_are_the_csv_rows(samples, shared_benchmarks):
     assert np.array_equal(y[rows], samples.labels)
 
 
+@pytest.mark.slow
 def test_training_script_reproduces_a_good_model(tmp_path, shared_benchmarks):
     csv = shared_benchmarks / "ctg" / "CTG.csv"
     if not csv.is_file():

@@ -89,6 +89,10 @@ class HighsBackend(Backend):
     supports_cutoff = True
     supports_start = True
 
+    def __init__(self, options: dict | None = None) -> None:
+        # extra native HiGHS options ("mip_heuristic_effort": 0.3, ...), applied last
+        self.options = dict(options or {})
+
     def solve(self, model: MilpArrays, limits: SolveLimits) -> SolveResult:
         import highspy
 
@@ -113,6 +117,8 @@ class HighsBackend(Backend):
         if limits.stop_at_first_solution and is_mip:
             h.setOptionValue("mip_max_improving_sols", 1)
 
+        for key, val in self.options.items():
+            h.setOptionValue(key, val)
         lp = highspy.HighsLp()
         n, m = model.n_vars, model.n_rows
         lp.num_col_, lp.num_row_ = n, m

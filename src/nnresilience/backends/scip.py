@@ -54,6 +54,10 @@ class ScipBackend(Backend):
     supports_cutoff = True
     supports_start = True
 
+    def __init__(self, params: dict | None = None) -> None:
+        # extra native SCIP parameters ("separating/maxroundsroot": 5, ...), applied last
+        self.params = dict(params or {})
+
     def solve(self, model: MilpArrays, limits: SolveLimits) -> SolveResult:
         from pyscipopt import Expr, Model
         from pyscipopt.scip import ExprCons, Term
@@ -113,6 +117,8 @@ class ScipBackend(Backend):
             for i in np.flatnonzero(~np.isnan(model.start)):
                 s.setSolVal(sol, xs[i], float(model.start[i]))
             s.addSol(sol)
+        for key, val in self.params.items():
+            s.setParam(key, val)
         build = time.perf_counter() - t0
         s.optimize()
         native = s.getStatus()

@@ -101,10 +101,13 @@ def layer_stats(network, bounds_lo: list, bounds_hi: list, methods: list[str] | 
     return {"layers": rows, "unstable": sum(r["unstable"] for r in rows)}
 
 
-def _finish(network, los, his, method, t0, methods, seconds, extra=None) -> NetworkBounds:
+def _finish(network, los, his, method, t0, methods, seconds, extra=None,
+            deadline: float | None = None) -> NetworkBounds:
     stats = layer_stats(network, los, his, methods, seconds)
-    total = time.perf_counter() - t0
-    stats.update({"method": method, "seconds": total})
+    now = time.perf_counter()
+    total = now - t0
+    stats.update({"method": method, "seconds": total,
+                  "timed_out": bool(deadline is not None and now > deadline)})
     if extra:
         stats.update(extra)
     return NetworkBounds(list(los), list(his), method=method, seconds=total, stats=stats)
@@ -143,7 +146,8 @@ def compute_bounds(network, region, method: str = "symbolic", executor=None,
     sym = propagate(network, lo0, hi0, prior=list(zip(los, his, strict=True)),
                     deadline=deadline)
     if kind == "symbolic":
-        return _finish(network, sym.los, sym.his, "symbolic", t0, sym.methods, sym.seconds)
+        return _finish(network, sym.los, sym.his, "symbolic", t0, sym.methods, sym.seconds,
+                       deadline=deadline)
 
     from nnresilience.bounds.lp import lp_refiner
 
@@ -152,7 +156,8 @@ def compute_bounds(network, region, method: str = "symbolic", executor=None,
                    refine=refine, deadline=deadline)
     if kind == "lp":
         return _finish(network, lp.los, lp.his, "lp", t0, lp.methods, lp.seconds,
-                       {"lp_solves": refine.n_solves})
+                       {"lp_solves": refine.n_solves, "lp_chunks": refine.n_chunks},
+                       deadline=deadline)
 
     from nnresilience.bounds.tighten import milp_refiner
 
@@ -162,4 +167,4 @@ def compute_bounds(network, region, method: str = "symbolic", executor=None,
                     refine=mrefine, deadline=deadline)
     return _finish(network, out.los, out.his, f"milp:{width}", t0, out.methods, out.seconds,
                    {"lp_solves": refine.n_solves, "mip_solves": mrefine.n_solves,
-                    "mip_early_stops": mrefine.n_limit})
+                    "mip_early_stops": mrefine.n_limit}, deadline=deadline)

@@ -297,6 +297,7 @@ class LPRefiner:
         self.deadline = deadline
         self.outputs = outputs
         self.n_solves = 0
+        self.n_chunks = 0
 
     def __call__(self, i: int, los: list, his: list):
         layers = self.layers
@@ -327,6 +328,7 @@ class LPRefiner:
             payloads.append({"A": A, "row_lo": row_lo, "row_hi": row_hi, "lb": lb, "ub": ub,
                              "cols": cols, "C": C, "d": aff.b[ch], "seconds": seconds})
         results = run_chunks(payloads, solve_lp_chunk, self.executor)
+        self.n_chunks += len(payloads)
         lo = np.full(los[i].size, -np.inf)
         hi = np.full(los[i].size, np.inf)
         for ch, (l, h, n) in zip(chunks, results, strict=True):

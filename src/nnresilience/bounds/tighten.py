@@ -34,6 +34,7 @@ from nnresilience.bounds.lp import (
     make_highs,
     relaxation_rows,
     run_chunks,
+    solve_lp_chunk,
     split_chunks,
 )
 from nnresilience.bounds.relax import relax_maxpool
@@ -158,6 +159,11 @@ def solve_mip_chunk(payload: dict) -> tuple[np.ndarray, np.ndarray, int, int]:
 
     A, row_lo, row_hi = payload["A"], payload["row_lo"], payload["row_hi"]
     lb, ub, cols, integer = payload["lb"], payload["ub"], payload["cols"], payload["integer"]
+    if not np.any(integer):
+        # No binary left (all window units decided): HiGHS solves an LP and reports no MIP
+        # dual bound, so take the LP path with its weak-duality certificate instead.
+        lo, hi, n = solve_lp_chunk(payload)
+        return lo, hi, n, 0
     C, dconst = payload["C"], payload["d"]
     limit = float(payload["time_limit"])
     budget = payload.get("seconds")

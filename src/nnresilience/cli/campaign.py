@@ -110,7 +110,11 @@ def run(
         if not jsonl:
             err_console.print(f"failed: {err.get('name')}: {err.get('type')}: "
                               f"{err.get('message')}", highlight=False, markup=False)
-    if summary.errors:
+    if summary.aborted:
+        err_console.print(f"stopped: a worker died ({summary.aborted}); {summary.remaining} "
+                          "unit(s) left, run the same command again to resume",
+                          highlight=False, markup=False)
+    if summary.errors or summary.aborted:
         raise typer.Exit(EXIT_FAILED_UNITS)
     if summary.timed_out and summary.remaining > 0:
         err_console.print(f"--timeout reached: {summary.remaining} unit(s) left; run the "

@@ -453,11 +453,21 @@ def demo(
     timeout: float | None = typer.Option(None, "--timeout",
                                          help="seconds per robustness cell"),
     no_phi: bool = typer.Option(False, "--no-phi", help="skip the Phi_m computation"),
+    json_out: str | None = typer.Option(None, "--json",
+                                        help="also write the summary as JSON ('-' = stdout "
+                                             "only, no table)"),
 ) -> None:
     """Run the seed-004 Cardiotocography robustness tables on the shipped network."""
+    from nnresilience.cli.app import emit_json
     from nnresilience.data import ctg_samples
 
-    summary = run_demo(out, quick=quick, engine=engine, timeout=timeout, with_phi=not no_phi)
+    quiet = json_out == "-"
+    summary = run_demo(out, quick=quick, engine=engine, timeout=timeout, with_phi=not no_phi,
+                       show_progress=not quiet)
+    if json_out is not None:
+        emit_json(json_safe(summary), json_out)
+    if quiet:
+        return
     samples = ctg_samples()
     cells = [Cell(**c) for c in summary["cells"]]
     console.print(_rich_table(cells, samples, summary["deltas"]))

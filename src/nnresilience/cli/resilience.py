@@ -30,26 +30,10 @@ def _load_model(path: Path):
 
 
 def _load_array(path: Path) -> np.ndarray:
-    """Rows of inputs from .npy/.npz (key X or the first array)/.csv (comma or blank)."""
-    try:
-        from nnresilience.io import load_inputs
-    except ImportError:
-        load_inputs = None
-    if load_inputs is not None:
-        return np.asarray(load_inputs(path), float)
-    path = Path(path)
-    if not path.is_file():
-        raise InputDataError(f"{path}: no such file")
-    try:
-        if path.suffix == ".npy":
-            return np.asarray(np.load(path), float)
-        if path.suffix == ".npz":
-            z = np.load(path)
-            return np.asarray(z["X"] if "X" in z else z[z.files[0]], float)
-        delim = "," if "," in path.read_text().splitlines()[0] else None
-        return np.atleast_2d(np.loadtxt(path, delimiter=delim))
-    except (ValueError, OSError, KeyError) as exc:
-        raise InputDataError(f"{path}: cannot read inputs ({exc})") from None
+    """Rows of inputs (or labels) from .npy/.npz/.csv through :mod:`nnresilience.io`."""
+    from nnresilience.io import load_inputs
+
+    return np.asarray(load_inputs(path), float)
 
 
 def _parse_domain(spec: str, n: int) -> tuple[np.ndarray, np.ndarray]:
