@@ -116,7 +116,9 @@ def _settings():
     return {
         "M=1e4": PAPER_BASELINE,
         "dataflow": DATAFLOW,
-        "heur. 1+2": ResilienceSettings(big_m="interval", lookback=2, priorities=True),
+        "heur. 1+2": ResilienceSettings(big_m="interval", lookback=2, priorities=True,
+                                        coupling=False),
+        "default (ours)": ResilienceSettings(),
     }
 
 
@@ -156,7 +158,9 @@ def cmd_table1(args) -> None:
                     dt = time.perf_counter() - t0
                     word = {"holds": "inf", "violated": "feas", "unknown": "t.o."}[
                         r.status.value]
-                    status = word if word != "t.o." else status
+                    if word != "t.o.":
+                        # answers of different settings must agree (flag it if not)
+                        status = word if status in (None, word) else "CONFLICT"
                     cells.append(f"{dt:.1f}" if word != "t.o." else "t.o.")
                 rows.append((f"digits {tag}", m, idx, delta, status or "unknown", cells))
                 print(rows[-1], flush=True)
@@ -220,6 +224,7 @@ def cmd_heuristics(args) -> None:
     dig = _load(DIGITS / "digits_2x50.onnx")
     dd = np.load(DIGITS / "digits_test.npz")
     for m, a in args.digit_cases:
+        m = int(m)
         cases.append((f"digits 2x50 Φ_{m} α={a}", dig, m, a, dd["X"]))
     head = "| query | " + " | ".join(configs) + " |"
     lines = [f"### Heuristics: seconds (Φ_m, L1, k=1; solver nodes; timeout {args.timeout:g} s)",

@@ -223,8 +223,13 @@ def test_min_perturbation_divided_matches_serial(norm):
     assert norm_of(b - x, norm) == pytest.approx(got.upper)
     assert got.stats["parts"] == 4
     assert got.stats["submitted"] + got.stats["pruned_without_solve"] == 4
-    if norm == "linf":  # inline: boxes farther than the first witness are never solved
-        assert got.stats["pruned_without_solve"] >= 1
+    # the attack's point bounds the answer and confines the split to x +- its norm
+    assert got.stats["attack_upper"] >= got.upper - 1e-9
+    if norm == "linf":  # no attack: the whole domain is split and, inline, the boxes
+        # farther from x than the first witness are never solved
+        nat = min_perturbation_divided(net, x, norm=norm, domain=(-1, 1), parts=4, attack=0)
+        assert _close(nat.upper, ref.upper) and nat.optimal
+        assert nat.stats["pruned_without_solve"] >= 1
 
 
 def test_phi_divided_matches_serial():

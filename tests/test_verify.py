@@ -195,3 +195,32 @@ def test_verify_with_milp_matches_brute_force(seed, kind, split):
     assert res.status is (Status.VIOLATED if best > 0 else Status.HOLDS)
     if res.status is Status.VIOLATED:
         assert V.replay(net, prop, res.counterexample.x_array)
+
+
+def test_bounds_drop_impossible_disjuncts(monkeypatch):
+    """A term the bounds exclude never reaches the engine; the verdict is unchanged."""
+    rng = np.random.default_rng(11)
+    net = random_network(rng, [3, 5, 2], "relu")
+    region = InputRegion(-np.ones(3), np.ones(3))
+    impossible = Conjunction(np.array([[-1.0, 0.0]]), np.array([-1e4]))     # y0 >= 1e4
+    hard = Conjunction(np.array([[1.0, -1.0]]), np.array([-1e-3]))
+    case = Case(region, OutputCondition((impossible, hard), 2))
+    seen = []
+
+    class Recorder(BruteEngine):
+        def check(self, network, case, bounds, timeout=None, **options):
+            seen.append(len(case.unsafe.terms))
+            return super().check(network, case, bounds, timeout, **options)
+
+    monkeypatch.setattr(V, "_resolve_engine", lambda name: Recorder())
+    monkeypatch.setattr(V, "falsify", lambda *a, **k: None)
+    res = V.verify(net, Property((case,)), input_split=False)
+    expected, _ = brute_force_case(net, case)
+    assert res.status is expected
+    if seen:
+        assert seen == [1]
+    # rows are lower bounds of A y: -y0 >= -2e4 does not exclude -y0 <= -1e4; -3 does
+    assert list(V.excluded_terms(case.unsafe, np.array([-2e4, -5.0]))) == [False, False]
+    assert list(V.excluded_terms(case.unsafe, np.array([-3.0, -5.0]))) == [True, False]
+    assert list(V.excluded_terms(case.unsafe, np.array([-3.0, 1.0]))) == [True, True]
+    assert V.reduced_case(case, np.array([-3.0, -5.0])).unsafe.terms == (hard,)

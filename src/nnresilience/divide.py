@@ -387,7 +387,7 @@ def _min_perturbation_task(network, x, label, norm, k, lo, hi, settings, timeout
 
 
 def _optimise(executor, boxes: list, make_task: Callable, prune_lower: Callable,
-              deadline: float | None) -> tuple[list, dict]:
+              deadline: float | None, best: float = math.inf) -> tuple[list, dict]:
     """Run the sub-problems with a shared cutoff; return ``(answers, stats)``.
 
     ``make_task(box, cutoff, time_left) -> (fn, args)``; each answer is
@@ -397,7 +397,7 @@ def _optimise(executor, boxes: list, make_task: Callable, prune_lower: Callable,
     ex, owned = _resolve_executor(executor)
     workers = max(1, int(getattr(ex, "workers", 1)))
     answers: list = [None] * len(boxes)
-    state = {"best": math.inf, "pruned": 0}
+    state = {"best": best, "pruned": 0}
 
     def make(item):
         j, box = item
@@ -429,24 +429,58 @@ def _optimise(executor, boxes: list, make_task: Callable, prune_lower: Callable,
                 if ans[1] is not None:
                     state["best"] = min(state["best"], ans[1])
     finally:
-        running = {win.inflight[f] for f in win.inflight}
         win.stop(kill=owned)
         if owned:
             ex.shutdown()
-    # whatever did not finish proves nothing beyond its distance bound
+    # whatever did not finish proves nothing beyond its a-priori bound
     for j, a in enumerate(answers):
         if a is None:
-            answers[j] = (0.0 if j in running else prune_lower(boxes[j]), None, "timeout")
+            answers[j] = (prune_lower(boxes[j]), None, "timeout")
     stats = {"parts": len(boxes), "submitted": win.submitted, "completed": win.completed,
              "pruned_without_solve": state["pruned"], "workers": workers,
              "timed_out": timed_out, "executor": getattr(ex, "name", type(ex).__name__)}
     return answers, stats
 
 
+def _attack_upper(network, x: np.ndarray, m: int, k: int, norm: str, lo: np.ndarray,
+                  hi: np.ndarray, budget: float) -> tuple[float | None, np.ndarray | None]:
+    """A replayed adversarial point near ``x`` by the falsifier, shrinking the ball.
+
+    Starts with the ball covering D and halves the radius below the best norm found, so
+    ``(upper, witness)`` is a cheap upper bound of the minimum perturbation (None when
+    the attacks find nothing within ``budget`` seconds).
+    """
+    from nnresilience.falsify import falsify
+    from nnresilience.resilience.replay import flip_ok, norm_of
+    from nnresilience.spec.property import robustness
+
+    end = time.monotonic() + budget
+    radius = float(np.max(np.maximum(hi - x, x - lo))) * (x.size if norm == "l1" else 1.0)
+    best, wit = None, None
+    for r in range(8):
+        if time.monotonic() >= end or radius <= 0.0:
+            break
+        prop = robustness(x, m, radius, network.n_outputs, "l1" if norm == "l1" else "linf",
+                          lo, hi, k)
+        b = falsify(network, prop.cases[0], rng=r, budget_seconds=min(0.3, budget),
+                    deadline=end)
+        if b is None:
+            break
+        b = np.clip(np.asarray(b, float), lo, hi)
+        if not flip_ok(network, b, m, k):
+            break
+        u = norm_of(b - x, norm)
+        if best is None or u < best:
+            best, wit = u, b
+        radius = 0.5 * best
+    return best, wit
+
+
 def min_perturbation_divided(network, x: np.ndarray, label: int | None = None,
                              norm: str = "l1", k: int = 1, domain=None, executor=None,
                              parts: int | None = None, *, settings=None,
-                             timeout: float | None = None) -> ResilienceResult:
+                             timeout: float | None = None, attack: float = 1.0
+                             ) -> ResilienceResult:
     """Per-sample minimum perturbation with the domain of ``x + ε`` split into sub-boxes.
 
     Each sub-box is one per-sample MIP (:func:`nnresilience.resilience.min_perturbation`
@@ -455,6 +489,11 @@ def min_perturbation_divided(network, x: np.ndarray, label: int | None = None,
     whose distance to ``x`` already reaches the best upper are pruned without a solve.
     Boxes are solved nearest first. Answer: ``[min lowers, min uppers]`` with the best
     sub-box's witness, replayed again here through ``network.forward``.
+
+    Before splitting, the falsifier looks for a close adversarial point (``attack``
+    seconds). Its norm ``u`` is an upper bound, so only ``||b - x||_inf <= u`` matters
+    (that box contains the ``u``-ball of every norm here): that box, intersected with D,
+    is what gets split, and every task starts with the cutoff ``u``.
     """
     from nnresilience.resilience import DEFAULT, resolve_domain
     from nnresilience.resilience.replay import flip_ok, norm_of
@@ -471,7 +510,12 @@ def min_perturbation_divided(network, x: np.ndarray, label: int | None = None,
         workers = max(1, int(getattr(ex, "workers", 1)))
         parts = _default_parts(workers) if parts is None else max(1, int(parts))
         rows = np.vstack([t.A for t in misclassification(m, network.n_outputs).terms])
-        boxes = split_box(lo, hi, parts, lambda a, b: influence(network, a, b, rows))
+        ub, ub_wit = _attack_upper(network, x, m, k, norm, lo, hi,
+                                   attack if timeout is None else min(attack, 0.1 * timeout))
+        slo, shi = lo, hi
+        if ub is not None:
+            slo, shi = np.maximum(lo, x - ub), np.minimum(hi, x + ub)
+        boxes = split_box(slo, shi, parts, lambda a, b: influence(network, a, b, rows))
         boxes.sort(key=lambda bx: _gap_norm(x, bx[0], bx[1], norm))
 
         def make_task(box, cutoff, rem):
@@ -480,7 +524,11 @@ def min_perturbation_divided(network, x: np.ndarray, label: int | None = None,
             return _triple_task, (sub,)
 
         answers, stats = _optimise(ex, boxes, make_task,
-                                   lambda bx: _gap_norm(x, bx[0], bx[1], norm), deadline)
+                                   lambda bx: _gap_norm(x, bx[0], bx[1], norm), deadline,
+                                   math.inf if ub is None else ub)
+        if ub is not None:  # the attack's point is a sub-answer like the others
+            answers.append((ub, ub, tuple(ub_wit)))
+            stats["attack_upper"] = ub
     finally:
         if owned:
             ex.terminate()

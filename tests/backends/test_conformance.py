@@ -102,6 +102,19 @@ def test_milp_infeasible(backend):
     assert res.x is None and res.dual_bound == math.inf
 
 
+def test_lp_infeasible_and_unbounded(backend):
+    m = MilpModel()
+    v = m.add_vars(2, -np.inf, np.inf, obj=[-1.0, 0.0])
+    # x + y <= 1 and x + y >= 3
+    m.add_terms(np.array([0, 0, 1, 1]), np.r_[v, v], np.ones(4), 2, [-np.inf, 3.0],
+                [1.0, np.inf])
+    assert backend.solve(m.arrays(), SolveLimits()).status is SolveStatus.INFEASIBLE
+    free = MilpModel()
+    free.add_vars(2, -np.inf, np.inf, obj=[-1.0, 0.0])
+    res = backend.solve(free.arrays(), SolveLimits())
+    assert res.status in (SolveStatus.UNBOUNDED, SolveStatus.ERROR)   # never "optimal"
+
+
 def test_empty_infeasible_row(backend):
     m = MilpModel()
     m.add_vars(1, 0, 1)

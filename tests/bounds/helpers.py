@@ -33,9 +33,11 @@ def sample_box(lo: np.ndarray, hi: np.ndarray, n: int, rng: np.random.Generator)
     return np.clip(np.vstack(pts), lo, hi)   # lo + 1*(hi-lo) may round past hi
 
 
-def assert_contains(network, bounds, X: np.ndarray) -> None:
-    """Every float64 value entering every layer (and the output) lies in the bounds."""
-    vals = network.forward_all(X)
+def assert_contains(network, bounds, X: np.ndarray, vals: list | None = None) -> None:
+    """Every float64 value entering every layer (and the output) lies in the bounds.
+
+    ``vals`` (from ``network.forward_all(X)``) may be passed to reuse one forward pass."""
+    vals = network.forward_all(X) if vals is None else vals
     assert len(vals) == len(bounds.lo)
     for i, v in enumerate(vals):
         below = bounds.lo[i][None, :] - v

@@ -201,3 +201,14 @@ def test_sparse_affine_matches_dense_and_wide_layer_fallback():
     vals = dense.forward_all(sample_box(lo, hi, 2000, rng))
     for i, v in enumerate(vals):
         assert np.all(v >= p.los[i]) and np.all(v <= p.his[i])
+
+
+def test_milp_from_lp_prior_skips_lp_stage():
+    rng = np.random.default_rng(21)
+    net = mixed_network(rng, 3, [6, 6], ["relu", "leaky"])
+    lo, hi = -np.ones(3), np.ones(3)
+    lp = compute_bounds(net, (lo, hi), method="lp")
+    m = compute_bounds(net, (lo, hi), method="milp:1", prior=lp)
+    assert "lp_solves" not in m.stats and m.stats["mip_solves"] > 0
+    assert_nested(m, lp, tol=0.0)
+    assert_contains(net, m, sample_box(lo, hi, 2000, rng))

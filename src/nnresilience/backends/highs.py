@@ -30,7 +30,7 @@ STATUS_MAP = {
     "kOptimal": SolveStatus.OPTIMAL,
     "kInfeasible": SolveStatus.INFEASIBLE,
     "kUnbounded": SolveStatus.UNBOUNDED,
-    "kUnboundedOrInfeasible": SolveStatus.ERROR,   # resolved below by a second solve
+    "kUnboundedOrInfeasible": SolveStatus.ERROR,   # a second solve without presolve decides
     "kObjectiveBound": SolveStatus.LIMIT,
     "kObjectiveTarget": SolveStatus.LIMIT,
     "kTimeLimit": SolveStatus.LIMIT,
@@ -145,6 +145,10 @@ class HighsBackend(Backend):
             known = np.flatnonzero(~np.isnan(model.start)).astype(np.int32)
             h.setSolution(int(known.size), known, model.start[known].astype(float))
         h.run()
+        if str(h.getModelStatus()).endswith("kUnboundedOrInfeasible"):
+            # presolve could not tell which; the unpresolved solve decides
+            h.setOptionValue("presolve", "off")
+            h.run()
         ms = h.getModelStatus()
         key = h.modelStatusToString(ms)
         name = str(ms).split(".")[-1]

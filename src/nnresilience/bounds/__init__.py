@@ -122,7 +122,8 @@ def compute_bounds(network, region, method: str = "symbolic", executor=None,
     :mod:`nnresilience.parallel`) runs LP/MIP work units; default inline. ``timeout``
     (seconds) bounds the whole call: when it is reached the remaining layers keep the
     cheaper bounds already computed (still sound). ``prior`` bounds (e.g. from an earlier
-    call) are intersected in. ``neuron_time_limit`` caps each MIP of ``milp:W``.
+    call) are intersected in; for ``milp:W`` a prior from ``lp`` (or ``milp``) replaces the
+    symbolic and LP stages. ``neuron_time_limit`` caps each MIP of ``milp:W``.
     """
     kind, width = parse_method(method)
     lo0, hi0 = region_box(network, region)
@@ -142,6 +143,11 @@ def compute_bounds(network, region, method: str = "symbolic", executor=None,
 
     from nnresilience.bounds.symbolic import propagate
 
+    if kind == "milp" and prior is not None and prior.method.startswith(("lp", "milp")):
+        # The caller already paid for the LP stage: refine its boxes directly.
+        return _milp_stage(network, lo0, hi0, list(zip(los, his, strict=True)), width,
+                           executor, deadline, neuron_time_limit, t0, {})
+
     # Each stage takes the previous one as prior, so the boxes only shrink.
     sym = propagate(network, lo0, hi0, prior=list(zip(los, his, strict=True)),
                     deadline=deadline)
@@ -159,12 +165,19 @@ def compute_bounds(network, region, method: str = "symbolic", executor=None,
                        {"lp_solves": refine.n_solves, "lp_chunks": refine.n_chunks},
                        deadline=deadline)
 
+    return _milp_stage(network, lo0, hi0, list(zip(lp.los, lp.his, strict=True)), width,
+                       executor, deadline, neuron_time_limit, t0,
+                       {"lp_solves": refine.n_solves})
+
+
+def _milp_stage(network, lo0, hi0, base, width, executor, deadline, neuron_time_limit, t0,
+                extra) -> NetworkBounds:
+    from nnresilience.bounds.symbolic import propagate
     from nnresilience.bounds.tighten import milp_refiner
 
     mrefine = milp_refiner(network, width, executor=executor, deadline=deadline,
                            time_limit=neuron_time_limit)
-    out = propagate(network, lo0, hi0, prior=list(zip(lp.los, lp.his, strict=True)),
-                    refine=mrefine, deadline=deadline)
+    out = propagate(network, lo0, hi0, prior=base, refine=mrefine, deadline=deadline)
+    extra = dict(extra, mip_solves=mrefine.n_solves, mip_early_stops=mrefine.n_limit)
     return _finish(network, out.los, out.his, f"milp:{width}", t0, out.methods, out.seconds,
-                   {"lp_solves": refine.n_solves, "mip_solves": mrefine.n_solves,
-                    "mip_early_stops": mrefine.n_limit}, deadline=deadline)
+                   extra, deadline=deadline)

@@ -35,7 +35,13 @@ def _executor(workers: int | None, scheduler: str | None, executor: str | None):
     if len(chosen) > 1:
         raise typer.BadParameter(f"choose one of {', '.join(chosen)}")
     if scheduler:
-        return DaskExecutor(scheduler=scheduler)
+        from nnresilience.errors import BackendUnavailableError
+
+        try:
+            return DaskExecutor(scheduler=scheduler, connect_timeout=30)
+        except (OSError, TimeoutError, ValueError) as exc:
+            raise BackendUnavailableError(
+                f"cannot reach the Dask scheduler at {scheduler}: {exc}") from exc
     if executor:
         try:
             return make_executor(executor)

@@ -236,6 +236,16 @@ def _patterns(network: Network, reg: _Region, lo, hi):
     yield from rec(0, np.eye(n), np.zeros(n), np.zeros((0, n)), np.zeros(0))
 
 
+def _bounds(network: Network, region):
+    """Sound pre-activation boxes: symbolic when available (fewer unstable units), else
+    interval. Only their soundness matters for exactness; tightness only saves LPs."""
+    try:
+        from nnresilience.bounds import compute_bounds
+    except ImportError:
+        return interval_bounds(network, region.lo, region.hi)
+    return compute_bounds(network, region, method="symbolic")
+
+
 def brute_force_max_margin(network: Network, case, stop_at_violation: bool = False
                            ) -> tuple[float, np.ndarray | None]:
     """Exact ``max_{x in region} case.unsafe.max_margin(f(x))`` and a maximiser.
@@ -246,7 +256,7 @@ def brute_force_max_margin(network: Network, case, stop_at_violation: bool = Fal
     point whose replay satisfies the unsafe condition exactly.
     """
     region = case.region
-    nb = interval_bounds(network, region.lo, region.hi)
+    nb = _bounds(network, region)
     if _count_unstable(network, nb.lo, nb.hi) > MAX_UNSTABLE:
         raise BruteForceTooLarge(
             f"more than {MAX_UNSTABLE} unstable units: too large for brute force")
