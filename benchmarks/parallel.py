@@ -13,6 +13,8 @@ Tasks:
   D = [0,1]^27), or the shipped CTG net when that example is absent.
 * ``table``  -- a robustness table: per-sample minimum L∞ perturbation of the 9 shipped
   CTG samples (``robustness_table(..., workers=N)``, D = [-1,1]^18).
+* ``minpert`` -- minimum L∞ perturbation of CTG sample 1: one serial MIP, then
+  ``min_perturbation_divided`` with N workers (attack, then split of the neighbourhood).
 * ``divide`` -- ACAS Xu network 1_1 with properties 3 and 4 (``../shared/benchmarks``):
   ``verify`` serially, then ``verify_divided`` with N workers (1 = in-process).
 
@@ -79,6 +81,27 @@ def run_table(workers: int, timeout: float) -> tuple[float, str]:
     return sec, f"CTG 9 samples, min L∞ ε: {vals}"
 
 
+def run_minpert(workers: int | None, timeout: float, sample: int = 1) -> tuple[float, str]:
+    """Minimum L∞ perturbation of one CTG sample: serial MIP (``workers=None``) or
+    ``min_perturbation_divided`` with N workers."""
+    from nnresilience.divide import min_perturbation_divided
+    from nnresilience.resilience import min_perturbation
+
+    net = _load(DATA / "ctg_leaky.onnx")
+    d = np.load(DATA / "ctg_samples.npz")
+    x, lab = d["x"][sample], int(d["labels"][sample])
+    t = time.perf_counter()
+    if workers is None:
+        r = min_perturbation(net, x, lab, norm="linf", domain=(-1.0, 1.0), timeout=timeout)
+    else:
+        with _executor(workers) as ex:
+            r = min_perturbation_divided(net, x, lab, norm="linf", domain=(-1.0, 1.0),
+                                         executor=ex, timeout=timeout)
+    sec = time.perf_counter() - t
+    up = "-" if r.upper is None else f"{r.upper:.6f}"
+    return sec, f"sample {sample}: [{r.lower:.6f}, {up}], optimal={r.optimal}"
+
+
 def run_divide(prop_id: int, workers: int | None, timeout: float) -> tuple[float, str]:
     """``workers=None``: plain serial ``verify`` (the reference)."""
     from nnresilience.divide import verify_divided
@@ -102,8 +125,8 @@ def run_divide(prop_id: int, workers: int | None, timeout: float) -> tuple[float
 
 def main(argv: list[str] | None = None) -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    ap.add_argument("--tasks", nargs="+", default=["xi", "table", "divide"],
-                    choices=["xi", "table", "divide"])
+    ap.add_argument("--tasks", nargs="+", default=["xi", "table", "minpert", "divide"],
+                    choices=["xi", "table", "minpert", "divide"])
     ap.add_argument("--workers", nargs="+", type=int, default=[1, 2])
     ap.add_argument("--timeout", type=float, default=120.0,
                     help="seconds per query (per Φ_m / per sample / per ACAS property)")
@@ -133,6 +156,13 @@ def main(argv: list[str] | None = None) -> None:
             sec, note = run_table(w, args.timeout)
             base = base if base is not None else (sec if w == 1 else None)
             record("robustness table", str(w), sec, base, note)
+    if "minpert" in args.tasks:
+        task = "CTG min. perturbation (1 sample)"
+        base, note = run_minpert(None, args.timeout)
+        record(task, "serial", base, 1.0, note)
+        for w in args.workers:
+            sec, note = run_minpert(w, args.timeout)
+            record(task, f"div {w}", sec, base, note)
     if "divide" in args.tasks:
         if not (SHARED / "acasxu").is_dir():
             print("../shared/benchmarks/acasxu is absent: divide task skipped")

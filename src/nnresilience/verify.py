@@ -45,6 +45,9 @@ BOUND_PROOF_SLACK = 1e-9
 SPLIT_MAX_DIM = 12
 LEAF_UNSTABLE = 4
 SMEAR_POINTS = 15
+# Choose the split input by trying every input (two bound computations each) instead of
+# the gradient smear: fewer boxes, more work per box.
+SPLIT_LOOKAHEAD = False
 
 
 # ----------------------------------------------------------------------- replay
@@ -199,6 +202,37 @@ def split_applies(network, case) -> bool:
     return case.region.norm != "l1" and case.region.dim <= SPLIT_MAX_DIM
 
 
+def _proof_margin(condition, row_lo: np.ndarray) -> float:
+    """``min over terms of max over rows (lower(A y) - b)``: > 0 means the box is proven."""
+    worst = np.inf
+    start = 0
+    for term in condition.terms:
+        r = term.A.shape[0]
+        worst = min(worst, float(np.max(row_lo[start:start + r] - term.b)))
+        start += r
+    return worst
+
+
+def _lookahead_split(network, spec_net, case, lo, hi, method, deadline, parent: float):
+    """The input whose bisection most improves the worse half's proof margin.
+
+    Returns ``(None, None)`` when no bisection improves on ``parent`` (the box's own
+    proof margin); the caller then falls back to the gradient smear, so a useless input
+    is never split forever.
+    """
+    best_d, best_score, best_halves = None, parent, None
+    for d in np.flatnonzero(hi > lo):
+        cut = lo[d] + (hi[d] - lo[d]) / 2.0
+        left_hi, right_lo = hi.copy(), lo.copy()
+        left_hi[d], right_lo[d] = cut, cut
+        halves = [_case_bounds(network, spec_net, case, a, b, method, _remaining(deadline))
+                  for a, b in ((lo, left_hi), (right_lo, hi))]
+        score = min(_proof_margin(case.unsafe, h[1]) for h in halves)
+        if score > best_score + 1e-9 * (1.0 + abs(best_score)):
+            best_d, best_score, best_halves = int(d), score, halves
+    return best_d, best_halves
+
+
 def _split_search(network, case, eng, deadline: float | None, method: str,
                   onnx_replay: bool, rng: np.random.Generator, engine_options: dict,
                   stats: dict) -> tuple[Status, Counterexample | None, str]:
@@ -217,17 +251,17 @@ def _split_search(network, case, eng, deadline: float | None, method: str,
 
     spec_net = _spec_network(network, case.unsafe)
     sub_method = method if method in ("interval", "symbolic") else "symbolic"
-    stack = [(case.region.lo.copy(), case.region.hi.copy(), 0)]
+    stack = [(case.region.lo.copy(), case.region.hi.copy(), 0, None)]
     n_boxes = n_proven = n_engine = max_depth = 0
     try:
         while stack:
             if deadline is not None and time.monotonic() >= deadline:
                 return Status.UNKNOWN, None, "timeout"
-            lo, hi, depth = stack.pop()
+            lo, hi, depth, cached = stack.pop()
             n_boxes += 1
             max_depth = max(max_depth, depth)
-            nb, row_lo = _case_bounds(network, spec_net, case, lo, hi, sub_method,
-                                      _remaining(deadline))
+            nb, row_lo = cached or _case_bounds(network, spec_net, case, lo, hi, sub_method,
+                                                _remaining(deadline))
             if spec_rows_exclude(case.unsafe, row_lo):
                 n_proven += 1
                 continue
@@ -255,14 +289,19 @@ def _split_search(network, case, eng, deadline: float | None, method: str,
                     return Status.UNKNOWN, None, "candidate failed replay"
                 if deadline is not None and time.monotonic() >= deadline:
                     return Status.UNKNOWN, None, "timeout"
-            # "smear": mean |d margin / d x_i| over points spread in the box, times width
-            pts = np.vstack([mid, sub.region.sample(SMEAR_POINTS, rng)])
-            _, g = margin_and_grad(network, sub, pts)
             width = hi - lo
-            score = np.abs(g).mean(axis=0) * width
-            if not np.any(score > 0):
-                score = width / np.maximum(case.region.hi - case.region.lo, 1e-300)
-            d = int(np.argmax(score))
+            d, halves = None, None
+            if SPLIT_LOOKAHEAD:
+                d, halves = _lookahead_split(network, spec_net, case, lo, hi, sub_method,
+                                             deadline, _proof_margin(case.unsafe, row_lo))
+            if d is None:
+                # "smear": mean |d margin / d x_i| over points in the box, times width
+                pts = np.vstack([mid, sub.region.sample(SMEAR_POINTS, rng)])
+                _, g = margin_and_grad(network, sub, pts)
+                score = np.abs(g).mean(axis=0) * width
+                if not np.any(score > 0):
+                    score = width / np.maximum(case.region.hi - case.region.lo, 1e-300)
+                d = int(np.argmax(score))
             if width[d] <= 0.0:
                 return Status.UNKNOWN, None, "input splitting cannot split further"
             cut = lo[d] + width[d] / 2.0
@@ -272,9 +311,9 @@ def _split_search(network, case, eng, deadline: float | None, method: str,
             pair = [(lo, left_hi), (right_lo, hi)]
             cm = case.unsafe.max_margin(network.forward(
                 np.vstack([(a + b) / 2.0 for a, b in pair])))
-            order = np.argsort(cm)
-            for k in order:
-                stack.append((pair[k][0], pair[k][1], depth + 1))
+            for k in np.argsort(cm):
+                stack.append((pair[k][0], pair[k][1], depth + 1,
+                              None if halves is None else halves[k]))
         return Status.HOLDS, None, ""
     finally:
         stats.update({"split_boxes": n_boxes, "split_proven": n_proven,

@@ -81,12 +81,16 @@ def unstable_count(layer, lo: np.ndarray, hi: np.ndarray) -> int:
 
 def layer_stats(network, bounds_lo: list, bounds_hi: list, methods: list[str] | None = None,
                 seconds: list[float] | None = None) -> dict[str, Any]:
-    """Per-layer rows (index, kind, width, unstable, min_lo, max_hi, method, seconds)."""
+    """Per-layer rows (index, kind, width, unstable, min_lo, max_hi, method, seconds).
+
+    Row ``i`` describes the vector entering layer ``i``: ``width`` is its size (a max-pool
+    row counts undecided *groups* in ``unstable``); the last row is the network output.
+    """
     rows = []
     for i, layer in enumerate(network.layers):
         lo, hi = bounds_lo[i], bounds_hi[i]
         rows.append({
-            "layer": i, "kind": layer.kind, "width": int(layer.out_size),
+            "layer": i, "kind": layer.kind, "width": int(lo.size),
             "unstable": unstable_count(layer, lo, hi),
             "min_lo": float(lo.min()) if lo.size else 0.0,
             "max_hi": float(hi.max()) if hi.size else 0.0,

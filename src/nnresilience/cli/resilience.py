@@ -145,7 +145,8 @@ def resilience_cmd(
         table.add_column(col)
     for r in per:
         table.add_row(str(r.cls), _value(r), _fmt(r.lower), _fmt(r.upper),
-                      "yes" if r.optimal else "no", f"{r.seconds:.2f}", r.message)
+                      "yes" if r.optimal else "no", f"{r.seconds:.2f}",
+                      r.message if r.feasible else "see below")
     if json_out != "-":
         console.print(table)
         for r in per:

@@ -230,6 +230,8 @@ def build_premise_mip(network, m: int, lo: np.ndarray, hi: np.ndarray, bounds: N
 # ------------------------------------------------------------------ coupling cuts
 # Dense sensitivity matrices above this many entries are skipped (the cuts are optional).
 _COUPLING_MAX_ENTRIES = 4_000_000
+# Total nonzeros the coupling rows may add to one model.
+_COUPLING_MAX_NNZ = 400_000
 
 
 def sensitivity_matrices(network, bounds: NetworkBounds) -> list[np.ndarray] | None:
@@ -281,15 +283,24 @@ def add_coupling_rows(model: MilpModel, network, bounds: NetworkBounds, v1, v2, 
     last = network.layers[-1]
     n_rows = 0
     pairs = []
-    for i in range(1, len(Gs)):
-        pairs.append((Gs[i], None, i))
     if last.kind == "affine":
         Wd = last.dense_W()
         others = np.array([j for j in range(Wd.shape[0]) if j != m], dtype=np.int64)
         D = Wd[others] - Wd[m][None, :]
         Gd = np.abs(D) @ Gs[-2]
         pairs.append((Gd, others, -1))
+    # Output-difference rows first (they bound the objective most directly), then the
+    # layers in order, while the nonzeros stay within budget (backends build rows in Python).
+    budget = _COUPLING_MAX_NNZ
+    for i in range(1, len(Gs)):
+        pairs.append((Gs[i], None, i))
+    kept = []
     for G, others, i in pairs:
+        nnz = 2 * (np.count_nonzero(G) if norm == "l1" else G.shape[0]) + 4 * G.shape[0]
+        if nnz <= budget:
+            kept.append((G, others, i))
+            budget -= nnz
+    for G, others, i in kept:
         n = G.shape[0]
         if norm == "l1":
             coef = G

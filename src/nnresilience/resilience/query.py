@@ -289,9 +289,11 @@ def phi(network, cls: int, alpha: float = 1.0, k: int = 1, norm: str = "l1", dom
         stats["witness_from"] = "heuristic3"
     dual = res.dual_bound
     if res.status.value == "infeasible" and ini is not None:
-        dual = ini[2]  # the row sum <= Φ_ini(1+1e-7) cut off everything: Φ_ini is optimal
-    lower, upper, optimal = _interval(upper, dual, res.status.value in ("optimal",
-                                                                        "infeasible"), settings)
+        # The replayed warm-start pair satisfies every row, so "infeasible" is numerical
+        # trouble: nothing is proven.
+        dual = None
+        msg = msg or "solver reported infeasible despite a feasible warm start (numerics)"
+    lower, upper, optimal = _interval(upper, dual, res.status.value == "optimal", settings)
     if upper is None and not msg:
         msg = f"no witness found within the limits (solver: {res.status.value})"
     return ResilienceResult("phi", lower, upper, optimal, True, a=_tup(a), a_perturbed=_tup(b),

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 
 from nnresilience.engines.reluplex.search import build_query
-from nnresilience.engines.reluplex.tableau import Tableau
+from nnresilience.engines.reluplex.tableau import ONE, Tableau
 from nnresilience.testing.bruteforce import random_network
 
 
@@ -55,10 +55,15 @@ def test_add_equation_substitutes_and_keeps_consistency(rng):
     a = np.zeros(tab.n_vars)
     a[f], a[b] = 1.0, -0.1
     m = tab.n_rows
-    assert tab.add_equation(a, prefer=(f,))
+    assert tab.add_equation(a, prefer=(f,)) == 1
     assert tab.n_rows == m + 1 and tab.is_basic(f)
     assert abs(tab.x[f] - 0.1 * tab.x[b]) < 1e-12
     assert tab.residual() < 1e-12
     # The same equation again is implied: nothing is added.
-    assert not tab.add_equation(a)
+    assert tab.add_equation(a) == 0
+    assert tab.n_rows == m + 1
+    # ... and the same left-hand side with a non-zero constant contradicts it.
+    a_bad = a.copy()
+    a_bad[ONE] = 0.5
+    assert tab.add_equation(a_bad) == -1
     assert tab.n_rows == m + 1

@@ -161,6 +161,7 @@ class _Node:
     phase: np.ndarray
     depth: int
     counts: np.ndarray = field(default=None)  # type: ignore[assignment]
+    conflict: bool = False
 
     def __post_init__(self) -> None:
         if self.counts is None:
@@ -325,13 +326,14 @@ class ReluplexSearch:
         except ImportError:
             return True
         tab, q = node.tab, self.q
-        if rules.bound_conflict(tab):
+        if node.conflict or rules.bound_conflict(tab):
             return False
+        rules.merge_touching_bounds(tab)         # relaxations need l <= u exactly
         prior = [(tab.lo[v], tab.hi[v]) for v in q.layer_vars]
         got = propagate(q.net, prior[0][0], prior[0][1], symbolic=True, prior=prior)
         cand_lo = np.full(tab.n_vars, -np.inf)
         cand_hi = np.full(tab.n_vars, np.inf)
-        for v, lo, hi in zip(q.layer_vars, got.los, got.his):
+        for v, lo, hi in zip(q.layer_vars, got.los, got.his, strict=True):
             cand_lo[v], cand_hi[v] = lo, hi
         self.stats.node_bound_passes += 1
         rules.apply_bounds(tab, cand_lo, cand_hi, self.stats)
@@ -348,7 +350,7 @@ class ReluplexSearch:
                 return False
             rules.merge_touching_bounds(tab)
             fixed = self._fix_phases(node)
-            if rules.bound_conflict(tab):
+            if node.conflict or rules.bound_conflict(tab):
                 st.fire("Failure")
                 return False
             if n == 0 and fixed == 0:
@@ -408,6 +410,9 @@ class ReluplexSearch:
                 tab.hi[b] = min(tab.hi[b], 0.0)
                 tab.lo[f] = tab.hi[f] = 0.0
             a[f], a[b] = 1.0, -k
-        if tab.add_equation(a, prefer=(f, b)):
+        added = tab.add_equation(a, prefer=(f, b))
+        if added > 0:
             st.pivots += 1
+        elif added < 0:
+            node.conflict = True          # T implies x^f - k x^b = c != 0: empty node
         st.eliminations += 1

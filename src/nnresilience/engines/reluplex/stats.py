@@ -66,6 +66,7 @@ class ReluplexStats:
     def as_dict(self) -> dict[str, Any]:
         """Flat JSON-friendly dict: rule counters first, then the other counters."""
         out: dict[str, Any] = dict(self.rules)
+        out["Pivot"] = self.rules.get("Pivot1", 0) + self.rules.get("Pivot2", 0)
         for f in fields(self):
             if f.name != "rules":
                 out[f.name] = getattr(self, f.name)

@@ -161,7 +161,7 @@ class Tableau:
         self.recompute_basic()
         return True
 
-    def add_equation(self, a: np.ndarray, prefer: tuple[int, ...] = ()) -> bool:
+    def add_equation(self, a: np.ndarray, prefer: tuple[int, ...] = ()) -> int:
         """Add the equation ``a . x = 0`` to the tableau with one new basic variable.
 
         The new row is first reduced by the existing rows (so its basic columns vanish);
@@ -170,7 +170,9 @@ class Tableau:
         one. That is exactly "replace x^f by k x^b everywhere in T and add x^f = k x^b"
         of seed 004 §III.C when ``prefer = (x^f,)`` and ``x^f`` is non-basic. Basic
         values are recomputed so the assignment satisfies the grown tableau.
-        Returns False when the equation is already implied by the tableau (nothing added).
+        Returns 1 when a row was added, 0 when the equation is already implied by the
+        tableau (nothing added) and -1 when the tableau implies ``a . x = c`` with a
+        constant ``c`` clearly non-zero (the equation contradicts T: the node is empty).
         """
         a = np.asarray(a, dtype=np.float64)
         red = a - a[self.basis] @ self.M if self.n_rows else a.copy()
@@ -179,7 +181,7 @@ class Tableau:
         cand[ONE] = 0.0          # the constant stays in the row but never becomes basic
         scale = float(np.max(np.abs(a)))
         if cand.max() <= ZERO_COEF * max(scale, 1.0):
-            return False
+            return -1 if abs(red[ONE]) > 1e-6 * max(scale, 1.0) else 0
         j = -1
         for p in prefer:
             if self.row_of[p] < 0 and cand[p] > 1e-6 * cand.max():
@@ -198,4 +200,4 @@ class Tableau:
         self.basis = np.append(self.basis, j)
         self.row_of[j] = self.n_rows - 1
         self.recompute_basic()
-        return True
+        return 1
