@@ -105,13 +105,19 @@ def main(argv: list[str] | None = None) -> int:
              "(unstable ReLUs) / wall seconds; `*` = the call hit its timeout (bounds still "
              "sound, partly from the cheaper method).", "",
              "## Summary (per group and method)", "",
-             "| group | method | instances | mean unstable | mean s | max s | timeouts |",
-             "|---|---|---:|---:|---:|---:|---:|"]
+             "`lp same` = mean unstable of `lp` on the instances the row covers (milp runs "
+             "on a subset).", "",
+             "| group | method | instances | mean unstable | lp same | mean s | max s | "
+             "timeouts |",
+             "|---|---|---:|---:|---:|---:|---:|---:|"]
     for (group, m), vals in summary.items():
         n = len(vals)
+        lp_vals = summary.get((group, "lp"), [])[:n]
+        lp_same = (f"{sum(v[0] for v in lp_vals) / len(lp_vals):.1f}"
+                   if len(lp_vals) == n else "")
         lines.append(f"| {group} | {m} | {n} | {sum(v[0] for v in vals) / n:.1f} | "
-                     f"{sum(v[1] for v in vals) / n:.2f} | {max(v[1] for v in vals):.2f} | "
-                     f"{sum(v[2] for v in vals)} |")
+                     f"{lp_same} | {sum(v[1] for v in vals) / n:.2f} | "
+                     f"{max(v[1] for v in vals):.2f} | {sum(v[2] for v in vals)} |")
     lines += ["", "## Per instance", "",
               "| group | net | property | " + " | ".join(methods) + " |",
               "|---|---|---|" + "---:|" * len(methods)]

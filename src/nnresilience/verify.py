@@ -47,7 +47,8 @@ LEAF_UNSTABLE = 4
 SMEAR_POINTS = 15
 # Choose the split input by trying every input (two bound computations each) instead of
 # the gradient smear: fewer boxes, more work per box.
-SPLIT_LOOKAHEAD = False
+SPLIT_LOOKAHEAD = True
+LOOKAHEAD_DEPTH = 10
 
 
 # ----------------------------------------------------------------------- replay
@@ -291,7 +292,7 @@ def _split_search(network, case, eng, deadline: float | None, method: str,
                     return Status.UNKNOWN, None, "timeout"
             width = hi - lo
             d, halves = None, None
-            if SPLIT_LOOKAHEAD:
+            if SPLIT_LOOKAHEAD and depth < LOOKAHEAD_DEPTH:
                 d, halves = _lookahead_split(network, spec_net, case, lo, hi, sub_method,
                                              deadline, _proof_margin(case.unsafe, row_lo))
             if d is None:

@@ -133,7 +133,7 @@ def test_time_limit_gives_a_valid_dual_bound(backend):
 
 
 def test_full_solve_matches_between_backends():
-    m, inputs, sampled = hard_relu_milp(1, (4, 12, 12, 2))
+    m, inputs, sampled = hard_relu_milp(1, (4, 10, 10, 2))
     objs = []
     for name in BACKEND_NAMES:
         res = get_backend(name).solve(m.arrays(), SolveLimits(time_limit=60))

@@ -175,7 +175,11 @@ def test_process_executor_matches_inline():
     ref = compute_bounds(net, (lo, hi), method="lp")
     with make_executor(2) as ex:
         par = compute_bounds(net, (lo, hi), method="lp", executor=ex)
+        mip = compute_bounds(net, (lo, hi), method="milp:1", executor=ex, prior=par)
     assert ref.stats["lp_chunks"] < par.stats["lp_chunks"]     # work was really split
+    assert mip.stats["mip_solves"] > 0
+    assert_nested(mip, par, tol=0.0)
+    assert_contains(net, mip, sample_box(lo, hi, 3000, rng))
     for a, b in zip(ref.lo + ref.hi, par.lo + par.hi, strict=True):
         assert np.allclose(a, b, atol=1e-6)
 
