@@ -10,6 +10,8 @@ covering the whole network must meet them up to its MIP gap on the units it refi
 
 from __future__ import annotations
 
+from unittest.mock import patch
+
 import numpy as np
 import pytest
 from hypothesis import HealthCheck, given, settings
@@ -26,6 +28,12 @@ from .helpers import mixed_network
 bf = pytest.importorskip("nnresilience.testing.bruteforce")
 
 
+def _interval_only(network, region):
+    # brute force prunes patterns with bounds; use plain interval ones here so the
+    # reference does not depend on the code under test
+    return bf.interval_bounds(network, region.lo, region.hi)
+
+
 def _exact_range(net, region, j: int) -> tuple[float, float]:
     n = net.n_outputs
     e = np.zeros((1, n))
@@ -37,7 +45,7 @@ def _exact_range(net, region, j: int) -> tuple[float, float]:
     return -neg, hi
 
 
-@settings(max_examples=6, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@settings(max_examples=5, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(seed=st.integers(0, 2**31 - 1), kinds=st.lists(st.sampled_from(["relu", "leaky"]),
        min_size=2, max_size=2), pool=st.booleans())
 def test_bounds_contain_exact_ranges(seed, kinds, pool):
@@ -52,7 +60,8 @@ def test_bounds_contain_exact_ranges(seed, kinds, pool):
         sub = sequential(net.layers[:i])
         for j in range(sub.n_outputs):
             try:
-                lo, hi = _exact_range(sub, region, j)
+                with patch.object(bf, "_bounds", _interval_only):
+                    lo, hi = _exact_range(sub, region, j)
             except bf.BruteForceTooLarge:
                 return
             for m, b in got.items():

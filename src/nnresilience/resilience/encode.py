@@ -72,8 +72,10 @@ def network_bounds(network, lo: np.ndarray, hi: np.ndarray, settings: Resilience
         return interval_bounds(network, lo, hi)
     from nnresilience.bounds import compute_bounds
 
+    # Bound tightening may use at most half of the query's time: the MIP needs the rest.
+    budget = None if timeout is None else 0.5 * float(timeout)
     return compute_bounds(network, (np.asarray(lo, float), np.asarray(hi, float)),
-                          method=method, timeout=timeout)
+                          method=method, timeout=budget)
 
 
 def _encode_copy(model: MilpModel, network, bounds: NetworkBounds, inputs: np.ndarray,
