@@ -130,6 +130,8 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--workers", nargs="+", type=int, default=[1, 2])
     ap.add_argument("--timeout", type=float, default=120.0,
                     help="seconds per query (per Φ_m / per sample / per ACAS property)")
+    ap.add_argument("--table-timeout", type=float, default=30.0,
+                    help="seconds per sample of the robustness table")
     ap.add_argument("--props", nargs="+", type=int, default=[3, 4],
                     help="ACAS Xu properties on network 1_1 for the divide task")
     ap.add_argument("--no-write", action="store_true", help="print only")
@@ -153,13 +155,13 @@ def main(argv: list[str] | None = None) -> None:
     if "table" in args.tasks:
         base = None
         for w in args.workers:
-            sec, note = run_table(w, args.timeout)
+            sec, note = run_table(w, args.table_timeout)
             base = base if base is not None else (sec if w == 1 else None)
             record("robustness table", str(w), sec, base, note)
     if "minpert" in args.tasks:
         task = "CTG min. perturbation (1 sample)"
         base, note = run_minpert(None, args.timeout)
-        record(task, "serial", base, 1.0, note)
+        record(task, "serial", base, base, note)
         for w in args.workers:
             sec, note = run_minpert(w, args.timeout)
             record(task, f"div {w}", sec, base, note)
@@ -170,7 +172,7 @@ def main(argv: list[str] | None = None) -> None:
             for p in args.props:
                 task = f"ACAS Xu 1_1 prop_{p}"
                 base, note = run_divide(p, None, args.timeout)
-                record(task, "verify", base, 1.0, note)
+                record(task, "verify", base, base, note)
                 for w in args.workers:
                     sec, note = run_divide(p, w, args.timeout)
                     record(task, f"div {w}", sec, base, note)

@@ -109,6 +109,18 @@ def test_influence_bounds_the_gradient_and_prefers_the_live_input():
     assert all(s.region.lo[1] == -1.0 and s.region.hi[1] == 1.0 for s in subs)
 
 
+@pytest.mark.parametrize("score", ["influence", "gradient", "width"])
+def test_every_score_gives_a_cover(score):
+    net = random_network(np.random.default_rng(4), [3, 5, 2])
+    prop = robustness(np.zeros(3), 0, 0.5, 2)
+    subs = split_case(net, prop.cases[0], 8, score=score)
+    assert len(subs) == 8
+    vol = sum(float(np.prod(s.region.hi - s.region.lo)) for s in subs)
+    assert vol == pytest.approx(1.0)
+    with pytest.raises(ValueError, match="score"):
+        split_case(net, prop.cases[0], 2, score="nope")
+
+
 def test_neuron_splitting_is_refused_clearly():
     net = random_network(np.random.default_rng(0), [2, 3, 2])
     prop = robustness(np.zeros(2), 0, 0.1, 2)

@@ -278,6 +278,11 @@ def test_min_perturbation_radius_and_validation():
     net = _tiny(30, [2, 4, 3])
     x = np.array([0.1, -0.2])
     full = min_perturbation(net, x, None, "linf", 1, (LO, HI))
+    # attack + bisection + ball-restricted solve (shrink) equals the one plain MIP
+    plain = min_perturbation(net, x, None, "linf", 1, (LO, HI),
+                             settings=DEFAULT.with_(shrink=False))
+    assert full.optimal and plain.optimal
+    assert full.upper == pytest.approx(plain.upper, abs=1e-5)
     small = min_perturbation(net, x, None, "linf", 1, (LO, HI), radius=full.upper * 0.5)
     assert small.upper is None and small.lower == pytest.approx(full.upper * 0.5)
     big = min_perturbation(net, x, None, "linf", 1, (LO, HI), radius=full.upper * 2)

@@ -164,8 +164,21 @@ def _sub_region(region: InputRegion, lo: np.ndarray, hi: np.ndarray) -> InputReg
     return InputRegion(lo, hi, center=region.center, radius=region.radius, norm=region.norm)
 
 
+def _gradient_score(network, case: Case, lo: np.ndarray, hi: np.ndarray) -> np.ndarray:
+    """``|d margin / d x_i| * width_i`` at the box centre (what ``verify``'s own split
+    search uses): local, cheap, and blind to what happens away from the centre."""
+    from nnresilience.falsify import margin_and_grad
+
+    sub = Case(_sub_region(case.region, lo, hi), case.unsafe)
+    _, g = margin_and_grad(network, sub, ((lo + hi) / 2.0)[None, :])
+    return np.abs(g[0]) * (hi - lo)
+
+
+SCORES = ("influence", "gradient", "width")
+
+
 def split_case(network, case: Case, parts: int, strategy: str = "input",
-               bounds=None) -> list[Case]:
+               bounds=None, score: str = "influence") -> list[Case]:
     """``case`` split into at least ``parts`` sub-cases whose regions cover its region.
 
     Input splitting along the dimensions of largest :func:`influence` on the unsafe
@@ -182,9 +195,13 @@ def split_case(network, case: Case, parts: int, strategy: str = "input",
     if strategy != "input":
         raise ValueError(f"strategy must be 'input' or 'neurons', got {strategy!r}")
     parts = max(1, int(parts))
+    if score not in SCORES:
+        raise ValueError(f"score must be one of {SCORES}, got {score!r}")
     rows = np.vstack([t.A for t in case.unsafe.terms]) if case.unsafe.terms else None
-    boxes = split_box(case.region.lo, case.region.hi, parts,
-                      lambda a, b: influence(network, a, b, rows))
+    fn = {"influence": lambda a, b: influence(network, a, b, rows),
+          "gradient": lambda a, b: _gradient_score(network, case, a, b),
+          "width": None}[score]
+    boxes = split_box(case.region.lo, case.region.hi, parts, fn)
     subs = [Case(_sub_region(case.region, a, b), case.unsafe) for a, b in boxes]
     if len(subs) > 1:
         mids = np.vstack([s.region.clip((s.region.lo + s.region.hi) / 2.0) for s in subs])
@@ -284,7 +301,8 @@ def _verify_subcase(network, sub_prop: Property, engine: str, timeout: float | N
 
 def verify_divided(network, prop: Property, executor=None, parts: int | None = None,
                    engine: str = "auto", timeout: float | None = None,
-                   strategy: str = "input", **verify_kwargs: Any) -> VerificationResult:
+                   strategy: str = "input", score: str = "influence",
+                   **verify_kwargs: Any) -> VerificationResult:
     """Decide ``prop`` by splitting every case into sub-boxes solved in parallel.
 
     ``executor``: an :class:`~nnresilience.parallel.Executor` (the caller owns it; tasks
@@ -304,7 +322,10 @@ def verify_divided(network, prop: Property, executor=None, parts: int | None = N
     ex, owned = _resolve_executor(executor)
     workers = max(1, int(getattr(ex, "workers", 1)))
     parts = _default_parts(workers) if parts is None else max(1, int(parts))
-    per_case = [split_case(network, c, parts, strategy) for c in prop.cases]
+    # the falsifier runs on every sub-box: scale its budget so that, summed over the
+    # sub-boxes, each worker spends about the serial default (1 s) on it
+    verify_kwargs.setdefault("falsify_budget", min(1.0, max(0.1, workers / parts)))
+    per_case = [split_case(network, c, parts, strategy, score=score) for c in prop.cases]
     # round robin over the cases, so each case's most suspicious box comes early
     subs = [(ci, lst[j]) for j in range(max(len(lst) for lst in per_case))
             for ci, lst in enumerate(per_case) if j < len(lst)]

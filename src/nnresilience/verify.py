@@ -241,10 +241,13 @@ def _split_search(network, case, eng, deadline: float | None, method: str,
 
     Each box is (a) proven safe by spec-folded bounds, (b) probed by a short gradient
     ascent from its centre, (c) handed to the complete engine once it has at most
-    :data:`LEAF_UNSTABLE` unstable neurons (a small MILP), or (d) split in two along the
-    input with the largest ``|d margin / d x_i| * width_i`` at its centre. Every box that
-    is not split is decided (holds) by a proof, so the case holds when the stack empties.
-    Depth first, so memory stays ``O(depth)``.
+    :data:`LEAF_UNSTABLE` unstable neurons (a small MILP), or (d) bisected. The input to
+    bisect is chosen by look-ahead above depth :data:`LOOKAHEAD_DEPTH` (bound both halves
+    for every input, keep the best worse half; those bounds are reused) and deeper by the
+    gradient smear ``mean |d margin / d x_i| * width_i`` over :data:`SMEAR_POINTS` points
+    (cheaper, and steers towards counterexamples). Every box that is not split is decided
+    (holds) by a proof, so the case holds when the stack empties. Depth first, so memory
+    stays ``O(depth)``.
     """
     from nnresilience.falsify import _ascent, margin_and_grad
     from nnresilience.spec.property import Case

@@ -34,7 +34,7 @@ def main(argv: list[str] | None = None) -> int:
     _load_commands()
     try:
         # Without standalone mode click *returns* the code of ``typer.Exit(code)``.
-        rv = app(args=argv, standalone_mode=False)
+        rv = app(args=argv, prog_name="nnres", standalone_mode=False)
     except NNResError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return exc.exit_code

@@ -8,51 +8,22 @@ are those of the vector *entering* the layer (pre-activations for activation lay
 
 from __future__ import annotations
 
-import re
 from pathlib import Path
 
 import numpy as np
 import typer
 
 from nnresilience.cli.app import app, console, emit_json
-from nnresilience.errors import InputDataError, ModelLoadError, SpecParseError
-
-_ATOM = re.compile(r"\(\s*(<=|>=)\s+X_(\d+)\s+([-+0-9.eE]+)\s*\)")
+from nnresilience.errors import InputDataError, ModelLoadError
 
 
 def vnnlib_input_box(path: Path, n_inputs: int) -> tuple[np.ndarray, np.ndarray]:
-    """Bounding box of all input constraints ``(<= X_i c)`` / ``(>= X_i c)`` of a file.
+    """Bounding box of the input regions of all cases of a VNN-LIB property (sound hull)."""
+    from nnresilience.spec.vnnlib import read_vnnlib
 
-    Prefers the project's VNN-LIB reader (hull of the regions of all cases); without it,
-    scans the atoms directly (for a disjunction of boxes this is again their hull).
-    """
-    try:
-        from nnresilience.spec.vnnlib import read_vnnlib
-    except ImportError:
-        read_vnnlib = None
-    if read_vnnlib is not None:
-        prop = read_vnnlib(path, n_inputs)
-        lo = np.min([c.region.lo for c in prop.cases], axis=0)
-        hi = np.max([c.region.hi for c in prop.cases], axis=0)
-        return lo, hi
-    try:
-        text = Path(path).read_text()
-    except OSError as exc:
-        raise SpecParseError(f"cannot read property: {exc}", str(path)) from exc
-    lo = np.full(n_inputs, np.inf)
-    hi = np.full(n_inputs, -np.inf)
-    for op, idx, val in _ATOM.findall(text):
-        i, v = int(idx), float(val)
-        if i >= n_inputs:
-            raise SpecParseError(f"X_{i} does not exist: the network has {n_inputs} inputs",
-                                 str(path))
-        if op == "<=":
-            hi[i] = max(hi[i], v)
-        else:
-            lo[i] = min(lo[i], v)
-    missing = np.flatnonzero(~np.isfinite(lo) | ~np.isfinite(hi))
-    if missing.size:
-        raise SpecParseError(f"input X_{missing[0]} has no lower or upper bound", str(path))
+    prop = read_vnnlib(path, n_inputs)
+    lo = np.min([c.region.lo for c in prop.cases], axis=0)
+    hi = np.max([c.region.hi for c in prop.cases], axis=0)
     return lo, hi
 
 

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import math
 import time
+from dataclasses import replace
 from typing import Any
 
 import numpy as np
@@ -158,10 +159,118 @@ def min_perturbation(network, x: np.ndarray, label: int | None = None, norm: str
     """Smallest ``||ε||`` with ``x + ε`` in D and at least ``k`` classes ``j != label``
     reaching ``y_label`` at ``x + ε`` (seed 000, MIP (6) with a fixed, §5 step 2).
 
-    ``label`` defaults to the predicted class of ``x``. ``radius`` restricts the search to
-    ``||ε|| <= radius`` (the box is shrunk for L∞, a row is added for L1): infeasible then
-    means "robust up to radius" and the result has ``lower = radius``, ``upper = None``.
+    ``label`` defaults to the predicted class of ``x`` (a misclassified label gives 0 for
+    k = 1). ``radius`` restricts the search to ``||ε|| <= radius`` (the box is shrunk, and
+    a row added for L1): infeasible then means "robust up to radius" and the result has
+    ``lower = radius``, ``upper = None``.
+
+    Without ``radius`` and with ``settings.shrink``, a first feasible witness of norm u is
+    found, then the problem is re-solved inside the ball of radius u: exact, since the
+    optimum has norm <= u, and far easier, since the bounds (big-M) are computed over the
+    small box ``[x - u, x + u]`` instead of all of D. Every round's dual bound is a valid
+    global lower bound for the same reason.
     """
+    if radius is None and settings.shrink:
+        return _min_perturbation_shrinking(network, x, label, norm, k, domain, settings,
+                                           timeout)
+    return _min_perturbation_once(network, x, label, norm, k, domain, settings, timeout,
+                                  radius)
+
+
+def _min_perturbation_shrinking(network, x, label, norm, k, domain, settings, timeout
+                                ) -> ResilienceResult:
+    """Attack (or first MIP solution) for an upper bound u, then bisection on the radius
+    with decision MIPs over the small box (infeasible at δ proves ``lower >= δ``; a
+    replayed witness proves ``upper <= its norm``), then one optimisation MIP inside the
+    final ball if time is left. Every step keeps [lower, upper] valid."""
+    t0 = time.perf_counter()
+    first_limit = 5.0 if timeout is None else max(0.5, 0.3 * timeout)
+    hit = _attack_point(network, x, label, norm, k, domain, min(3.0, 0.6 * first_limit))
+    if hit is not None:
+        best = _min_perturbation_once(network, x, label, norm, k, domain, settings,
+                                      first_limit, norm_of(hit - x, norm) * 1.000001 + 1e-12,
+                                      stop_first=True)
+        if best.upper is None:  # the MIP missed it in time: keep the attack point
+            net = network.merged()
+            m = int(np.argmax(net.forward(x))) if label is None else int(label)
+            best = replace(best, lower=0.0, upper=norm_of(hit - x, norm), optimal=False,
+                           cls=m, a_perturbed=_tup(hit), message="")
+        else:
+            best = replace(best, lower=0.0, optimal=False)
+    else:
+        best = _min_perturbation_once(network, x, label, norm, k, domain, settings,
+                                      first_limit, None, stop_first=True)
+    if best.upper is None or not math.isfinite(best.upper):
+        if best.upper is None and best.lower != math.inf:
+            best = _min_perturbation_once(network, x, label, norm, k, domain, settings,
+                                          _remaining(t0, timeout), None)
+        return replace(best, seconds=time.perf_counter() - t0)
+    decide = settings.with_(mip_gap=1.0)
+    lower = max(0.0, best.lower or 0.0)
+    steps = 0
+
+    def closed() -> bool:
+        return best.upper - lower <= settings.opt_tol * max(1.0, best.upper)
+
+    while not closed() and steps < 40:
+        rest = _remaining(t0, timeout, floor=0.0)
+        if rest is not None and rest <= 0.1:
+            break
+        steps += 1
+        delta = 0.5 * (lower + best.upper)
+        r = _min_perturbation_once(network, x, label, norm, k, domain, decide, rest, delta,
+                                   stop_first=True)
+        if r.stats.get("solver_status") == "infeasible":
+            lower = delta
+        elif r.upper is not None and r.upper <= delta * (1 + 1e-9):
+            best = r
+        else:
+            break  # time limit inside a decision: keep what is proven
+    if not closed():
+        rest = _remaining(t0, timeout, floor=0.0)
+        if rest is None or rest > 0.1:
+            r = _min_perturbation_once(network, x, label, norm, k, domain, settings, rest,
+                                       best.upper * (1 + 1e-9) + 1e-12)
+            if r.stats.get("solver_status") != "infeasible":
+                lower = max(lower, r.lower or 0.0)
+            if r.upper is not None and r.upper < best.upper:
+                best = r
+    lower = min(lower, best.upper)
+    optimal = closed()
+    stats = dict(best.stats, bisection_steps=steps)
+    return replace(best, lower=lower, optimal=optimal, seconds=time.perf_counter() - t0,
+                   message="", stats=stats)
+
+
+def _attack_point(network, x, label, norm, k, domain, seconds: float) -> np.ndarray | None:
+    """A point of D near ``x`` that takes the label out of the top-k, by the falsifier on
+    balls of doubling radius; replayed through the forward pass. None if none was found."""
+    from nnresilience.falsify import falsify
+    from nnresilience.resilience.replay import flip_ok
+    from nnresilience.spec.property import robustness
+
+    net = network.merged()
+    x = np.asarray(x, float).reshape(-1)
+    lo, hi = resolve_domain(network, domain)
+    m = int(np.argmax(net.forward(x))) if label is None else int(label)
+    span = float(np.max(hi - lo, initial=0.0))
+    if span <= 0.0 or np.any(x < lo) or np.any(x > hi):
+        return None
+    t_end = time.perf_counter() + seconds
+    r = 0.01 * span
+    top = span * (x.size if norm == "l1" else 1.0)
+    while time.perf_counter() < t_end and r <= 2 * top:
+        case = robustness(x, m, r, net.n_outputs, norm, lo, hi, k).cases[0]
+        left = t_end - time.perf_counter()
+        hit = falsify(net, case, rng=0, budget_seconds=min(0.12, max(0.02, left)))
+        if hit is not None and flip_ok(net, np.clip(hit, lo, hi), m, k):
+            return np.clip(np.asarray(hit, float), lo, hi)
+        r *= 2.0
+    return None
+
+
+def _min_perturbation_once(network, x, label, norm, k, domain, settings, timeout, radius,
+                           stop_first: bool = False) -> ResilienceResult:
     t0 = time.perf_counter()
     net = network.merged()
     x = np.asarray(x, float).reshape(-1)
@@ -180,7 +289,7 @@ def min_perturbation(network, x: np.ndarray, label: int | None = None, norm: str
     bounds = network_bounds(net, blo, bhi, settings, timeout)
     mip = build_local_mip(net, x, m, k, norm, blo, bhi, bounds, settings,
                           radius=radius if norm == "l1" else None)
-    res, backend = _solve(mip, settings, _remaining(t0, timeout))
+    res, backend = _solve(mip, settings, _remaining(t0, timeout), stop_first=stop_first)
     stats = _solver_stats(res, backend, mip)
     stats.update(bounds_method=bounds.method, bounds_seconds=bounds.seconds,
                  predicted=pred, correctly_classified=pred == m)

@@ -99,6 +99,9 @@ class ResilienceSettings:
     ini_pick: str = "closest"
     # Time limit (s) of the per-sample Φ_ini solve of heuristic 3.
     ini_timeout: float = 10.0
+    # Per-sample queries: after a first witness of norm u, re-solve inside the ball of
+    # radius u with bounds over [x - u, x + u] (exact: the optimum lies inside).
+    shrink: bool = True
     # Solver backend name for get_backend ("auto", "scip", "highs", ...).
     backend: str = "auto"
     # Relative MIP gap at which the solver stops as optimal.
