@@ -210,6 +210,68 @@ def split_case(network, case: Case, parts: int, strategy: str = "input",
     return subs
 
 
+def frontier_cases(network, case: Case, parts: int, score: str = "influence",
+                   max_splits: int | None = None) -> tuple[list[Case], int]:
+    """Open sub-cases after a short breadth-first split that drops proven boxes.
+
+    The largest open box is bisected (by ``score``, as :func:`split_case`); a child
+    whose symbolic bounds on the unsafe rows ``A y`` exclude every term (the test
+    ``verify`` uses, :func:`nnresilience.verify.spec_rows_exclude`) holds and is
+    dropped. Stops with at least ``parts`` open boxes or after ``max_splits`` (default
+    ``8 * parts``) bisections. Returns ``(open sub-cases, number of proven boxes)``;
+    the open boxes and the proven ones cover the region, so the case holds iff every
+    open sub-case does (none left: it holds already). Workers then get only the hard
+    part, in pieces of similar size, instead of static halves of which one may be
+    trivial.
+    """
+    from nnresilience.bounds import compute_bounds
+    from nnresilience.network.layers import Affine
+    from nnresilience.network.model import Network
+    from nnresilience.verify import spec_rows_exclude
+
+    A = np.vstack([t.A for t in case.unsafe.terms])
+    spec_net = Network(list(network.layers) + [Affine(A, np.zeros(A.shape[0]))],
+                       input_shape=network.input_shape, name=network.name)
+
+    def proven(lo: np.ndarray, hi: np.ndarray) -> bool:
+        nb = compute_bounds(spec_net, (lo, hi), method="symbolic")
+        return spec_rows_exclude(case.unsafe, nb.lo[-1])
+
+    full = np.maximum(case.region.hi - case.region.lo, 1e-300)
+
+    def size(lo: np.ndarray, hi: np.ndarray) -> float:  # log relative volume
+        w = (hi - lo) / full
+        return float(np.sum(np.log(w[w > 0]))) if np.any(w > 0) else -np.inf
+
+    lo0, hi0 = case.region.lo, case.region.hi
+    if proven(lo0, hi0):
+        return [], 1
+    heap: list = [(-size(lo0, hi0), 0, lo0, hi0)]
+    n_proven, counter = 0, 0
+    budget = 8 * max(1, parts) if max_splits is None else int(max_splits)
+    while heap and len(heap) < parts and budget > 0:
+        _, _, lo, hi = heapq.heappop(heap)
+        budget -= 1
+        sub = Case(_sub_region(case.region, lo, hi), case.unsafe)
+        halves = [c.region for c in split_case(network, sub, 2, score=score)]
+        if len(halves) < 2:        # cannot be cut further: stays open
+            counter += 1
+            heapq.heappush(heap, (np.inf, counter, lo, hi))
+            break
+        for r in halves:
+            if proven(r.lo, r.hi):
+                n_proven += 1
+            else:
+                counter += 1
+                heapq.heappush(heap, (-size(r.lo, r.hi), counter, r.lo, r.hi))
+    subs = [Case(_sub_region(case.region, b[2], b[3]), case.unsafe) for b in heap]
+    if len(subs) > 1:
+        mids = np.vstack([s.region.clip((s.region.lo + s.region.hi) / 2.0) for s in subs])
+        margin = np.asarray(case.unsafe.max_margin(network.forward(mids)), float)
+        subs = [subs[i] for i in np.argsort(-margin, kind="stable")]
+    return subs, n_proven
+
+
 # ---------------------------------------------------------------------- the driver
 def _default_parts(workers: int) -> int:
     """``2 * workers`` rounded up to a power of two (bisection makes powers of two even)."""
@@ -301,7 +363,7 @@ def _verify_subcase(network, sub_prop: Property, engine: str, timeout: float | N
 
 def verify_divided(network, prop: Property, executor=None, parts: int | None = None,
                    engine: str = "auto", timeout: float | None = None,
-                   strategy: str = "input", score: str = "influence",
+                   strategy: str = "input", score: str = "influence", prune: bool = True,
                    **verify_kwargs: Any) -> VerificationResult:
     """Decide ``prop`` by splitting every case into sub-boxes solved in parallel.
 
@@ -325,7 +387,15 @@ def verify_divided(network, prop: Property, executor=None, parts: int | None = N
     # the falsifier runs on every sub-box: scale its budget so that, summed over the
     # sub-boxes, each worker spends about the serial default (1 s) on it
     verify_kwargs.setdefault("falsify_budget", min(1.0, max(0.1, workers / parts)))
-    per_case = [split_case(network, c, parts, strategy, score=score) for c in prop.cases]
+    n_proven = 0
+    if prune and strategy == "input":
+        per_case = []
+        for c in prop.cases:
+            open_subs, k = frontier_cases(network, c, parts, score)
+            per_case.append(open_subs)
+            n_proven += k
+    else:
+        per_case = [split_case(network, c, parts, strategy, score=score) for c in prop.cases]
     # round robin over the cases, so each case's most suspicious box comes early
     subs = [(ci, lst[j]) for j in range(max(len(lst) for lst in per_case))
             for ci, lst in enumerate(per_case) if j < len(lst)]
@@ -369,7 +439,8 @@ def verify_divided(network, prop: Property, executor=None, parts: int | None = N
         win.stop(kill=owned)
         if owned:
             ex.shutdown()
-    stats = {"parts": parts, "sub_cases": len(subs), "submitted": win.submitted,
+    stats = {"parts": parts, "sub_cases": len(subs), "proven_before_submit": n_proven,
+             "submitted": win.submitted,
              "completed": win.completed, "workers": workers,
              "executor": getattr(ex, "name", type(ex).__name__)}
     seconds = time.monotonic() - t0
