@@ -138,10 +138,10 @@ def test_l1_sub_regions_keep_the_ball():
 
 # ---------------------------------------------------------------------- verdicts
 @settings(max_examples=8, deadline=None)
-@given(st.integers(0, 2**31 - 1), st.sampled_from([1, 2, 4, 8]))
-def test_inline_verdict_matches_brute_force(seed, parts):
+@given(st.integers(0, 2**31 - 1), st.sampled_from([1, 2, 4, 8]), st.booleans())
+def test_inline_verdict_matches_brute_force(seed, parts, prune):
     (net, prop, expected), = _queries(seed, 1)
-    r = verify_divided(net, prop, InlineExecutor(), parts=parts, **FAST)
+    r = verify_divided(net, prop, InlineExecutor(), parts=parts, prune=prune, **FAST)
     assert r.status is expected
     if r.status is Status.VIOLATED:
         x = r.counterexample.x_array
@@ -151,16 +151,20 @@ def test_inline_verdict_matches_brute_force(seed, parts):
 def test_process_pool_and_dask_give_the_serial_verdicts():
     queries = _queries(7, 5)
     assert {q[2] for q in queries} == {Status.HOLDS, Status.VIOLATED}
-    serial = [verify_divided(n, p, InlineExecutor(), parts=4, **FAST).status
+    # prune=False: every sub-box goes to the workers (the parent proves none itself)
+    serial = [verify_divided(n, p, InlineExecutor(), parts=4, prune=False, **FAST).status
               for n, p, _ in queries]
     with ProcessExecutor(2) as ex:
-        pooled = [verify_divided(n, p, ex, parts=4, **FAST).status for n, p, _ in queries]
+        runs = [verify_divided(n, p, ex, parts=4, prune=False, **FAST) for n, p, _ in queries]
+    pooled = [r.status for r in runs]
+    assert all(r.stats["submitted"] >= 1 for r in runs)
     assert serial == pooled == [q[2] for q in queries]
     pytest.importorskip("distributed")
     from nnresilience.parallel import DaskExecutor
 
     with DaskExecutor(workers=2) as dex:
-        dasked = [verify_divided(n, p, dex, parts=4, **FAST).status for n, p, _ in queries]
+        dasked = [verify_divided(n, p, dex, parts=4, prune=False, **FAST).status
+                  for n, p, _ in queries]
     assert dasked == serial
     assert not _no_children()
 
@@ -168,25 +172,35 @@ def test_process_pool_and_dask_give_the_serial_verdicts():
 def test_first_counterexample_cancels_the_rest():
     # every sub-box is unsafe somewhere, the most suspicious one is tried first
     (net, prop, expected), = [q for q in _queries(3, 6) if q[2] is Status.VIOLATED][:1]
-    r = verify_divided(net, prop, InlineExecutor(), parts=16, **FAST)
+    r = verify_divided(net, prop, InlineExecutor(), parts=16, prune=False, **FAST)
     assert r.status is Status.VIOLATED
     assert r.stats["sub_cases"] == 16
     assert r.stats["completed"] < r.stats["sub_cases"]
     assert r.stats["submitted"] < r.stats["sub_cases"]
     with ProcessExecutor(2) as ex:
-        r2 = verify_divided(net, prop, ex, parts=16, **FAST)
+        r2 = verify_divided(net, prop, ex, parts=16, prune=False, **FAST)
     assert r2.status is Status.VIOLATED
     assert r2.stats["completed"] < r2.stats["sub_cases"]
 
 
 def _hard_query():
-    """A random 10-40-40-40-2 net on [-1, 1]^10, unsafe just above the sampled maximum."""
+    """A random 10-40-40-40-2 net on [-1, 1]^10; unsafe: ``y1 - y0`` above the sampled
+    maximum by a tenth of the gap to its symbolic upper bound (neither the falsifier nor
+    the bounds settle it quickly)."""
+    from nnresilience.bounds import compute_bounds
+    from nnresilience.network.layers import Affine
+    from nnresilience.network.model import Network
+
     rng = np.random.default_rng(11)
     net = random_network(rng, [10, 40, 40, 40, 2])
     X = rng.uniform(-1, 1, size=(20000, 10))
     Y = net.forward(X)
     top = float(np.max(Y[:, 1] - Y[:, 0]))
-    cond = OutputCondition((Conjunction(np.array([[1.0, -1.0]]), np.array([-top - 0.05])),), 2)
+    spec = Network(list(net.layers) + [Affine(np.array([[-1.0, 1.0]]), np.zeros(1))],
+                   input_shape=(10,))
+    ub = float(compute_bounds(spec, (-np.ones(10), np.ones(10)), method="symbolic").hi[-1][0])
+    thr = top + 0.1 * (ub - top)
+    cond = OutputCondition((Conjunction(np.array([[1.0, -1.0]]), np.array([-thr])),), 2)
     return net, Property((Case(InputRegion(-np.ones(10), np.ones(10)), cond),), name="hard")
 
 
@@ -194,8 +208,9 @@ def test_timeout_leaves_no_worker_behind():
     net, prop = _hard_query()
     t0 = time.monotonic()
     with ProcessExecutor(2) as ex:
-        r = verify_divided(net, prop, ex, timeout=2.0, **FAST)
+        r = verify_divided(net, prop, ex, timeout=2.0, prune=False, **FAST)
     assert time.monotonic() - t0 < 2.0 + 10.0
+    assert r.stats["submitted"] >= 2
     assert r.status in (Status.UNKNOWN, Status.HOLDS, Status.VIOLATED)
     if r.status is Status.VIOLATED:
         x = r.counterexample.x_array
@@ -203,7 +218,7 @@ def test_timeout_leaves_no_worker_behind():
     assert not _no_children()
     # an executor built from a spec is ours: its workers are killed on the way out
     t0 = time.monotonic()
-    r = verify_divided(net, prop, 2, timeout=2.0, **FAST)
+    r = verify_divided(net, prop, 2, timeout=2.0, prune=False, **FAST)
     assert time.monotonic() - t0 < 2.0 + 10.0
     assert not _no_children()
 
