@@ -388,31 +388,34 @@ def verify_divided(network, prop: Property, executor=None, parts: int | None = N
     # sub-boxes, each worker spends about the serial default (1 s) on it
     verify_kwargs.setdefault("falsify_budget", min(1.0, max(0.1, workers / parts)))
     n_proven = 0
-    if prune and strategy == "input":
-        per_case = []
-        for c in prop.cases:
-            open_subs, k = frontier_cases(network, c, parts, score)
-            per_case.append(open_subs)
-            n_proven += k
-    else:
-        per_case = [split_case(network, c, parts, strategy, score=score) for c in prop.cases]
-    # round robin over the cases, so each case's most suspicious box comes early
-    subs = [(ci, lst[j]) for j in range(max(len(lst) for lst in per_case))
-            for ci, lst in enumerate(per_case) if j < len(lst)]
-
-    def make(item):
-        ci, case = item
-        rem = None if deadline is None else deadline - time.monotonic() - TASK_MARGIN
-        if rem is not None and rem <= 0:
-            return None
-        sub_prop = Property((case,), name=f"{prop.name}[case {ci}, sub-box]")
-        return _verify_subcase, (network, sub_prop, engine, rem, dict(verify_kwargs))
-
-    win = _Window(ex, subs, make, workers)
+    subs: list = []
+    win: _Window | None = None
     statuses: list[Status] = []
     messages: list[str] = []
     result: VerificationResult | None = None
     try:
+        if prune and strategy == "input":
+            per_case = []
+            for c in prop.cases:
+                open_subs, k = frontier_cases(network, c, parts, score)
+                per_case.append(open_subs)
+                n_proven += k
+        else:
+            per_case = [split_case(network, c, parts, strategy, score=score)
+                        for c in prop.cases]
+        # round robin over the cases, so each case's most suspicious box comes early
+        subs = [(ci, lst[j]) for j in range(max(len(lst) for lst in per_case))
+                for ci, lst in enumerate(per_case) if j < len(lst)]
+
+        def make(item):
+            ci, case = item
+            rem = None if deadline is None else deadline - time.monotonic() - TASK_MARGIN
+            if rem is not None and rem <= 0:
+                return None
+            sub_prop = Property((case,), name=f"{prop.name}[case {ci}, sub-box]")
+            return _verify_subcase, (network, sub_prop, engine, rem, dict(verify_kwargs))
+
+        win = _Window(ex, subs, make, workers)
         while True:
             win.fill()
             if not win.inflight:
@@ -436,12 +439,14 @@ def verify_divided(network, prop: Property, executor=None, parts: int | None = N
                 break
     finally:
         # on any exit (answer, timeout, Ctrl-C) nothing stays queued; our own workers die
-        win.stop(kill=owned)
-        if owned:
+        if win is not None:
+            win.stop(kill=owned)
+        if owned and win is None:
+            ex.terminate()
+        elif owned:
             ex.shutdown()
     stats = {"parts": parts, "sub_cases": len(subs), "proven_before_submit": n_proven,
-             "submitted": win.submitted,
-             "completed": win.completed, "workers": workers,
+             "submitted": win.submitted, "completed": win.completed, "workers": workers,
              "executor": getattr(ex, "name", type(ex).__name__)}
     seconds = time.monotonic() - t0
     if result is not None:
