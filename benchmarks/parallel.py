@@ -17,6 +17,9 @@ Tasks:
   ``min_perturbation_divided`` with N workers (attack, then split of the neighbourhood).
 * ``divide`` -- ACAS Xu network 1_1 with properties 3 and 4 (``../shared/benchmarks``):
   ``verify`` serially, then ``verify_divided`` with N workers (1 = in-process).
+* ``split``  -- ACAS Xu ``net:prop`` instances (``--instances``, default 1_1:3 1_1:5):
+  ``verify`` serially (1 worker), then ``verify(..., executor=ProcessExecutor(N))``, whose
+  input-splitting search tree is shared by the N workers.
 
 Each row: task, workers, wall seconds (process start-up of the pool included) and the
 speed-up against the 1-worker row of the same task (for ``divide``: against plain
@@ -33,7 +36,12 @@ import sys
 import time
 from pathlib import Path
 
-import numpy as np
+# one BLAS thread in this process too (workers get it from ProcessExecutor), so the serial
+# reference and the workers compute alike; set before numpy is imported
+for _var in ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS"):
+    os.environ.setdefault(_var, "1")
+
+import numpy as np  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[1]
 RESULTS = REPO / "benchmarks" / "results_parallel.md"
@@ -123,10 +131,39 @@ def run_divide(prop_id: int, workers: int | None, timeout: float) -> tuple[float
     return sec, f"{r.status.value}{extra}"
 
 
+def run_split(instance: str, workers: int | None, timeout: float) -> tuple[float, str]:
+    """``verify`` on ACAS Xu ``net:prop`` (e.g. ``1_1:3``): serial (``workers=None``) or
+    with the input-splitting search shared by N worker processes (``executor=``)."""
+    from nnresilience.parallel import ProcessExecutor
+    from nnresilience.spec.vnnlib import read_vnnlib
+    from nnresilience.verify import verify
+
+    net_id, prop_id = instance.split(":")
+    net = _load(SHARED / "acasxu" / f"ACASXU_run2a_{net_id}_batch_2000.onnx")
+    prop = read_vnnlib(str(SHARED / "acasxu" / f"prop_{prop_id}.vnnlib"), net.n_inputs,
+                       net.n_outputs)
+    t = time.perf_counter()
+    if workers is None:
+        r = verify(net, prop, timeout=timeout)
+    else:  # pool start-up is inside the timed region
+        with ProcessExecutor(workers) as ex:
+            r = verify(net, prop, timeout=timeout, executor=ex)
+    sec = time.perf_counter() - t
+    st = next((c for c in r.stats["cases"] if "split_boxes" in c), {})
+    note = f"{r.status.value}, {st.get('split_boxes', '-')} boxes"
+    if "split_units" in st:
+        note += (f", {st['split_units']} units, split search {st['split_wall_seconds']:.1f} s "
+                 f"wall / {st['split_unit_seconds']:.1f} s in units / "
+                 f"{st['split_unit_cpu_seconds']:.1f} s CPU in units")
+    return sec, note
+
+
 def main(argv: list[str] | None = None) -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    ap.add_argument("--tasks", nargs="+", default=["xi", "table", "minpert", "divide"],
-                    choices=["xi", "table", "minpert", "divide"])
+    ap.add_argument("--tasks", nargs="+", default=["xi", "table", "minpert", "divide", "split"],
+                    choices=["xi", "table", "minpert", "divide", "split"])
+    ap.add_argument("--instances", nargs="+", default=["1_1:3", "1_1:5"],
+                    help="ACAS Xu net:prop pairs for the split task (parallel split search)")
     ap.add_argument("--workers", nargs="+", type=int, default=[1, 2])
     ap.add_argument("--timeout", type=float, default=120.0,
                     help="seconds per query (per Φ_m / per sample / per ACAS property)")
@@ -176,6 +213,17 @@ def main(argv: list[str] | None = None) -> None:
                 for w in args.workers:
                     sec, note = run_divide(p, w, args.timeout)
                     record(task, f"div {w}", sec, base, note)
+    if "split" in args.tasks:
+        if not (SHARED / "acasxu").is_dir():
+            print("../shared/benchmarks/acasxu is absent: split task skipped")
+        else:
+            for inst in args.instances:
+                task = f"ACAS Xu {inst.replace(':', ' prop_')} (shared split tree)"
+                base = None
+                for w in args.workers:
+                    sec, note = run_split(inst, None if w == 1 else w, args.timeout)
+                    base = base if base is not None else (sec if w == 1 else None)
+                    record(task, "verify" if w == 1 else f"split {w}", sec, base, note)
     load1 = os.getloadavg()
 
     lines = [f"## Parallel speed-up ({time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())})",

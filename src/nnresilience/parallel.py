@@ -99,16 +99,47 @@ class InlineExecutor(Executor):
             yield i, fn(item)
 
 
+def limit_blas_threads(n: int = 1) -> None:
+    """Cap BLAS/OpenMP thread pools of this process at ``n`` threads.
+
+    Environment variables cover libraries loaded later; threadpoolctl (when installed)
+    also caps the ones numpy/scipy already loaded.
+    """
+    for var in ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS"):
+        os.environ[var] = str(n)
+    try:
+        from threadpoolctl import threadpool_limits
+    except ImportError:  # pragma: no cover - threadpoolctl comes with scikit-learn
+        return
+    threadpool_limits(n)
+
+
+def _init_worker(blas_threads: int | None, initializer: Callable[..., Any] | None,
+                 initargs: tuple) -> None:
+    """Process-pool initializer: BLAS cap, then the caller's own initializer."""
+    if blas_threads is not None:
+        limit_blas_threads(blas_threads)
+    if initializer is not None:
+        initializer(*initargs)
+
+
 class ProcessExecutor(Executor):
     """A local process pool (``spawn`` start method: safe with solver libraries)."""
 
     name = "processes"
 
-    def __init__(self, workers: int | None = None) -> None:
+    def __init__(self, workers: int | None = None, blas_threads: int | None = 1,
+                 initializer: Callable[..., Any] | None = None, initargs: tuple = ()) -> None:
+        """``blas_threads``: cap of BLAS/OpenMP threads in each worker (default 1: the
+        workers themselves are the parallelism, and N workers x M BLAS threads on N cores
+        only oversubscribe them; ``None`` leaves the libraries' defaults).
+        ``initializer(*initargs)`` runs in each worker after that cap is applied."""
         import multiprocessing as mp
 
         self.workers = workers or os.cpu_count() or 1
-        self._pool = cf.ProcessPoolExecutor(self.workers, mp_context=mp.get_context("spawn"))
+        self._pool = cf.ProcessPoolExecutor(
+            self.workers, mp_context=mp.get_context("spawn"), initializer=_init_worker,
+            initargs=(blas_threads, initializer, tuple(initargs)))
 
     def submit(self, fn: Callable, *args: Any, **kwargs: Any) -> cf.Future:
         return self._pool.submit(fn, *args, **kwargs)

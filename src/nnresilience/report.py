@@ -138,7 +138,9 @@ def _robustness(records: list[StoredResult], figs: _Figures) -> str:
         ax = fig.add_subplot()
         ax.imshow(np.ma.masked_invalid(grid), cmap=cmap, vmin=-0.5, vmax=2.5, aspect="auto")
         ax.set_xticks(range(len(deltas)), [f"{d:g}" for d in deltas], rotation=45)
-        ax.set_yticks(range(len(samples)), [str(s) for s in samples])
+        names = {int(r.params.get("sample", -1)): str(r.params.get("sample_id", ""))
+                 for r in recs}
+        ax.set_yticks(range(len(samples)), [names.get(s) or str(s) for s in samples])
         ax.set_xlabel(f"δ ({norm})")
         ax.set_ylabel("sample")
         ax.set_title(f"{net}: robustness (k={k})")

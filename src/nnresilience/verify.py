@@ -237,7 +237,17 @@ def _lookahead_split(network, spec_net, case, lo, hi, method, deadline, parent: 
 def _split_search(network, case, eng, deadline: float | None, method: str,
                   onnx_replay: bool, rng: np.random.Generator, engine_options: dict,
                   stats: dict) -> tuple[Status, Counterexample | None, str]:
-    """Branch and bound over input sub-boxes.
+    """Branch and bound over input sub-boxes (serial; see :func:`_split_core`)."""
+    stack = [(case.region.lo.copy(), case.region.hi.copy(), 0, None)]
+    return _split_core(network, case, eng, deadline, method, onnx_replay, rng,
+                       engine_options, stats, stack)
+
+
+def _split_core(network, case, eng, deadline: float | None, method: str,
+                onnx_replay: bool, rng: np.random.Generator, engine_options: dict,
+                stats: dict, stack: list, budget_end: float | None = None
+                ) -> tuple[Status, Counterexample | None, str]:
+    """Branch and bound over the input sub-boxes on ``stack`` ``(lo, hi, depth, cached)``.
 
     Each box is (a) proven safe by spec-folded bounds, (b) probed by a short gradient
     ascent from its centre, (c) handed to the complete engine once it has at most
@@ -248,6 +258,13 @@ def _split_search(network, case, eng, deadline: float | None, method: str,
     (cheaper, and steers towards counterexamples). Every box that is not split is decided
     (holds) by a proof, so the case holds when the stack empties. Depth first, so memory
     stays ``O(depth)``.
+
+    ``budget_end`` (monotonic time, default none) stops the search *between* boxes, once
+    at least one box was processed (so a unit always makes progress), with
+    ``(UNKNOWN, None, "budget")`` while boxes are still open; ``stack`` then holds exactly
+    the open boxes (every popped box was decided or replaced by its two halves), so the
+    boxes proven so far and ``stack`` cover the original boxes -- what the parallel search
+    (:func:`_split_search_parallel`) relies on to hand the rest to other workers.
     """
     from nnresilience.falsify import _ascent, margin_and_grad
     from nnresilience.spec.property import Case
@@ -255,12 +272,13 @@ def _split_search(network, case, eng, deadline: float | None, method: str,
 
     spec_net = _spec_network(network, case.unsafe)
     sub_method = method if method in ("interval", "symbolic") else "symbolic"
-    stack = [(case.region.lo.copy(), case.region.hi.copy(), 0, None)]
     n_boxes = n_proven = n_engine = max_depth = 0
     try:
         while stack:
             if deadline is not None and time.monotonic() >= deadline:
                 return Status.UNKNOWN, None, "timeout"
+            if budget_end is not None and n_boxes and time.monotonic() >= budget_end:
+                return Status.UNKNOWN, None, "budget"  # after >= 1 box: always progress
             lo, hi, depth, cached = stack.pop()
             n_boxes += 1
             max_depth = max(max_depth, depth)
@@ -324,6 +342,128 @@ def _split_search(network, case, eng, deadline: float | None, method: str,
                       "split_engine_calls": n_engine, "split_max_depth": max_depth})
 
 
+# ------------------------------------------------------- parallel input splitting
+# A work unit runs the serial search for about this long (s) before handing its open boxes
+# back; shorter (SPLIT_UNIT_HUNGRY) while some worker has nothing to do.
+SPLIT_UNIT_SECONDS = 1.0
+SPLIT_UNIT_HUNGRY = 0.15
+_SPLIT_COUNTERS = ("split_boxes", "split_proven", "split_engine_calls")
+
+
+def _split_unit(network, case, engine: str | None, stack: list, method: str,
+                onnx_replay: bool, seed: tuple, engine_options: dict,
+                unit_seconds: float, time_left: float | None) -> tuple:
+    """Executor task: the serial search (:func:`_split_core`) on ``stack`` for a while.
+
+    Returns ``(status, counterexample, message, open boxes, stats)``. ``status`` is
+    UNKNOWN with message ``"budget"`` when ``unit_seconds`` ran out with boxes still
+    open; those boxes (with their cached bounds) come back for the parent to hand out.
+    Time is measured in this process (monotonic clocks are not shared between processes):
+    ``time_left`` is the global time remaining at submission.
+    """
+    t, cpu = time.monotonic(), time.process_time()
+    deadline = None if time_left is None else t + time_left
+    eng = None if engine is None else _resolve_engine(engine)
+    stats: dict = {}
+    try:
+        status, cex, msg = _split_core(network, case, eng, deadline, method, onnx_replay,
+                                       np.random.default_rng(list(seed)), engine_options,
+                                       stats, stack, budget_end=t + unit_seconds)
+    except NNResError as exc:
+        status, cex, msg = Status.UNKNOWN, None, f"{type(exc).__name__}: {exc}"
+    open_boxes = stack if msg == "budget" else []
+    stats["split_unit_seconds"] = time.monotonic() - t
+    stats["split_unit_cpu_seconds"] = time.process_time() - cpu
+    return status, cex, msg, open_boxes, stats
+
+
+def _split_search_parallel(network, case, engine: str | None, deadline: float | None,
+                           method: str, onnx_replay: bool, seed: int, engine_options: dict,
+                           stats: dict, executor) -> tuple[Status, Counterexample | None, str]:
+    """The input-splitting search of :func:`_split_search`, its tree shared by workers.
+
+    The parent keeps the frontier of open boxes as a stack (depth first, the more unsafe
+    looking half on top, as the serial search orders it) and keeps every worker busy with
+    a unit :func:`_split_unit`: the serial search on the top box for
+    :data:`SPLIT_UNIT_SECONDS` (less when the frontier has fewer boxes than workers, so a
+    starved worker gets work soon), returning either a verdict for that box or its open
+    boxes, which go back on the frontier. Split choices are made inside the units by the
+    serial code, so the tree is the serial one, explored by several workers.
+
+    Soundness: a unit answers ``holds`` only when every box of its sub-tree is proven;
+    with ``"budget"`` its proven boxes plus its returned boxes cover its input box. So
+    the case holds only when the frontier is empty, nothing is in flight and no unit
+    answered otherwise. A unit's counterexample is replayed again here (float64
+    :func:`replay`) before it counts; the first one ends the search, the units still
+    queued are cancelled and running ones end within their own budget or the deadline.
+    """
+    from nnresilience.divide.window import _wait_first
+
+    workers = max(1, int(getattr(executor, "workers", 1)))
+    frontier: list = [(case.region.lo.copy(), case.region.hi.copy(), 0, None)]
+    inflight: dict = {}
+    totals = dict.fromkeys(_SPLIT_COUNTERS, 0)
+    totals["split_max_depth"] = 0
+    totals["split_unit_seconds"] = totals["split_unit_cpu_seconds"] = 0.0
+    n_units = 0
+    t_start = time.monotonic()
+    try:
+        while frontier or inflight:
+            rem = _remaining(deadline)
+            if rem is not None and rem <= 0:
+                return Status.UNKNOWN, None, "timeout"
+            while frontier and len(inflight) < workers:
+                hungry = len(frontier) < workers
+                box = frontier.pop()
+                n_units += 1
+                fut = executor.submit(
+                    _split_unit, network, case, engine, [box], method, onnx_replay,
+                    (seed, n_units), engine_options,
+                    SPLIT_UNIT_HUNGRY if hungry else SPLIT_UNIT_SECONDS, _remaining(deadline))
+                inflight[fut] = box
+            for fut in _wait_first(list(inflight), _remaining(deadline)):
+                inflight.pop(fut)
+                status, cex, msg, open_boxes, ustats = fut.result()
+                for k in _SPLIT_COUNTERS:
+                    totals[k] += int(ustats.get(k, 0))
+                for k in ("split_unit_seconds", "split_unit_cpu_seconds"):
+                    totals[k] += float(ustats.get(k, 0.0))
+                totals["split_max_depth"] = max(totals["split_max_depth"],
+                                                int(ustats.get("split_max_depth", 0)))
+                if status is Status.VIOLATED:
+                    if cex is not None and replay(network, case, cex.x_array):
+                        return Status.VIOLATED, cex, msg
+                    return Status.UNKNOWN, None, "candidate failed replay"
+                if status is Status.UNKNOWN and msg != "budget":
+                    return Status.UNKNOWN, None, msg
+                if status is Status.UNKNOWN:
+                    frontier.extend(open_boxes)
+        return Status.HOLDS, None, ""
+    finally:
+        for fut in inflight:
+            fut.cancel()
+        for k in ("split_unit_seconds", "split_unit_cpu_seconds"):
+            totals[k] = round(totals[k], 3)
+        stats.update({**totals, "split_units": n_units, "split_workers": workers,
+                      "split_abandoned": len(frontier) + len(inflight),
+                      "split_wall_seconds": round(time.monotonic() - t_start, 3)})
+
+
+def _resolve_split_executor(executor) -> tuple[Any, bool]:
+    """``(executor or None, owned)``: None when the serial search should run."""
+    if executor is None:
+        return None, False
+    from nnresilience.parallel import Executor, make_executor
+
+    owned = not isinstance(executor, Executor)
+    ex = make_executor(executor) if owned else executor
+    if max(1, int(getattr(ex, "workers", 1))) < 2:
+        if owned:
+            ex.shutdown()
+        return None, False
+    return ex, owned
+
+
 # ------------------------------------------------------------------- orchestration
 @dataclass
 class CaseOutcome:
@@ -369,7 +509,7 @@ def verify(network, prop, engine: str = "auto", timeout: float | None = None,
            bounds_method: str = "symbolic", falsify_budget: float = 1.0, seed: int = 0,
            onnx_replay: bool = True, engine_options: dict[str, Any] | None = None,
            progress: Callable[[str], None] | None = None,
-           input_split: bool | None = None) -> VerificationResult:
+           input_split: bool | None = None, executor=None) -> VerificationResult:
     """Decide ``prop`` on ``network``: holds / violated (replayed witness) / unknown.
 
     Order per case: sound bounds first (cheap; a case they decide never reaches the
@@ -380,7 +520,12 @@ def verify(network, prop, engine: str = "auto", timeout: float | None = None,
     ``none`` (falsifier, bounds and input splitting only). ``engine_options`` go to
     ``Engine.check``. ``input_split``: branch and bound over input boxes with engine calls
     at the leaves (default: for boxes of at most :data:`SPLIT_MAX_DIM` inputs).
-    ``progress`` receives one-line status messages.
+    ``progress`` receives one-line status messages. ``executor``: an
+    :class:`~nnresilience.parallel.Executor` with more than one worker (or a spec for
+    :func:`~nnresilience.parallel.make_executor`, e.g. ``2``; then its workers are created
+    for the input-splitting search and killed when it ends) shares the input-splitting
+    search tree between the workers (:func:`_split_search_parallel`); ``None`` or one
+    worker: the serial search.
     """
     t0 = time.monotonic()
     deadline = None if timeout is None else t0 + float(timeout)
@@ -474,9 +619,20 @@ def verify(network, prop, engine: str = "auto", timeout: float | None = None,
             if use_split:
                 say(f"case {out.index}: input splitting"
                     + (f" with {eng.name} leaves" if eng is not None else ""))
-                status, cex, msg = _split_search(
-                    network, work, eng, deadline, bounds_method, onnx_replay,
-                    np.random.default_rng(seed + out.index), opts, out.stats)
+                pex, owned = _resolve_split_executor(executor)
+                if pex is None:
+                    status, cex, msg = _split_search(
+                        network, work, eng, deadline, bounds_method, onnx_replay,
+                        np.random.default_rng(seed + out.index), opts, out.stats)
+                else:
+                    try:
+                        status, cex, msg = _split_search_parallel(
+                            network, work, None if eng is None else engine, deadline,
+                            bounds_method, onnx_replay, seed + out.index, opts, out.stats,
+                            pex)
+                    finally:
+                        if owned:
+                            pex.terminate()
                 out.method = "split" + (f"+{eng.name}" if eng is not None else "")
             elif eng is None:
                 out.message = eng_error or "bounds inconclusive and no engine requested"
