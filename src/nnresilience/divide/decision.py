@@ -1,4 +1,7 @@
-"""``verify_divided``: decide a property on fixed sub-boxes solved by parallel workers.
+"""``verify_divided``: decide a property on sub-boxes solved by parallel workers.
+
+Fixed up-front sub-boxes (``strategy="input"``), or ``verify``'s own adaptive split
+search with its tree shared by the workers (``strategy="adaptive"``).
 """
 
 from __future__ import annotations
