@@ -106,6 +106,19 @@ def test_vnncomp_result_files(model, tmp_path):
     assert out.read_text() == "unsat\n"
 
 
+def test_workers_share_the_split_search(model, tmp_path):
+    """``--workers 2`` gives the serial verdicts (holds needs the split search here)."""
+    near = _vnnlib(tmp_path, "near.vnnlib", "(assert (>= Y_0 3.2))")     # max y0 is 3
+    reach = _vnnlib(tmp_path, "reach.vnnlib", "(assert (>= Y_0 2.0))")
+    for prop, word in ((near, "holds (unsat)"), (reach, "violated (sat)")):
+        serial = _nnres("verify", model, prop, "--timeout", "60")
+        shared = _nnres("verify", model, prop, "--timeout", "60", "--workers", "2")
+        assert serial.returncode == 0 and shared.returncode == 0, shared.stderr
+        assert serial.stdout.splitlines()[0] == word
+        assert shared.stdout.splitlines()[0] == word
+    assert _nnres("verify", model, near, "--workers", "0").returncode == 2
+
+
 def test_bad_input_exits_2_and_writes_nothing(model, tmp_path):
     out = tmp_path / "out.txt"
     prop = _vnnlib(tmp_path, "p.vnnlib", "(assert (>= Y_0 2.0))")

@@ -181,14 +181,19 @@ def verify_cmd(
                                                "(x, y, VNN-COMP block) as JSON here."),
     seed: int = typer.Option(0, help="Seed of the falsifier."),
     falsify_budget: float = typer.Option(1.0, help="Seconds of falsification per case."),
+    workers: int = typer.Option(1, help="Processes sharing the input-splitting search "
+                                "(1 = serial in this process)."),
 ) -> None:
     """Decide a property: prints holds (unsat), violated (sat) or unknown (timeout)."""
     started = time.monotonic()
     _check_options(engine, bounds)
     network = load_model(model)
     prop = load_property(prop_file, network)
+    if workers < 1:
+        raise typer.BadParameter("--workers must be at least 1")
     res = run_verify(network, prop, timeout, started, engine=engine,
-                     bounds_method=bounds, falsify_budget=falsify_budget, seed=seed)
+                     bounds_method=bounds, falsify_budget=falsify_budget, seed=seed,
+                     executor=workers if workers > 1 else None)
     out = err_console if json_out == "-" else console
     for line in _summary(res):
         out.print(line, highlight=False, markup=False, soft_wrap=True)
