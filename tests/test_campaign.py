@@ -67,28 +67,13 @@ def failing_task(unit: WorkUnit):
 
 # ------------------------------------------------------------------------ fixtures
 def _tiny_onnx(path: Path, seed: int = 3) -> Path:
-    onnx = pytest.importorskip("onnx")
-    from onnx import TensorProto, helper, numpy_helper
+    from nnresilience.loaders.export import save_onnx
+    from nnresilience.network import Affine, Network, ReLU
 
     rng = np.random.default_rng(seed)
-    W1, b1 = rng.standard_normal((6, 3)), rng.standard_normal(6) * 0.1
-    W2, b2 = rng.standard_normal((2, 6)), rng.standard_normal(2) * 0.1
-    inits = [numpy_helper.from_array(a.astype(np.float32), n)
-             for a, n in ((W1, "W1"), (b1, "b1"), (W2, "W2"), (b2, "b2"))]
-    nodes = [helper.make_node("Gemm", ["x", "W1", "b1"], ["h"], transB=1),
-             helper.make_node("Relu", ["h"], ["r"]),
-             helper.make_node("Gemm", ["r", "W2", "b2"], ["y"], transB=1)]
-    g = helper.make_graph(nodes, "tiny", [helper.make_tensor_value_info(
-        "x", TensorProto.FLOAT, [1, 3])], [helper.make_tensor_value_info(
-            "y", TensorProto.FLOAT, [1, 2])], inits)
-    onnx.save(helper.make_model(g, ir_version=8, opset_imports=[helper.make_opsetid("", 13)]),
-              path)
-    return path
-
-
-def _needs_stack():
-    pytest.importorskip("nnresilience.loaders")
-    pytest.importorskip("nnresilience.verify")
+    net = Network([Affine(rng.standard_normal((6, 3)), rng.standard_normal(6) * 0.1), ReLU(6),
+                   Affine(rng.standard_normal((2, 6)), rng.standard_normal(2) * 0.1)])
+    return save_onnx(net, path)
 
 
 @pytest.fixture
@@ -106,7 +91,6 @@ def tiny_campaign(tmp_path):
 
 # --------------------------------------------------------------------------- parsing
 def test_load_json_campaign_expands_units(tiny_campaign):
-    _needs_stack()
     camp = load_campaign(tiny_campaign, {"engine": "milp"})
     assert camp.name == "tiny" and len(camp.units) == 12
     u = camp.units[0]
@@ -149,18 +133,17 @@ def test_config_errors_name_the_problem(tmp_path, cfg, match):
 
 
 # --------------------------------------------------------------------------- running
-def _units(n: int = 6) -> tuple[list[WorkUnit], Path]:
-    return [WorkUnit("robustness", __file__, None,
+def _units(n: int, tmp_path: Path) -> tuple[list[WorkUnit], Path]:
+    """``n`` robustness units on a real tiny model (keys come from its content hash)."""
+    model = _tiny_onnx(tmp_path / "units.onnx")
+    return [WorkUnit("robustness", str(model), None,
                      {"sample": i, "center": [0.1 * i, 0.2, 0.3], "label": 0,
-                      "radius": 0.1}, name=f"u{i}") for i in range(n)], Path(__file__)
+                      "radius": 0.1}, name=f"u{i}") for i in range(n)], model
 
 
 def test_run_skips_stored_and_duplicates(tmp_path, monkeypatch):
-    import nnresilience.campaign as campaign
 
-    # Keys from the file hash: these units point at this test file, not a model.
-    monkeypatch.setattr(campaign, "load_network_cached", _raise_import)
-    units, _ = _units(6)
+    units, _ = _units(6, tmp_path)
     with CampaignStore(tmp_path / "s.sqlite") as st:
         s1 = run_campaign(units + units[:2], st, InlineExecutor(), task=forward_task)
         assert (s1.done, s1.skipped, s1.errors) == (6, 2, [])
@@ -175,15 +158,9 @@ def test_run_skips_stored_and_duplicates(tmp_path, monkeypatch):
         assert rec.result["counterexample"]["x"] == [0.0, 0.2, 0.3]
 
 
-def _raise_import(path):
-    raise ImportError("no loaders in this test")
-
-
 def test_failing_unit_is_reported_not_stored(tmp_path, monkeypatch):
-    import nnresilience.campaign as campaign
 
-    monkeypatch.setattr(campaign, "load_network_cached", _raise_import)
-    units, _ = _units(3)
+    units, _ = _units(3, tmp_path)
     out = io.StringIO()
     with CampaignStore(tmp_path / "s.sqlite") as st:
         s = run_campaign(units, st, InlineExecutor(), progress=JsonlProgress(out),
@@ -198,11 +175,9 @@ def test_failing_unit_is_reported_not_stored(tmp_path, monkeypatch):
 
 
 def test_global_timeout_keeps_finished_answers(tmp_path, monkeypatch):
-    import nnresilience.campaign as campaign
 
-    monkeypatch.setattr(campaign, "load_network_cached", _raise_import)
     monkeypatch.setenv("NNRES_TEST_SLEEP", "0.4")
-    units, _ = _units(8)
+    units, _ = _units(8, tmp_path)
 
     def sleepy(u):
         time.sleep(0.4)
@@ -216,7 +191,6 @@ def test_global_timeout_keeps_finished_answers(tmp_path, monkeypatch):
 
 
 def test_real_verify_campaign_inline_and_processes(tiny_campaign, tmp_path):
-    _needs_stack()
     camp = load_campaign(tiny_campaign)
     with CampaignStore(tmp_path / "a.sqlite") as a:
         sa = run_campaign(camp.units, a, InlineExecutor())
@@ -258,7 +232,6 @@ def _rows(store: Path) -> dict[tuple, tuple]:
 
 
 def test_sigkill_midway_loses_nothing_finished(tiny_campaign, tmp_path):
-    _needs_stack()
     cfg = json.loads(tiny_campaign.read_text())
     cfg["task"] = "test_campaign:slow_task"
     tiny_campaign.write_text(json.dumps(cfg))
@@ -319,7 +292,6 @@ def test_cli_show_and_errors(tmp_path, capsys):
 
 
 def test_cli_run_exit_codes_and_resume(tiny_campaign, tmp_path, capsys):
-    _needs_stack()
     from nnresilience.cli import main
 
     store = tmp_path / "s.sqlite"
@@ -357,7 +329,6 @@ def _session_members(sid: int) -> list[int]:
 def test_ctrl_c_with_dask_workers_leaves_no_process(tiny_campaign, tmp_path):
     """Ctrl-C (SIGINT to the whole foreground group, as a terminal sends it) during a
     ``--workers 2`` campaign: exit 130, the finished answer kept, no worker left alive."""
-    _needs_stack()
     pytest.importorskip("distributed")
     cfg = json.loads(tiny_campaign.read_text())
     cfg["task"] = "test_campaign:hang_task"
@@ -401,13 +372,11 @@ def crash_task(unit: WorkUnit):
 
 
 def test_worker_death_stops_cleanly_and_resumes(tmp_path, monkeypatch):
-    import nnresilience.campaign as campaign
 
-    monkeypatch.setattr(campaign, "load_network_cached", _raise_import)
     monkeypatch.syspath_prepend(str(HERE))      # spawned workers import this module
     import test_campaign as importable
 
-    units, _ = _units(4)
+    units, _ = _units(4, tmp_path)
     with CampaignStore(tmp_path / "s.sqlite") as st:
         with ProcessExecutor(1) as ex:
             s = run_campaign(units, st, ex, task=importable.crash_task)
@@ -420,13 +389,11 @@ def test_worker_death_stops_cleanly_and_resumes(tmp_path, monkeypatch):
 def test_rich_progress_shows_counts_and_eta(tmp_path, monkeypatch):
     from rich.console import Console
 
-    import nnresilience.campaign as campaign
     from nnresilience.progress import make_progress
 
-    monkeypatch.setattr(campaign, "load_network_cached", _raise_import)
     buf = io.StringIO()
     console = Console(file=buf, force_terminal=False, width=120)
-    units, _ = _units(3)
+    units, _ = _units(3, tmp_path)
     with CampaignStore(tmp_path / "s.sqlite") as st:
         run_campaign(units, st, InlineExecutor(), task=forward_task,
                      progress=make_progress(console=console, title="demo"))

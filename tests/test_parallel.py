@@ -64,31 +64,15 @@ def dask_executor():
 
 
 def _tiny_units(tmp_path: Path):
-    """Robustness queries on a tiny ONNX model (real verify calls), or None."""
-    onnx = pytest.importorskip("onnx")
-    from onnx import TensorProto, helper, numpy_helper
-
-    try:
-        import nnresilience.loaders  # noqa: F401
-        import nnresilience.verify  # noqa: F401
-    except ImportError:
-        return None
+    """Robustness queries on a tiny ONNX model (real verify calls)."""
     from nnresilience.campaign import WorkUnit
+    from nnresilience.loaders.export import save_onnx
+    from nnresilience.network import Affine, Network, ReLU
 
     rng = np.random.default_rng(7)
-    W1, b1 = rng.standard_normal((5, 3)), rng.standard_normal(5) * 0.1
-    W2, b2 = rng.standard_normal((2, 5)), rng.standard_normal(2) * 0.1
-    inits = [numpy_helper.from_array(a.astype(np.float32), n)
-             for a, n in ((W1, "W1"), (b1, "b1"), (W2, "W2"), (b2, "b2"))]
-    nodes = [helper.make_node("Gemm", ["x", "W1", "b1"], ["h"], transB=1),
-             helper.make_node("Relu", ["h"], ["r"]),
-             helper.make_node("Gemm", ["r", "W2", "b2"], ["y"], transB=1)]
-    g = helper.make_graph(nodes, "tiny", [helper.make_tensor_value_info(
-        "x", TensorProto.FLOAT, [1, 3])], [helper.make_tensor_value_info(
-            "y", TensorProto.FLOAT, [1, 2])], inits)
-    path = tmp_path / "tiny.onnx"
-    onnx.save(helper.make_model(g, ir_version=8, opset_imports=[helper.make_opsetid("", 13)]),
-              path)
+    net = Network([Affine(rng.standard_normal((5, 3)), rng.standard_normal(5) * 0.1), ReLU(5),
+                   Affine(rng.standard_normal((2, 5)), rng.standard_normal(2) * 0.1)])
+    path = save_onnx(net, tmp_path / "tiny.onnx")
     from nnresilience.loaders import load_network
 
     net = load_network(path)
@@ -114,7 +98,7 @@ def test_serial_processes_and_dask_agree(dask_executor, tmp_path):
     with InlineExecutor() as ex:
         serial = dict(ex.map(np.linalg.det, mats))
         facts = dict(ex.map(math.factorial, items))
-        a = None if units is None else {i: _summary(r) for i, r in ex.map(run_unit, units)}
+        a = {i: _summary(r) for i, r in ex.map(run_unit, units)}
     with ProcessExecutor(2) as ex:
         pooled = dict(ex.map(np.linalg.det, mats))
         pooled_f = dict(ex.map(math.factorial, items))
@@ -126,8 +110,6 @@ def test_serial_processes_and_dask_agree(dask_executor, tmp_path):
     # duplicated items are separate tasks (pure=False), never merged into one key
     assert sorted(i for i, _ in dask_executor.map(math.factorial, [3, 3, 3])) == [0, 1, 2]
 
-    if units is None:
-        return
     # (inline vs process pool on real queries: tests/test_campaign.py)
     c = {i: _summary(r) for i, r in dask_executor.map(run_unit, units)}
     assert a == c

@@ -23,7 +23,6 @@ relative to the csv) or a JSON config (see ``docs/campaigns.md`` and :func:`load
 from __future__ import annotations
 
 import csv
-import hashlib
 import importlib
 import inspect
 import json
@@ -124,14 +123,6 @@ def _file_id(path: str) -> tuple:
     return (str(Path(path).resolve()), st.st_mtime_ns, st.st_size)
 
 
-def _file_sha256(path: str) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
-
-
 def load_network_cached(path: str) -> Any:
     """``nnresilience.loaders.load_network`` with a per-process cache."""
     from nnresilience.loaders import load_network
@@ -147,14 +138,11 @@ def load_network_cached(path: str) -> Any:
 
 
 def network_hash(path: str) -> str:
-    """Content hash of the network in ``path`` (file hash if no loader is installed)."""
+    """Content hash of the network in ``path`` (cached per file identity)."""
     fid = _file_id(path)
     h = _HASHES.get(fid)
     if h is None:
-        try:
-            h = load_network_cached(path).content_hash()
-        except ImportError:
-            h = "file:" + _file_sha256(path)
+        h = load_network_cached(path).content_hash()
         _HASHES[fid] = h
     return h
 
@@ -166,18 +154,9 @@ def _read_property(path: str, net: Any) -> Any:
 
 
 def _load_array(path: Path) -> np.ndarray:
-    try:
-        from nnresilience.io import load_inputs
-    except ImportError:
-        load_inputs = None
-    if load_inputs is not None:
-        return np.asarray(load_inputs(path), dtype=np.float64)
-    try:
-        if path.suffix == ".npy":
-            return np.asarray(np.load(path), dtype=np.float64)
-        return np.atleast_2d(np.loadtxt(path, delimiter=",", dtype=np.float64))
-    except (OSError, ValueError) as exc:
-        raise InputDataError(f"{path}: cannot read inputs ({exc})") from exc
+    from nnresilience.io import load_inputs
+
+    return np.asarray(load_inputs(path), dtype=np.float64)
 
 
 def _domain(params: dict[str, Any], net: Any) -> tuple[Any, Any]:
@@ -286,17 +265,10 @@ def unit_query(unit: WorkUnit) -> tuple[str, Any]:
     """``(network_hash, property_or_query)`` of a unit (what :func:`query_key` hashes)."""
     h = network_hash(unit.network)
     if unit.kind == "verify":
-        try:
-            net = load_network_cached(unit.network)
-            prop: Any = _read_property(unit.property, net)
-        except ImportError:
-            prop = {"vnnlib_sha256": _file_sha256(unit.property)}
-        return h, prop
+        net = load_network_cached(unit.network)
+        return h, _read_property(unit.property, net)
     if unit.kind == "robustness":
-        try:
-            return h, _robustness_property(unit, load_network_cached(unit.network))
-        except ImportError:
-            return h, {"query": "robustness"}
+        return h, _robustness_property(unit, load_network_cached(unit.network))
     return h, {"query": unit.kind}
 
 

@@ -64,10 +64,8 @@ def _onnx_check(network, case, x: np.ndarray) -> bool | None:
     """onnxruntime's opinion of ``x`` (None when the network is not from ONNX)."""
     if network.source_format != "onnx" or not network.source:
         return None
-    try:
-        from nnresilience.loaders.onnx import onnxruntime_forward
-    except ImportError:
-        return None
+    from nnresilience.loaders.onnx import onnxruntime_forward
+
     y = onnxruntime_forward(network, x)
     if y is None:
         return None
@@ -99,14 +97,8 @@ def confirm(network, case, x: np.ndarray | None, onnx_replay: bool = True,
 
 # ------------------------------------------------------------------------ bounds
 def _compute_bounds(network, region, method: str, timeout: float | None):
-    try:
-        from nnresilience.bounds import compute_bounds
-    except ImportError:
-        compute_bounds = None
-    if compute_bounds is None:
-        from nnresilience.bounds.interval import interval_bounds
+    from nnresilience.bounds import compute_bounds
 
-        return interval_bounds(network, region.lo, region.hi)
     return compute_bounds(network, region, method=method, timeout=timeout)
 
 
@@ -602,10 +594,7 @@ def verify(network, prop, engine: str = "auto", timeout: float | None = None,
             continue
         nb, row_lo = case_bounds[out.index]
         if engine != "none" and eng is None and not eng_error:
-            try:
-                eng = _resolve_engine(engine)
-            except ImportError:
-                eng_error = "no complete engine is installed"
+            eng = _resolve_engine(engine)
             if eng is not None:
                 reason = eng.supports(network)
                 if reason:

@@ -18,8 +18,9 @@ PARENT = {"symbolic": "interval", "lp": "symbolic", "milp:1": "lp", "milp:2": "l
 
 
 def _load(path):
-    loaders = pytest.importorskip("nnresilience.loaders")
-    return loaders.load_network(path)
+    from nnresilience.loaders import load_network
+
+    return load_network(path)
 
 
 def _box(path, n):

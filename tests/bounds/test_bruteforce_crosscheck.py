@@ -13,11 +13,12 @@ from __future__ import annotations
 from unittest.mock import patch
 
 import numpy as np
-import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+import nnresilience.testing.bruteforce as bf
 from nnresilience.bounds import compute_bounds
+from nnresilience.bounds.interval import interval_bounds
 from nnresilience.network.model import sequential
 from nnresilience.spec.condition import Conjunction, OutputCondition
 from nnresilience.spec.property import Case
@@ -25,13 +26,11 @@ from nnresilience.spec.region import InputRegion
 
 from .helpers import mixed_network
 
-bf = pytest.importorskip("nnresilience.testing.bruteforce")
-
 
 def _interval_only(network, region):
     # brute force prunes patterns with bounds; use plain interval ones here so the
     # reference does not depend on the code under test
-    return bf.interval_bounds(network, region.lo, region.hi)
+    return interval_bounds(network, region.lo, region.hi)
 
 
 def _exact_range(net, region, j: int) -> tuple[float, float]:

@@ -6,7 +6,6 @@ import importlib.util
 import json
 
 import numpy as np
-import pytest
 
 from nnresilience.cli import main
 from nnresilience.cli.demo import (
@@ -52,7 +51,6 @@ def test_tables_and_disagreement_flag():
 
 
 def test_demo_quick(tmp_path, capsys):
-    pytest.importorskip("nnresilience.engines.milp")
     out = tmp_path / "demo"
     rc = main(["demo", "--quick", "--out", str(out)])
     text = capsys.readouterr().out

@@ -134,16 +134,12 @@ def _engine_verdict(net, samples, sid: str, delta: float, engine: str) -> str:
 
 @pytest.mark.parametrize("cell", sorted(EXPECTED))
 def test_engines_agree_on_cells(net, samples, cell):
-    pytest.importorskip("nnresilience.engines.milp")
-    pytest.importorskip("nnresilience.engines.reluplex")
     sid, delta = cell
     verdicts = {e: _engine_verdict(net, samples, sid, delta, e) for e in ("milp", "reluplex")}
     assert verdicts == {"milp": EXPECTED[cell], "reluplex": EXPECTED[cell]}
 
 
 def test_robustness_table_script_small(capsys):
-    pytest.importorskip("nnresilience.engines.milp")
-    pytest.importorskip("nnresilience.engines.reluplex")
     mod = _load_example("robustness_table")
     rc = mod.main(["--samples", "A1", "--deltas", "0.01,0.035", "--no-write",
                    "--timeout", "60"])

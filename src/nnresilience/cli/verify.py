@@ -34,10 +34,8 @@ GRACE_SECONDS = 2.0
 # --------------------------------------------------------------------- loading
 def load_model(path: Path):
     """The model file as a :class:`Network` (ONNX, NNet or TorchScript by suffix)."""
-    try:
-        from nnresilience.loaders import load_network
-    except ImportError:                      # loader registry not there: ONNX only
-        from nnresilience.loaders.onnx import load_onnx as load_network
+    from nnresilience.loaders import load_network
+
     return load_network(path)
 
 
@@ -54,10 +52,8 @@ def _check_options(engine: str, bounds: str) -> None:
     if engine not in ENGINES and not engine.startswith("milp:"):
         raise typer.BadParameter(f"--engine must be one of {', '.join(ENGINES)} or "
                                  f"milp:<backend>, got {engine!r}")
-    try:
-        from nnresilience.bounds import parse_method
-    except ImportError:
-        return
+    from nnresilience.bounds import parse_method
+
     try:
         parse_method(bounds)
     except (ValueError, NNResError) as exc:

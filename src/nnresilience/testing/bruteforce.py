@@ -34,7 +34,6 @@ from dataclasses import dataclass
 import numpy as np
 from scipy.optimize import linprog
 
-from nnresilience.bounds.interval import interval_bounds
 from nnresilience.network.layers import Affine, LeakyReLU, MaxPool, ReLU
 from nnresilience.network.model import Network
 from nnresilience.results import Status
@@ -237,12 +236,10 @@ def _patterns(network: Network, reg: _Region, lo, hi):
 
 
 def _bounds(network: Network, region):
-    """Sound pre-activation boxes: symbolic when available (fewer unstable units), else
-    interval. Only their soundness matters for exactness; tightness only saves LPs."""
-    try:
-        from nnresilience.bounds import compute_bounds
-    except ImportError:
-        return interval_bounds(network, region.lo, region.hi)
+    """Sound pre-activation boxes (symbolic: fewer unstable units than interval). Only
+    their soundness matters for exactness; tightness only saves LPs."""
+    from nnresilience.bounds import compute_bounds
+
     return compute_bounds(network, region, method="symbolic")
 
 

@@ -9,6 +9,7 @@ import pytest
 from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
 
+from nnresilience.engines.milp import MilpEngine
 from nnresilience.engines.reluplex import ReluplexEngine
 from nnresilience.engines.reluplex.rules import FEAS_TOL, PAIR_TOL, act
 from nnresilience.engines.reluplex.search import ReluplexSearch, SearchOptions, build_query
@@ -21,11 +22,6 @@ from nnresilience.spec.condition import Conjunction, OutputCondition, misclassif
 from nnresilience.spec.property import Case
 from nnresilience.spec.region import InputRegion
 from nnresilience.testing.bruteforce import brute_force_max_margin, random_network
-
-try:
-    from nnresilience.engines.milp import MilpEngine
-except ImportError:  # the MILP engine is optional for these tests
-    MilpEngine = None
 
 ENGINE = ReluplexEngine()
 
@@ -86,10 +82,9 @@ def test_matches_brute_force(seed, leaky, robustness, n_in, h1, h2, n_out):
             assert case.region.contains(ans.x, 0.0)
             assert case.unsafe.satisfied(net.forward(ans.x))
     _check_assignment(net, case, preprocess=True)
-    if MilpEngine is not None:
-        m = MilpEngine().check(net, case, None, timeout=30)
-        if m.status is not Status.UNKNOWN:
-            assert m.status is expected
+    m = MilpEngine().check(net, case, None, timeout=30)
+    if m.status is not Status.UNKNOWN:
+        assert m.status is expected
 
 
 def test_rule_statistics_reported(rng):
@@ -151,12 +146,8 @@ def case_of(net: Network) -> Case:
 def _ctg():
     path = Path(__file__).resolve().parents[3] / "src" / "nnresilience" / "data"
     onnx_path, samples = path / "ctg_leaky.onnx", path / "ctg_samples.npz"
-    if not (onnx_path.exists() and samples.exists()):
-        pytest.skip("CTG network not shipped")
-    try:
-        from nnresilience.loaders import load_network
-    except ImportError:
-        pytest.skip("loaders not available")
+    from nnresilience.loaders import load_network
+
     return load_network(onnx_path), np.load(samples)
 
 
@@ -172,7 +163,6 @@ def test_ctg_leaky_queries(sample, delta):
         assert region.contains(ans.x, 0.0)
         assert int(np.argmax(net.forward(ans.x))) != label or case.unsafe.satisfied(
             net.forward(ans.x))
-    if MilpEngine is not None:
-        m = MilpEngine().check(net, case, None, timeout=60)
-        if m.status is not Status.UNKNOWN:
-            assert m.status is ans.status
+    m = MilpEngine().check(net, case, None, timeout=60)
+    if m.status is not Status.UNKNOWN:
+        assert m.status is ans.status

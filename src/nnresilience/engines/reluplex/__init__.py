@@ -16,7 +16,6 @@ affine, ReLU and LeakyReLU layers are supported; anything else raises
 
 from __future__ import annotations
 
-import contextlib
 import dataclasses
 import time
 from typing import Any
@@ -47,10 +46,8 @@ def _single_blas_thread():
     time synchronising than computing, and on a shared machine a 150 x 150 solve went from
     3 ms to 70 ms with two threads. Parallelism belongs to the process level.
     """
-    try:
-        from threadpoolctl import threadpool_limits
-    except ImportError:
-        return contextlib.nullcontext()
+    from threadpoolctl import threadpool_limits
+
     return threadpool_limits(limits=1, user_api="blas")
 
 
@@ -63,20 +60,13 @@ def _unsupported_reason(network) -> str | None:
 
 
 def _bounds_for(net, lo: np.ndarray, hi: np.ndarray, given) -> tuple[NetworkBounds, str]:
-    """Per-layer bounds of the merged net: the caller's if they fit, else symbolic/interval."""
+    """Per-layer bounds of the merged net: the caller's if they fit, else symbolic."""
     if isinstance(given, NetworkBounds) and len(given.lo) == len(net.layers) + 1 and all(
             np.shape(given.lo[i]) == (n,) for i, n in enumerate(net.layer_sizes())):
         return given, given.method
-    try:
-        from nnresilience.bounds import compute_bounds  # type: ignore[attr-defined]
-    except ImportError:
-        compute_bounds = None
-    if compute_bounds is not None:
-        nb = compute_bounds(net, (lo, hi), method="symbolic")
-        return nb, "symbolic"
-    from nnresilience.bounds.interval import interval_bounds
+    from nnresilience.bounds import compute_bounds
 
-    return interval_bounds(net, lo, hi), "interval"
+    return compute_bounds(net, (lo, hi), method="symbolic"), "symbolic"
 
 
 class ReluplexEngine(Engine):

@@ -321,10 +321,8 @@ class ReluplexSearch:
     # --------------------------------------------------- bounds and phases
     def _node_bounds(self, node: _Node) -> bool:
         """Symbolic bounds of every layer under the node's current boxes; False on conflict."""
-        try:
-            from nnresilience.bounds.symbolic import propagate
-        except ImportError:
-            return True
+        from nnresilience.bounds.symbolic import propagate
+
         tab, q = node.tab, self.q
         if node.conflict or rules.bound_conflict(tab):
             return False
