@@ -347,5 +347,9 @@ def test_phi_1d_random_against_brute_force(seed, kind, alpha, norm):
     elif not F:
         assert r.lower == math.inf
     else:
-        assert r.optimal and r.upper == pytest.approx(_dist_intervals(P, F), abs=1e-6)
+        # ``optimal`` means upper - lower <= opt_tol (1e-5 absolute below 1, documented);
+        # the replay nudge may move the witness by a few 1e-6 across a boundary.
+        true = _dist_intervals(P, F)
+        assert r.optimal and r.lower <= true + 1e-9
+        assert r.upper == pytest.approx(true, abs=DEFAULT.opt_tol)
         _check_witness(net, r, 1, math.log(alpha))

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import importlib.util
-
 import numpy as np
 import pytest
 from hypothesis import given, settings
@@ -150,15 +148,22 @@ def test_timeout_gives_unknown(monkeypatch):
     assert res.status is Status.UNKNOWN and res.message == "timeout"
 
 
-@settings(max_examples=12, deadline=None)
-@given(seed=st.integers(0, 100_000), kind=st.sampled_from(["relu", "leaky", "maxpool"]),
-       split=st.sampled_from([False, None]))
-def test_orchestration_matches_brute_force(seed, kind, split):
+def _random_query(seed: int, kind: str):
+    """A random 3-4-3-2 net, a random linear unsafe condition on [-1, 1]^3, and the exact
+    maximum margin (> 0: violated, < 0: holds; |margin| < 1e-6 is left undecided)."""
     rng = np.random.default_rng(seed)
     net = random_network(rng, [3, 4, 3, 2], kind)
     region = InputRegion(-np.ones(3), np.ones(3))
     prop = _prop(region, rng.normal(size=(1, 2)), rng.normal(size=1), 2)
     best, _ = brute_force_max_margin(net, prop.cases[0])
+    return net, prop, best
+
+
+@settings(max_examples=12, deadline=None)
+@given(seed=st.integers(0, 100_000), kind=st.sampled_from(["relu", "leaky", "maxpool"]),
+       split=st.sampled_from([False, None]))
+def test_orchestration_matches_brute_force(seed, kind, split):
+    net, prop, best = _random_query(seed, kind)
     if abs(best) < 1e-6:
         return
     old = V._resolve_engine
@@ -174,19 +179,11 @@ def test_orchestration_matches_brute_force(seed, kind, split):
         assert V.replay(net, prop, x)
 
 
-_HAS_MILP = importlib.util.find_spec("nnresilience.engines.milp") is not None
-
-
-@pytest.mark.skipif(not _HAS_MILP, reason="MILP engine not installed yet")
 @settings(max_examples=20, deadline=None)
 @given(seed=st.integers(0, 100_000), kind=st.sampled_from(["relu", "leaky", "maxpool"]),
        split=st.sampled_from([False, None]))
 def test_verify_with_milp_matches_brute_force(seed, kind, split):
-    rng = np.random.default_rng(seed)
-    net = random_network(rng, [3, 4, 3, 2], kind)
-    region = InputRegion(-np.ones(3), np.ones(3))
-    prop = _prop(region, rng.normal(size=(1, 2)), rng.normal(size=1), 2)
-    best, _ = brute_force_max_margin(net, prop.cases[0])
+    net, prop, best = _random_query(seed, kind)
     if abs(best) < 1e-6:
         return
     # no falsifier: the engine itself has to decide

@@ -89,6 +89,22 @@ def _first_passing(make, ok) -> np.ndarray | None:
     return None
 
 
+def _gradient_walk(fn, x: np.ndarray, lo: np.ndarray, hi: np.ndarray,
+                   ok) -> np.ndarray | None:
+    """First point ``x + s·g/|g|`` (growing ``s`` of :data:`_SCALES`, scaled by the box)
+    along the numerical gradient ``g`` of ``fn`` that passes ``ok``, or None."""
+    g = _num_grad(fn, x, lo, hi)
+    gn = float(np.linalg.norm(g))
+    if gn == 0.0 or not np.isfinite(gn):
+        return None
+    scale = float(np.max(hi - lo, initial=1.0))
+    for s in _SCALES[1:]:
+        cand = np.clip(x + s * scale * g / gn, lo, hi)
+        if ok(cand):
+            return cand
+    return None
+
+
 def repair_flip(network, a: np.ndarray, b: np.ndarray, m: int, k: int, lo: np.ndarray,
                 hi: np.ndarray) -> np.ndarray | None:
     """A point near ``b`` (in ``[lo, hi]``) that passes the exact flip check, or None.
@@ -107,16 +123,7 @@ def repair_flip(network, a: np.ndarray, b: np.ndarray, m: int, k: int, lo: np.nd
         D = np.delete(Y, m, axis=1) - Y[:, [m]]
         return -np.sort(-D, axis=1)[:, k - 1]
 
-    g = _num_grad(slack, b, lo, hi)
-    gn = float(np.linalg.norm(g))
-    if gn == 0.0 or not np.isfinite(gn):
-        return None
-    scale = float(np.max(hi - lo, initial=1.0))
-    for s in _SCALES[1:]:
-        cand = np.clip(b + s * scale * g / gn, lo, hi)
-        if flip_ok(network, cand, m, k):
-            return cand
-    return None
+    return _gradient_walk(slack, b, lo, hi, lambda c: flip_ok(network, c, m, k))
 
 
 def repair_premise(network, a: np.ndarray, b: np.ndarray, m: int, log_alpha: float,
@@ -135,16 +142,8 @@ def repair_premise(network, a: np.ndarray, b: np.ndarray, m: int, log_alpha: flo
         Y = network.forward(P)
         return Y[:, m] - np.delete(Y, m, axis=1).max(axis=1)
 
-    g = _num_grad(margin, a, lo, hi)
-    gn = float(np.linalg.norm(g))
-    if gn == 0.0 or not np.isfinite(gn):
-        return None
-    scale = float(np.max(hi - lo, initial=1.0))
-    for s in _SCALES[1:]:
-        cand = np.clip(a + s * scale * g / gn, lo, hi)
-        if premise_ok(network, cand, m, log_alpha, tol):
-            return cand
-    return None
+    return _gradient_walk(margin, a, lo, hi,
+                          lambda c: premise_ok(network, c, m, log_alpha, tol))
 
 
 def replay_pair(network, a: np.ndarray, b: np.ndarray, m: int, log_alpha: float | None,
