@@ -1,0 +1,162 @@
+"""Floating-point soundness: the one rule every bound method follows.
+
+A bound is only useful if it contains the value that :meth:`Network.forward` computes in
+float64, for every input of the region, whatever the magnitude of weights and biases.
+Two things separate a real-arithmetic bound from that value, and each is accounted for
+from the *magnitudes of the terms involved* (``|W|·|h| + |b|``), never from the result
+alone (``x + 1e8 -> ReLU -> -1e8`` has a result near 0.3 and intermediate terms near 1e8):
+
+1. **The forward pass rounds.** For an input ``x``, the float64 value ``h_i^f`` of entry
+   ``i`` (the vector entering layer ``i``) differs from the exact real value ``h_i`` of the
+   same input by at most ``e_i``, built layer by layer (:class:`ForwardError`):
+
+   * affine ``fl(W h + b)``: a dot product of ``n`` terms plus a bias rounds by at most
+     ``gamma(n + 1) * (|W| |h| + |b|)`` (Higham, *Accuracy and Stability of Numerical
+     Algorithms*, §3.1; any summation order, with or without FMA), and the error carried
+     in ``h`` grows by ``|W|``: ``e_out = |W| e_in + gamma(n + 1) (|W| m_in + |b|)`` with
+     ``m_in = max(|lo_in|, |hi_in|)`` from the box of the layer input;
+   * ReLU and max-pool are exact (``e_out = e_in``, max over the group); LeakyReLU rounds
+     ``k x`` by one unit; arctan / tanh / sigmoid are evaluated by libm within a few units
+     in the last place (:data:`ACTIVATION_ULPS`) and carry ``e_in`` with their Lipschitz
+     constant (:data:`LIPSCHITZ`).
+
+2. **The bound computation rounds.** A method that sums terms (centre/radius of an
+   interval step, a back-substituted linear bound, an LP certificate) is off by at most
+   ``gamma(n) * (sum of |terms|)``; it widens its own result by :func:`sum_error` of the
+   magnitudes it summed.
+
+The stored box of entry ``i`` is *(real-arithmetic bound, widened by its own computation
+error) widened by* ``e_i`` (:func:`enclose`, which also rounds the widening itself
+outward with ``nextafter``). Such a box contains ``h_i`` (so relaxations built on it are
+valid for the exact network, which is what an encoding or a later layer reasons about)
+and ``h_i^f`` (what a replay computes), for any magnitude float64 represents. Overflow to
+``inf`` gives an infinite, still sound, bound.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import scipy.sparse as sp
+
+#: Unit roundoff of float64 (round to nearest).
+UNIT = 2.0 ** -53
+#: Absolute allowance per operation for gradual underflow (subnormal results).
+TINY = 2.0 ** -1000
+#: Error of the library evaluation of each s-shaped activation, in units of its range.
+ACTIVATION_ULPS = {"arctan": 4.0, "tanh": 4.0, "sigmoid": 8.0}
+#: Largest magnitude of each s-shaped activation (its range is within ±this).
+ACTIVATION_RANGE = {"arctan": np.pi / 2, "tanh": 1.0, "sigmoid": 1.0}
+#: Lipschitz constant of each non-affine kind (how an error in the input carries over).
+LIPSCHITZ = {"relu": 1.0, "leaky_relu": 1.0, "maxpool": 1.0, "arctan": 1.0, "tanh": 1.0,
+             "sigmoid": 0.25}
+
+
+def gamma(n: int) -> float:
+    """``n u / (1 - n u)``: bound on the relative error of ``n`` chained roundings."""
+    nu = float(n) * UNIT
+    if nu >= 0.5:
+        raise ValueError(f"gamma({n}) is not defined: too many terms for float64")
+    return nu / (1.0 - nu)
+
+
+def maxabs(lo: np.ndarray, hi: np.ndarray) -> np.ndarray:
+    """``max(|lo|, |hi|)``: the largest magnitude of a value in the box."""
+    return np.maximum(np.abs(lo), np.abs(hi))
+
+
+def down(x: np.ndarray) -> np.ndarray:
+    """The next float below ``x``: makes a rounded lower bound safe."""
+    return np.nextafter(x, -np.inf)
+
+
+def up(x: np.ndarray) -> np.ndarray:
+    """The next float above ``x``: makes a rounded upper bound safe."""
+    return np.nextafter(x, np.inf)
+
+
+def sum_error(magnitude: np.ndarray, n_terms: int) -> np.ndarray:
+    """Bound on the rounding error of summing terms whose magnitudes sum to ``magnitude``.
+
+    ``magnitude`` was itself computed in float64 (``|A| @ m + |c|``), so it is scaled up by
+    one more ``gamma`` before use; :data:`TINY` per term covers underflow.
+    """
+    g = gamma(int(n_terms) + 2)
+    return up(np.asarray(magnitude, dtype=np.float64) * (g * (1.0 + 2.0 * g))
+              + TINY * (int(n_terms) + 2))
+
+
+def enclose(lo: np.ndarray, hi: np.ndarray, pad: np.ndarray | float
+            ) -> tuple[np.ndarray, np.ndarray]:
+    """``[lo - pad, hi + pad]`` with the subtraction and addition rounded outward."""
+    pad = np.asarray(pad, dtype=np.float64)
+    return down(np.asarray(lo, float) - pad), up(np.asarray(hi, float) + pad)
+
+
+def _row_terms(W) -> int:
+    """Largest number of non-zero terms in a row of ``W`` (the dot-product length)."""
+    if sp.issparse(W):
+        W = sp.csr_matrix(W)
+        return int(np.diff(W.indptr).max(initial=0))
+    return int(W.shape[1])
+
+
+def affine_rounding(layer, mag_in: np.ndarray) -> np.ndarray:
+    """Bound on ``|fl(W h + b) - (W h + b)|`` over ``|h| <= mag_in`` (elementwise)."""
+    terms = np.asarray(layer.abs_W() @ mag_in).reshape(-1) + np.abs(layer.b)
+    return sum_error(terms, _row_terms(layer.W) + 1)
+
+
+def activation_rounding(layer, mag_in: np.ndarray) -> np.ndarray:
+    """Bound on the rounding of a non-affine layer's float64 evaluation (0 when exact)."""
+    kind = layer.kind
+    if kind in ("relu", "maxpool"):
+        return np.zeros(layer.out_size)
+    if kind == "leaky_relu":
+        # k * x is one multiplication: half a unit of |k x|, and TINY for underflow
+        return up(UNIT * abs(layer.slope) * np.asarray(mag_in, float) + TINY)
+    if kind in ACTIVATION_ULPS:
+        return np.full(layer.out_size, ACTIVATION_ULPS[kind] * UNIT * ACTIVATION_RANGE[kind]
+                       + TINY)
+    raise NotImplementedError(f"no rounding model for layer kind {kind!r}")
+
+
+def carry_error(layer, e_in: np.ndarray) -> np.ndarray:
+    """How an error ``e_in`` on a layer's input shows in its output (before own rounding)."""
+    kind = layer.kind
+    if kind == "affine":
+        raw = np.asarray(layer.abs_W() @ e_in).reshape(-1)
+        return up(raw * (1.0 + 2.0 * gamma(_row_terms(layer.W) + 2)))
+    if kind == "maxpool":
+        return e_in[layer.groups].max(axis=1)
+    return up(LIPSCHITZ[kind] * np.asarray(e_in, float))
+
+
+class ForwardError:
+    """``e_i``: how far the float64 forward value of entry ``i`` can be from the exact one.
+
+    Built alongside a layer-by-layer bound computation: :meth:`step` needs the (final)
+    box of the layer's input, and returns ``e`` for the layer's output. ``e[0] = 0``
+    (the input is given exactly).
+    """
+
+    def __init__(self, n_inputs: int) -> None:
+        self.e: list[np.ndarray] = [np.zeros(int(n_inputs))]
+
+    def step(self, layer, lo_in: np.ndarray, hi_in: np.ndarray) -> np.ndarray:
+        mag = maxabs(np.asarray(lo_in, float), np.asarray(hi_in, float))
+        e_in = self.e[-1]
+        if layer.kind == "affine":
+            out = carry_error(layer, e_in) + affine_rounding(layer, mag)
+        else:
+            out = carry_error(layer, e_in) + activation_rounding(layer, mag)
+        out = up(out)
+        self.e.append(out)
+        return out
+
+
+def forward_errors(layers, los: list[np.ndarray], his: list[np.ndarray]) -> list[np.ndarray]:
+    """``e_i`` for every entry, given sound boxes of every entry (``len(layers) + 1``)."""
+    fe = ForwardError(los[0].size)
+    for i, layer in enumerate(layers):
+        fe.step(layer, los[i], his[i])
+    return fe.e
