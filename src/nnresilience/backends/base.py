@@ -37,6 +37,9 @@ class SolveLimits:
     use_priorities: bool = True
     use_start: bool = True
     verbose: bool = False
+    # Run the solve in a killable child process (see :mod:`nnresilience.backends.guard`):
+    # None = decide by model size when a time limit is given; True/False force it.
+    isolate: bool | None = None
 
 
 @dataclass(frozen=True, eq=False)
@@ -54,7 +57,13 @@ class SolveResult:
 
 
 class Backend:
-    """Base class: subclasses set the class attributes and implement :meth:`solve`."""
+    """Base class: subclasses set the class attributes and implement :meth:`_solve`.
+
+    Callers use :meth:`solve`, which keeps the time limit as a promise: a large call runs
+    in a killable child process (:mod:`nnresilience.backends.guard`), so a solver that
+    overruns its own limit (HiGHS's MIP presolve does not look at the clock) cannot take
+    the caller past its deadline.
+    """
 
     name: ClassVar[str] = "base"
     module: ClassVar[str] = ""            # import name of the solver package
@@ -70,4 +79,12 @@ class Backend:
         return bool(cls.module) and importlib.util.find_spec(cls.module) is not None
 
     def solve(self, model: MilpArrays, limits: SolveLimits) -> SolveResult:
+        """Solve ``model`` within ``limits`` (returns by ``time_limit`` + a small grace)."""
+        from nnresilience.backends.guard import run_guarded, should_isolate
+
+        if should_isolate(model, limits):
+            return run_guarded(self._solve, model, limits)
+        return self._solve(model, limits)
+
+    def _solve(self, model: MilpArrays, limits: SolveLimits) -> SolveResult:
         raise NotImplementedError
