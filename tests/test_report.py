@@ -89,13 +89,15 @@ def test_report_from_path_and_cli(tmp_path, capsys):
     assert main(["report", str(tmp_path / "s.sqlite"), "-o", str(out)]) == 0
     assert "All results" in out.read_text()
     assert main(["report", str(tmp_path / "nope.sqlite"), "-o", str(out)]) == 2
-    assert "no such campaign store" in capsys.readouterr().err
+    err = capsys.readouterr().err
+    assert "nope.sqlite: no such file" in err and out.read_text().startswith("<!DOCTYPE")
 
 
-def test_empty_store_renders(tmp_path):
+def test_empty_store_renders_without_empty_sections(tmp_path):
     with CampaignStore(tmp_path / "e.sqlite") as st:
         text = render_report(st)
-    assert "No robustness queries" in text and "data-images-expected='0'" in text
+    assert "The store holds no answers yet" in text and "data-images-expected='0'" in text
+    assert "<h2>" not in text                     # no section without content
 
 
 def test_image_shape_detection():

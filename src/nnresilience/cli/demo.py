@@ -31,7 +31,8 @@ from typing import Any
 import numpy as np
 import typer
 
-from nnresilience.cli.app import app, console, write_atomic
+from nnresilience.cli.app import app, console
+from nnresilience.cli.output import write_atomic
 
 DELTAS: tuple[float, ...] = (0.01, 0.015, 0.02, 0.025, 0.03, 0.035)
 QUICK_DELTAS: tuple[float, ...] = (0.01, 0.035)
@@ -458,7 +459,7 @@ def demo(
                                              "only, no table)"),
 ) -> None:
     """Run the seed-004 Cardiotocography robustness tables on the shipped network."""
-    from nnresilience.cli.app import emit_json
+    from nnresilience.cli.output import emit_json
     from nnresilience.data import ctg_samples
 
     quiet = json_out == "-"
