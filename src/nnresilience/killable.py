@@ -189,11 +189,12 @@ def _child_main(conn: Any, fn: Callable, args: tuple, kwargs: dict, budget: Budg
         os._exit(code)
 
 
-def kill_group(pgid: int, wait_pid: int | None = None) -> None:
-    """SIGTERM the process group, SIGKILL it after :data:`TERM_GRACE`, reap ``wait_pid``."""
+def kill_group(pgid: int, wait_pid: int | None = None, term_grace: float = TERM_GRACE
+               ) -> None:
+    """SIGTERM the process group, SIGKILL it after ``term_grace`` s, reap ``wait_pid``."""
     with contextlib.suppress(ProcessLookupError, PermissionError):
-        os.killpg(pgid, signal.SIGTERM)
-    end = time.monotonic() + TERM_GRACE
+        os.killpg(pgid, signal.SIGTERM if term_grace > 0 else signal.SIGKILL)
+    end = time.monotonic() + term_grace
     while wait_pid is not None and time.monotonic() < end:
         try:
             done, _ = os.waitpid(wait_pid, os.WNOHANG)
@@ -274,7 +275,7 @@ def run_killable(fn: Callable[..., Any], *args: Any, budget: Budget | None = Non
             if tick is not None:
                 tick()
     except BaseException:
-        kill_group(pid, pid)
+        kill_group(pid, pid, term_grace=0.0)      # Ctrl-C: no grace, the user is waiting
         recv.close()
         raise
     kill_group(pid, pid)              # the work is over: nothing of it may outlive us

@@ -44,11 +44,19 @@ def _load_model(path: Path):
     return load_network(validate.input_file(path, "model"))
 
 
-def _load_array(path: Path, what: str) -> np.ndarray:
-    """Rows of inputs (or labels) from .npy/.npz/.csv through :mod:`nnresilience.io`."""
+def _load_array(path: Path, what: str, network=None) -> np.ndarray:
+    """Rows of inputs from .npy/.npz/.csv through :mod:`nnresilience.io` (checked against
+    ``network``'s input size when given, the file named in the error)."""
+    from nnresilience.errors import ShapeMismatchError
     from nnresilience.io import load_inputs
 
-    return np.asarray(load_inputs(validate.input_file(path, what)), float)
+    X = np.asarray(load_inputs(validate.input_file(path, what)), float)
+    if network is not None:
+        try:
+            X = network.check_input(X)
+        except ShapeMismatchError as exc:
+            raise ShapeMismatchError(f"{what} {path}: {exc}") from None
+    return X
 
 
 def _domain(network, domain: str | None, domain_from: Path | None,
@@ -249,7 +257,7 @@ def resilience_cmd(
         net = _load_model(model)
         k = validate.top_k(k, net.n_outputs)
         chosen = validate.classes(cls, net.n_outputs)
-        X = None if data is None else _load_array(data, "--data")
+        X = None if data is None else _load_array(data, "--data", net)
         lo, hi = _domain(net, domain, domain_from, X)
         classes = chosen or list(range(net.n_outputs))
         with_xi = chosen is None and len(classes) > 1
@@ -328,7 +336,7 @@ def alpha_max_cmd(
         s = _settings(preset, None, None, None, None, backend)
         net = _load_model(model)
         classes = validate.classes(cls, net.n_outputs) or list(range(net.n_outputs))
-        X = None if data is None else _load_array(data, "--data")
+        X = None if data is None else _load_array(data, "--data", net)
         lo, hi = _domain(net, domain, domain_from, X)
         out = run.in_child(_alpha_work, net, classes, lo, hi, s,
                            item_budget(run, len(classes), 1))
@@ -398,7 +406,7 @@ def min_perturbation_cmd(
         s = _settings(preset, big_m, None, None, None, backend)
         net = _load_model(model)
         k = validate.top_k(k, net.n_outputs)
-        X = net.check_input(_load_array(data, "--data"))
+        X = _load_array(data, "--data", net)
         y = None
         if labels is not None:
             from nnresilience.io import load_labels

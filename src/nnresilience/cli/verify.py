@@ -204,7 +204,9 @@ def verify_cmd(
             run.outputs.remove(cex)
 
 
-@app.command("vnncomp")
+# ignore_unknown_options: a TIMEOUT of "-5" is an argument to reject with an "error"
+# result, not an unknown option that would leave RESULT_FILE as it was.
+@app.command("vnncomp", context_settings={"ignore_unknown_options": True})
 def vnncomp_cmd(
     model: Path = typer.Argument(..., metavar="MODEL", help="ONNX model file."),
     prop_file: Path = typer.Argument(..., metavar="PROPERTY", help="VNN-LIB property file."),
