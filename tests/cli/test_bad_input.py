@@ -37,9 +37,9 @@ def _prop(n_in: int, extra: str = "(assert (>= Y_0 50.0))") -> str:
 @pytest.fixture(scope="module")
 def files(tmp_path_factory) -> dict[str, Path]:
     """Good and bad input files, in their own folder (outputs go elsewhere)."""
+    import onnx
     from onnx import TensorProto, helper
 
-    import onnx
     from nnresilience.loaders.export import save_onnx
     from nnresilience.network import Affine, Network, ReLU
 

@@ -17,6 +17,7 @@ Each command module (``cli/info.py``, ``cli/verify.py``, ...) registers its comm
 
 from __future__ import annotations
 
+import contextlib
 import importlib
 import os
 import signal
@@ -63,10 +64,8 @@ def main(argv: list[str] | None = None) -> int:
     rc = _main(argv)
     if argv is None:
         for stream in (sys.stdout, sys.stderr):
-            try:
+            with contextlib.suppress(OSError, ValueError):
                 stream.flush()
-            except (OSError, ValueError):
-                pass
         os._exit(rc)
     return rc
 
