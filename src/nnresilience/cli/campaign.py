@@ -270,6 +270,11 @@ def export(
         for name, text in files.items():
             cmd.outputs.declare(cex_dir / name, "counterexample")
             cmd.outputs.write(cex_dir / name, text)
+        if cex_dir is not None and cex_dir.is_dir():
+            # a counterexample of an earlier export whose answer is no longer 'violated'
+            for old in cex_dir.glob("*.counterexample"):
+                if old.name not in files:
+                    cmd.outputs.remove(old)
     where = "stdout" if out == "-" else str(out)
     msg = f"{len(records)} answer(s) exported to {where} ({fmt})"
     if cex_dir is not None:
