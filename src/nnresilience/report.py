@@ -50,8 +50,8 @@ margin-top:2em}
 .card{border-radius:8px;padding:.8em 1.2em;color:#fff;min-width:8em}
 .card .n{font-size:2em;font-weight:600}.card .w{opacity:.9}
 table{border-collapse:collapse;width:100%;font-size:.85em;margin:.5em 0}
-th,td{border:1px solid #ddd;padding:3px 6px;text-align:left;vertical-align:top;
-overflow-wrap:anywhere}
+th,td{border:1px solid #ddd;padding:3px 6px;text-align:left;vertical-align:top}
+td.name{overflow-wrap:anywhere}td.num,td.st,td.nw,th{white-space:nowrap}
 .tw{max-width:100%;overflow-x:auto}
 th{background:#f3f3f3}tr:nth-child(even) td{background:#fafafa}
 td.num{text-align:right;font-variant-numeric:tabular-nums}
@@ -152,7 +152,7 @@ def _robustness(records: list[StoredResult], figs: _Figures) -> str:
         ax.set_yticks(range(len(samples)), [names.get(s) or str(s) for s in samples])
         ax.set_xlabel(f"δ ({norm})")
         ax.set_ylabel("sample")
-        ax.set_title(f"{net}: robustness (k={k})")
+        ax.set_title(_short(f"{net}: robustness (k={k})", 60))
         if grid.size <= 600:
             for (i, j), v in np.ndenumerate(grid):
                 if not np.isnan(v):
@@ -191,7 +191,7 @@ def _bars_with_interval(records: list[StoredResult], figs: _Figures, xkey: str,
         ax.set_xlabel(xlabel)
         ax.set_ylabel(f"perturbation ({norm or '?'})")
         extra = ", ".join(f"{n}={v}" for n, v in (("α", alpha), ("k", k)) if v is not None)
-        ax.set_title(f"{net}: {title}" + (f" ({extra})" if extra else ""))
+        ax.set_title(_short(f"{net}: {title}" + (f" ({extra})" if extra else ""), 60))
         rows = "".join(
             f"<tr><td>{x}</td><td class='num'>{_fmt(r.lower)}</td>"
             f"<td class='num'>{_fmt(r.upper)}</td><td>{_e(r.status)}</td></tr>"
@@ -334,10 +334,16 @@ def _witness(r: StoredResult, image: bool = False) -> tuple[np.ndarray | None, n
     return None
 
 
+def _short(text: str, n: int = 70) -> str:
+    """``text`` cut to ``n`` characters (figure titles: a long name must not shrink the
+    picture; the table below shows names in full)."""
+    return text if len(text) <= n else text[:n - 1] + "…"
+
+
 def _draw_witness(r: StoredResult, orig: np.ndarray | None, pert: np.ndarray,
                   shape: tuple | None, figs: _Figures,
                   names: list[str] | None = None) -> str:
-    title = f"{r.kind}: {r.network_name} / {r.property_name}"
+    title = _short(f"{r.kind}: {r.network_name} / {r.property_name}")
     if orig is not None and orig.shape != pert.shape:
         orig = None
     if shape is not None:
@@ -478,13 +484,14 @@ def _table(records: list[StoredResult]) -> str:
         color = STATUS_COLORS.get(r.status or "", "#455a64")
         msg = r.result.get("message", "")
         rows.append(
-            f"<tr><td class='num'>{i}</td><td>{_e(r.kind)}</td><td>{_e(r.network_name)}</td>"
-            f"<td>{_e(r.property_name)}</td>"
+            f"<tr><td class='num'>{i}</td><td class='nw'>{_e(r.kind)}</td>"
+            f"<td class='name'>{_e(r.network_name)}</td>"
+            f"<td class='name'>{_e(r.property_name)}</td>"
             f"<td class='st' style='color:{color}'>{_e(r.status)}</td>"
             f"<td class='num'>{_fmt(r.lower)}</td><td class='num'>{_fmt(r.upper)}</td>"
             f"<td class='num'>{_fmt(r.seconds)}</td>"
-            f"<td class='num'>{_fmt(r.params.get('timeout'))}</td><td>{_e(r.engine)}</td>"
-            f"<td>{_e(msg)}</td></tr>")
+            f"<td class='num'>{_fmt(r.params.get('timeout'))}</td>"
+            f"<td class='nw'>{_e(r.engine)}</td><td class='name'>{_e(msg)}</td></tr>")
     return f"<div class='tw'><table id='results'>{head}{''.join(rows)}</table></div>"
 
 
