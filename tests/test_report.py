@@ -131,7 +131,8 @@ def test_ball_centre_recovers_a_clipped_linf_ball():
     for eps in (0.03, 0.05):
         lo, hi = np.clip(center - eps, 0, 1), np.clip(center + eps, 0, 1)
         np.testing.assert_allclose(ball_centre(lo, hi), center, atol=1e-12)
-    assert ball_centre(np.zeros(10), np.linspace(0.1, 1, 10)) is None   # no common width
+    lo = np.linspace(0.0, 0.5, 10)
+    assert ball_centre(lo, lo + np.linspace(0.1, 0.2, 10)) is None   # not a clipped ball
 
 
 def test_ball_centre_on_the_mnist_fc_properties(shared_benchmarks):

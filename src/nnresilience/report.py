@@ -281,7 +281,8 @@ def ball_centre(lo: np.ndarray, hi: np.ndarray) -> np.ndarray | None:
     A robustness property ``clip(x ± ε, dmin, dmax)`` has width ``2ε`` wherever it was not
     clipped; where it was, the bound at the domain edge (``lo == min(lo)`` or
     ``hi == max(hi)``) is the clipped one and the centre is ``ε`` from the other bound.
-    Returns None when the box does not look like such a ball (no common width).
+    Returns None when the box does not look like such a ball (a narrower interval that
+    touches neither edge).
     """
     lo, hi = np.asarray(lo, float), np.asarray(hi, float)
     w = hi - lo
@@ -289,12 +290,12 @@ def ball_centre(lo: np.ndarray, hi: np.ndarray) -> np.ndarray | None:
         return None
     full = np.max(w)
     common = np.isclose(w, full, rtol=1e-6, atol=1e-12)
-    if common.mean() < 0.5:
-        return None
     eps = full / 2.0
     c = (lo + hi) / 2.0
     low_edge = np.isclose(lo, lo.min(), atol=1e-12) & ~common
     high_edge = np.isclose(hi, hi.max(), atol=1e-12) & ~common & ~low_edge
+    if np.any(~common & ~low_edge & ~high_edge):
+        return None               # a narrower interval away from the domain's edge
     c[low_edge] = hi[low_edge] - eps
     c[high_edge] = lo[high_edge] + eps
     return c
