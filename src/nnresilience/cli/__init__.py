@@ -32,8 +32,15 @@ from nnresilience.cli.app import app
 COMMAND_MODULES = ("info", "bounds", "verify", "resilience", "campaign", "report", "demo",
                    "contract", "compare")
 
+EXIT_OK = 0
+EXIT_FAILED_UNITS = 1
+EXIT_BAD_INPUT = 2
 EXIT_INTERNAL = 3
+EXIT_TIMED_OUT = 4
 EXIT_INTERRUPTED = 130
+# Every exit code a command can return (docs/cli.md lists exactly these; a test checks).
+EXIT_CODES = (EXIT_OK, EXIT_FAILED_UNITS, EXIT_BAD_INPUT, EXIT_INTERNAL, EXIT_TIMED_OUT,
+              EXIT_INTERRUPTED)
 
 
 def _load_commands() -> None:
@@ -112,7 +119,7 @@ def _main(argv: list[str] | None) -> int:
             # click's UsageError family (bad option value, unknown option, missing
             # argument): one line naming the problem, exit 2, no usage dump.
             print(f"error: {_one_line(exc.format_message())}", file=sys.stderr)
-            return 2
+            return EXIT_BAD_INPUT
         if os.environ.get("NNRES_DEBUG"):
             raise
         print(f"error: internal error: {type(exc).__name__}: {_one_line(exc)} "

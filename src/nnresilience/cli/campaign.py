@@ -20,6 +20,7 @@ from pathlib import Path
 import typer
 
 from nnresilience import validate
+from nnresilience.cli import EXIT_FAILED_UNITS, EXIT_TIMED_OUT
 from nnresilience.cli.app import app, console, err_console
 from nnresilience.cli.command import CommandRun, show_progress
 from nnresilience.errors import InvalidArgumentError
@@ -30,8 +31,6 @@ campaign_app = typer.Typer(
     no_args_is_help=True)
 app.add_typer(campaign_app, name="campaign")
 
-EXIT_FAILED_UNITS = 1
-EXIT_TIMED_OUT = 4
 
 
 def _executor(workers: int | None, scheduler: str | None, executor: str | None):
@@ -200,8 +199,10 @@ def show(
                                     "answers": [r.to_dict() for r in records]})
     if js == "-":
         return
-    which = "all answers" if all_answers else "latest answer per question"
-    table = Table(title=f"{store} — {len(records)} shown ({which}), {total} stored")
+    which = "all answers" if all_answers else "the latest answer of each question"
+    console.print(f"{store}: {total} answers stored; showing {len(records)} ({which})",
+                  highlight=False, markup=False, soft_wrap=True)
+    table = Table()
     table.add_column("kind")
     table.add_column("status")
     table.add_column("count", justify="right")

@@ -491,7 +491,9 @@ def demo(
         if not res.finished:
             err_console.print(f"stopped: the demo did not finish within --timeout "
                               f"{timeout:g} s; no results", highlight=False, soft_wrap=True)
-            raise typer.Exit(4)
+            from nnresilience.cli import EXIT_TIMED_OUT
+
+            raise typer.Exit(EXIT_TIMED_OUT)
         summary = res.value
         run.outputs.write_json(js, json_safe(summary))
     if js == "-":

@@ -20,8 +20,11 @@ def report(
     all_answers: bool = typer.Option(False, "--all", help="Every stored answer (default: "
                                      "the latest answer of each question)."),
 ) -> None:
-    """Write an HTML report: verdict counts, robustness grid, Phi_m bars, timings,
-    counterexample pictures and a table of every answer. Opens offline (no external files)."""
+    """Write an HTML report of a campaign store (opens offline).
+
+    Verdict counts, robustness grid, Phi_m bars, timings, counterexample pictures and a
+    table of the answers: the latest answer of each question, or every answer with --all.
+    """
     from nnresilience.report import render_report
     from nnresilience.store import CampaignStore
 

@@ -156,11 +156,11 @@ def result_json(r, cls: int | None = None, sample: int | None = None,
             "backend": stats.get("backend"), "stats": stats}
 
 
-def _killed(quantity: str, cls: int | None, why: str):
+def _killed(quantity: str, cls: int | None, why: str, seconds: float = 0.0):
     from nnresilience.results import ResilienceResult
 
     return ResilienceResult(quantity, None, None, False, True, cls=cls, message=why,
-                            stats={"killed": True})
+                            seconds=seconds, stats={"killed": True})
 
 
 def _document(command: str, model: Path, run: CommandRun, query: dict[str, Any],
@@ -270,8 +270,8 @@ def resilience_cmd(
         else:
             kept = _kept(out.partials + ([out.last_progress] if out.last_progress else []),
                          "cls")
-            per = [kept.get(c) or _killed("phi", c, "stopped at the deadline")
-                   for c in classes]
+            per = [kept.get(c) or _killed("phi", c, "stopped at the deadline",
+                                          run.budget.elapsed()) for c in classes]
         query = {"quantity": "phi", "alpha": alpha, "k": k, "norm": norm,
                  "classes": classes, "domain": _domain_json(lo, hi)}
         xi_json = None
@@ -344,8 +344,8 @@ def alpha_max_cmd(
             res = out.value
         else:
             kept = _kept(out.partials, "cls")
-            res = [kept.get(m) or _killed("alpha_max", m, "stopped at the deadline")
-                   for m in classes]
+            res = [kept.get(m) or _killed("alpha_max", m, "stopped at the deadline",
+                                          run.budget.elapsed()) for m in classes]
         run.outputs.write_json(js, _document(
             "alpha-max", model, run, {"quantity": "alpha_max", "classes": classes,
                                       "domain": _domain_json(lo, hi)},
@@ -426,7 +426,7 @@ def min_perturbation_cmd(
             kept = _kept(out.partials, "sample")
             res = [kept.get(i) or _killed("min_perturbation",
                                           int(pred[i] if y is None else y[i]),
-                                          "stopped at the deadline")
+                                          "stopped at the deadline", run.budget.elapsed())
                    for i in range(X.shape[0])]
         results = [result_json(r, sample=i, label=int(pred[i] if y is None else y[i]))
                    for i, r in enumerate(res)]

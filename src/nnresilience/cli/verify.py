@@ -218,10 +218,9 @@ def vnncomp_cmd(
     bounds: str = typer.Option("symbolic", help="Bounds: interval|symbolic|lp|milp:W."),
     quiet: bool = QUIET_OPT,
 ) -> None:
-    """VNN-COMP style run: writes sat + assignment / unsat / timeout / unknown / error to
-    RESULT_FILE.
+    """VNN-COMP run: writes sat + assignment, unsat, timeout, unknown or error.
 
-    The file always holds this run's answer: bad input writes `error` and exits 2, an
+    RESULT_FILE always holds this run's answer: bad input writes `error` and exits 2, an
     internal error writes `error` and exits 3, Ctrl-C removes the file and exits 130.
     """
     result_path = validate.output_file(result_file, "RESULT_FILE", (model, prop_file))
