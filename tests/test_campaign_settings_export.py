@@ -140,7 +140,7 @@ def test_exports(instances, tmp_path, capsys):
     # csv with a header, strict json
     assert main(["campaign", "export", str(store), "--format", "csv", "-o",
                  str(tmp_path / "a.csv"), "--counterexamples", str(tmp_path / "cx")]) == 0
-    table = list(csv.DictReader(open(tmp_path / "a.csv")))
+    table = list(csv.DictReader(io.StringIO((tmp_path / "a.csv").read_text())))
     assert {r["status"] for r in table} == {"holds", "violated"}
     assert {r["vnncomp"] for r in table} == {"sat", "unsat"}
     capsys.readouterr()
