@@ -66,7 +66,6 @@ _UNIT_KEYS = {
     "min_perturbation": _COMMON_KEYS | {"inputs", "labels", "norm", "domain", "samples"},
 }
 _CONFIG_KEYS = {"name", "task", "defaults", "units", "settings"}
-ENGINES = ("auto", "milp", "reluplex", "none")
 # The [settings] of a campaign config: how every unit is answered (docs/campaigns.md).
 SETTINGS_KEYS = ("engine", "timeout", "bounds", "solver", "falsify_budget", "resilience")
 
@@ -527,11 +526,7 @@ def check_settings(settings: Any, where: str) -> dict[str, Any]:
 
 
 def _check_engine(engine: Any, where: str) -> str:
-    if not isinstance(engine, str) or (engine not in ENGINES
-                                       and not engine.startswith("milp:")):
-        raise InvalidArgumentError(f"{where} must be one of {', '.join(ENGINES)} or "
-                                   f"milp:<backend>, got {engine!r}")
-    return engine
+    return validate.engine(engine, where)
 
 
 def read_config_file(path: str | Path) -> dict[str, Any]:

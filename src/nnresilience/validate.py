@@ -150,6 +150,26 @@ def choice(value: Any, allowed: Sequence[str], name: str) -> str:
     return str(value)
 
 
+def engine_choices() -> tuple[str, ...]:
+    """Engine names ``verify`` accepts: ``auto``, the engines of
+    :data:`nnresilience.engines.ENGINE_NAMES` (the one list), ``none``; plus
+    ``milp:<backend>``."""
+    from nnresilience.engines import ENGINE_NAMES
+
+    return ("auto", *ENGINE_NAMES, "none")
+
+
+def engine(value: Any, name: str = "--engine") -> str:
+    """A complete-engine name (:func:`engine_choices`, or ``milp:<backend>``)."""
+    choices = engine_choices()
+    if isinstance(value, str):
+        base, sep, backend = value.partition(":")
+        if value in choices or (sep and base == "milp" and backend):
+            return value
+    raise InvalidArgumentError(f"{name} must be one of {', '.join(choices)} or "
+                               f"milp:<backend>, got {value!r}")
+
+
 def norm(value: Any, name: str = "--norm", allowed: Sequence[str] = NORMS) -> str:
     """A perturbation norm name."""
     return choice(value, allowed, name)
@@ -246,5 +266,5 @@ def distinct(paths: dict[str, Any]) -> None:
 
 
 __all__ = ["alpha", "box", "choice", "class_index", "classes", "distinct", "domain_text",
-           "input_file", "integer", "labels", "nonnegative", "norm", "output_file",
-           "positive", "timeout", "top_k", "workers"]
+           "engine", "engine_choices", "input_file", "integer", "labels", "nonnegative",
+           "norm", "output_file", "positive", "timeout", "top_k", "workers"]

@@ -78,8 +78,14 @@ class CommandRun:
     def in_child(self, fn: Callable[..., Any], *args: Any,
                  on_partial: Callable[[Any], None] | None = None, **kwargs: Any
                  ) -> ChildResult:
-        """``fn(reporter, *args, **kwargs)`` in a killable child, with live progress."""
+        """``fn(reporter, *args, **kwargs)`` in a killable child, with live progress.
+
+        When start-up and loading already used the whole budget, nothing is started: the
+        answer is "stopped at the deadline" at once (forking would only add to the
+        overrun)."""
         self.start()
+        if self.budget.expired():
+            return ChildResult(killed="timeout")
         with self.status() as st:
             return run_killable(fn, *args, budget=self.budget, on_progress=st.update,
                                 on_partial=on_partial, tick=st.tick, **kwargs)

@@ -29,7 +29,7 @@ from nnresilience.cli.output import write_atomic
 from nnresilience.errors import InvalidArgumentError, NNResError
 from nnresilience.results import Status, VerificationResult
 
-ENGINES = ("auto", "milp", "reluplex", "none")
+ENGINES = validate.engine_choices()       # auto, the engines' own list, none
 
 
 # --------------------------------------------------------------------- loading
@@ -52,9 +52,7 @@ def load_property(path: Path, network):
 
 def check_options(engine: str, bounds: str) -> None:
     """``--engine`` and ``--bounds`` name things that exist (before any file is read)."""
-    if engine not in ENGINES and not engine.startswith("milp:"):
-        raise InvalidArgumentError(f"--engine must be one of {', '.join(ENGINES)} or "
-                                   f"milp:<backend>, got {engine!r}")
+    validate.engine(engine)
     from nnresilience.bounds import parse_method
 
     try:
