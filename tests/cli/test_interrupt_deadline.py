@@ -148,11 +148,12 @@ def _pty_run(args, quiet: bool = False) -> tuple[int, str, str]:
 
 def test_progress_on_a_terminal_only(slow_query, tmp_path):
     model, prop = slow_query
-    args = ["verify", model, prop, "--timeout", 3, "--json", "-"]
-    rc, out, tty = _pty_run(args)
+    # 8 s: enough for the worker to start even when start-up is slow on a busy machine
+    rc, out, tty = _pty_run(["verify", model, prop, "--timeout", 8, "--json", "-"])
     assert rc == 0
     assert json.loads(out)["status"] == "unknown"             # stdout: only the JSON
     assert "verify" in tty and "s left" in tty                # the live status line
+    args = ["verify", model, prop, "--timeout", 3, "--json", "-"]
     rc, out, tty = _pty_run(args, quiet=True)
     assert rc == 0 and json.loads(out)["status"] == "unknown"
     assert "s left" not in tty                                # --quiet: no progress
