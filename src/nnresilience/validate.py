@@ -247,9 +247,9 @@ def output_file(path: Any, what: str, inputs: Iterable[Any] = ()) -> Path:
     if not parent.is_dir():
         raise InvalidArgumentError(f"{what} {p}: {parent} is not a directory")
     if not os.access(parent, os.W_OK | os.X_OK):
+        # outputs are written as a sibling temp file and renamed: the folder must be
+        # writable (the old file's own permissions do not matter)
         raise InvalidArgumentError(f"{what} {p}: folder {parent} is not writable")
-    if p.exists() and not os.access(p, os.W_OK) and not os.access(rp.parent, os.W_OK):
-        raise InvalidArgumentError(f"{what} {p}: not writable")
     return p
 
 
