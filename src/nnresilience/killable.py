@@ -14,6 +14,9 @@ The work function receives a :class:`Reporter` as its first argument:
 ``reporter.progress(dict_or_text)`` for display (throttled to 10 per second) and
 ``reporter.partial(obj)`` for a piece of the answer that stays valid if the child is
 killed later (a finished class of Ξ, the cheap interval bounds before the tight ones).
+A library function that only knows a progress callback can hand over such a piece as a
+progress dict with a ``"result"`` entry (e.g. ``{"phase": "done", "cls": 3, "result":
+ResilienceResult.to_dict()}``): it is never throttled and is kept as a partial answer.
 Its return value (picklable) is the answer. Inside the child stdout is redirected to
 stderr, so a solver that prints cannot corrupt ``--json -`` output.
 
@@ -116,9 +119,12 @@ class Reporter:
         self.budget = budget if budget is not None else Budget(None)
 
     def progress(self, info: dict[str, Any] | str) -> None:
-        """Send a progress report (dropped when the previous one is < 0.1 s old)."""
+        """Send a progress report (dropped when the previous one is < 0.1 s old, unless it
+        carries a finished piece of the answer under ``"result"``: those are kept as
+        partial answers by the parent too)."""
         now = time.monotonic()
-        if self._conn is None or now - self._last < PROGRESS_INTERVAL:
+        final = isinstance(info, dict) and info.get("result") is not None
+        if self._conn is None or (now - self._last < PROGRESS_INTERVAL and not final):
             return
         self._last = now
         self._send("progress", info)
@@ -262,6 +268,8 @@ def run_killable(fn: Callable[..., Any], *args: Any, budget: Budget | None = Non
                 if tag == "progress":
                     if isinstance(payload, dict):
                         out.last_progress = payload
+                        if payload.get("result") is not None:
+                            out.partials.append(payload)
                     if on_progress is not None:
                         on_progress(payload)
                     continue

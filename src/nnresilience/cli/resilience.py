@@ -268,8 +268,7 @@ def resilience_cmd(
         if out.finished:
             per, total = out.value
         else:
-            kept = _kept(out.partials + ([out.last_progress] if out.last_progress else []),
-                         "cls")
+            kept = _kept(out.partials, "cls")
             per = [kept.get(c) or _killed("phi", c, "stopped at the deadline",
                                           run.budget.elapsed()) for c in classes]
         query = {"quantity": "phi", "alpha": alpha, "k": k, "norm": norm,
@@ -313,7 +312,8 @@ def _alpha_work(reporter, net, classes: list[int], lo, hi, settings, per_item):
     for i, m in enumerate(classes):
         reporter.progress({"phase": "alpha_max", "cls": m, "done": i,
                            "total": len(classes)})
-        r = alpha_max(net, m, (lo, hi), settings=settings, timeout=per_item)
+        r = alpha_max(net, m, (lo, hi), settings=settings, timeout=per_item,
+                      **_with_progress(alpha_max, reporter))
         reporter.partial((m, r))
         res.append(r)
     return res
