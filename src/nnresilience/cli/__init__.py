@@ -16,7 +16,7 @@ from nnresilience.cli.app import app
 # Command modules, in the order their commands appear in ``--help``. A module that is
 # not there yet (optional part) is skipped silently; an import *error inside* a module
 # is not hidden.
-COMMAND_MODULES = ("info", "bounds", "verify", "resilience", "campaign", "report", "demo")
+COMMAND_MODULES = ("info", "bounds", "verify", "resilience", "contract", "compare", "campaign", "report", "demo")  # noqa: E501
 
 
 def _load_commands() -> None:
