@@ -14,6 +14,7 @@ unknown within the time given (more time may decide them), 2 bad input.
 from __future__ import annotations
 
 import math
+import time
 from pathlib import Path
 
 import numpy as np
@@ -131,6 +132,21 @@ def check_timeout(timeout: float | None) -> None:
                              f"{timeout}")
 
 
+def budget_left(timeout: float | None, reserve: float = 1.0) -> float | None:
+    """What is left of the command's ``--timeout`` for computing: the time since the
+    process started (interpreter start-up, imports, model loading) is already spent, and
+    ``reserve`` seconds are kept for writing the outputs."""
+    if timeout is None:
+        return None
+    try:
+        import psutil
+
+        spent = max(0.0, time.time() - psutil.Process().create_time())
+    except Exception:  # noqa: BLE001 - no psutil: count from here
+        spent = 0.0
+    return max(0.5, float(timeout) - spent - reserve)
+
+
 def check_output(path: Path | None, option: str) -> None:
     if path is not None and Path(path).is_dir():
         raise InputDataError(f"{option} {path}: is a directory")
@@ -199,7 +215,8 @@ def create(
     contract = strict_json(make_contract(
         net, alpha, k, norm, dom, scale=scale,
         scale_source=None if per_input_scale is None else str(per_input_scale),
-        settings=settings, timeout=timeout, workers=spec, margin=margin, model_path=model,
+        settings=settings, timeout=budget_left(timeout), workers=spec, margin=margin,
+        model_path=model,
         data=X))
     from nnresilience.contract import write_json
 
@@ -237,8 +254,8 @@ def check(
     net = load_network(model)
     settings = resilience_settings(preset, backend)
     spec = workers_spec(workers, scheduler)
-    report = check_contract(net, contract, settings=settings, timeout=timeout, workers=spec,
-                            model_path=model)
+    report = check_contract(net, contract, settings=settings, timeout=budget_left(timeout),
+                            workers=spec, model_path=model)
     if json_out == "-":
         typer.echo(dumps(report), nl=False)
     elif json_out is not None:
