@@ -155,6 +155,31 @@ def pairs_from_contract(contract: dict[str, Any], source: str = "contract"
     return out
 
 
+def pairs_from_compare(cmp: dict[str, Any], source: str = "compare") -> list[dict[str, Any]]:
+    """Every witness pair of a comparison: each model's Φ_m witnesses and the minimally
+    perturbed version of every sample (its unperturbed point is the sample itself)."""
+    p = cmp["parameters"]
+    X = p.get("sample_inputs")
+    models = _Models()
+    out = []
+    for m in cmp["models"]:
+        for r in m["phi"]:
+            if r.get("a") is None or r.get("a_perturbed") is None:
+                continue
+            b = np.asarray(r["a_perturbed"], float)
+            out.append(_pair(r["a"], b, r["class"], p["norm"],
+                             f"{source}:{m['name']}:phi:class {r['class']}", m["name"],
+                             models.top(m.get("path"), b)))
+        for r in m["min_perturbation"]:
+            if r.get("a_perturbed") is None or X is None:
+                continue
+            b = np.asarray(r["a_perturbed"], float)
+            out.append(_pair(X[r["sample"]], b, r["label"], p["norm"],
+                             f"{source}:{m['name']}:sample {r['sample']}", m["name"],
+                             models.top(m.get("path"), b)))
+    return out
+
+
 # --------------------------------------------------------------------------- write
 def witness_arrays(pairs: list[dict[str, Any]]) -> dict[str, np.ndarray]:
     """The ``.npz`` arrays of a list of pairs (see the module docstring)."""

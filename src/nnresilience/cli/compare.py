@@ -51,6 +51,8 @@ def compare_cmd(
     preset: str = PRESET_OPT, backend: str = BACKEND_OPT,
     output: Path = typer.Option(None, "--output", "-o", help="the HTML page"),
     json_out: str = typer.Option(None, "--json", help="the comparison as JSON (FILE or -)"),
+    witnesses: Path = typer.Option(None, "--witnesses", help="also write every witness pair "
+                                   "(.npz, training-set ready)"),
 ) -> None:
     """Compare the resilience of several networks (Xi, Phi_m, alpha_max, min. perturbation)."""
     from nnresilience.compare import compare_models
@@ -59,9 +61,11 @@ def compare_cmd(
 
     if len(models) < 2:
         raise InputDataError("give at least two models to compare")
-    if output is None and json_out is None:
-        raise InputDataError("nothing to write: give -o PAGE.html and/or --json FILE")
+    if output is None and json_out is None and witnesses is None:
+        raise InputDataError("nothing to write: give -o PAGE.html, --json FILE or "
+                             "--witnesses FILE")
     check_output(output, "--output")
+    check_output(witnesses, "--witnesses")
     if json_out not in (None, "-"):
         check_output(Path(json_out), "--json")
     check_timeout(timeout)
@@ -96,6 +100,10 @@ def compare_cmd(
         from nnresilience.report_compare import write_compare_page
 
         write_compare_page(strict_json(result), output)
+    if witnesses is not None:
+        from nnresilience.export_witnesses import pairs_from_compare, write_witnesses_npz
+
+        write_witnesses_npz(pairs_from_compare(result, source="compare"), witnesses)
     if json_out != "-":
         _print(result)
 
