@@ -252,7 +252,7 @@ def task_timeout(total: float | None, rounds: int, workers: Any = None) -> float
 
 
 # ----------------------------------------------------------------------- Φ per class
-def _domain(network, domain) -> tuple[np.ndarray, np.ndarray]:
+def resolve_box(network, domain) -> tuple[np.ndarray, np.ndarray]:
     from nnresilience.resilience import resolve_domain
 
     lo, hi = resolve_domain(network, domain)
@@ -405,7 +405,7 @@ def _model_block(network, model_path: str | Path | None) -> dict[str, Any]:
     return d
 
 
-def _now() -> str:
+def utc_now() -> str:
     return _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds")
 
 
@@ -429,7 +429,7 @@ def make_contract(network, alpha: float, k: int = 1, norm: str = "l1", domain=No
     check_query(network, alpha, k, norm)
     if not (math.isfinite(margin) and 0.0 <= margin < 1.0):
         raise InputDataError(f"margin must be in [0, 1), got {margin}")
-    lo, hi = _domain(network, domain)
+    lo, hi = resolve_box(network, domain)
     s = None if scale is None else check_scale(scale, network.n_inputs)
     classes = list(range(network.n_outputs))
     per = class_phis(network, classes, alpha, k, norm, lo, hi, scale=s, settings=settings,
@@ -458,7 +458,7 @@ def make_contract(network, alpha: float, k: int = 1, norm: str = "l1", domain=No
                                and c["lower"] >= xi_up[0] * (1 - settings.opt_tol)))
         for c in per)
     return {
-        "schema": SCHEMA, "schema_version": SCHEMA_VERSION, "created": _now(),
+        "schema": SCHEMA, "schema_version": SCHEMA_VERSION, "created": utc_now(),
         "tool": {"name": "nnresilience", "version": __version__},
         "model": _model_block(network, model_path),
         "assumption": {
@@ -586,7 +586,7 @@ def check_contract(network, contract: dict[str, Any], *, settings=None,
               for v in ("holds", "fails", "unknown")}
     new_hash = network.content_hash()
     return {
-        "schema": CHECK_SCHEMA, "schema_version": SCHEMA_VERSION, "created": _now(),
+        "schema": CHECK_SCHEMA, "schema_version": SCHEMA_VERSION, "created": utc_now(),
         "tool": {"name": "nnresilience", "version": __version__},
         "contract": {"model": contract["model"], "created": contract.get("created"),
                      "assumption": contract["assumption"]},
