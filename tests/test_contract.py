@@ -413,3 +413,19 @@ def test_contract_pages_render_in_chromium(tmp_path, tiny_contract):
         assert r.scroll_width is not None and r.scroll_width <= 1400
         assert "tolerance" in r.dom and ('id="verdicts"' in r.dom) == (name == "check")
         assert r.screenshot[..., :3].std() > 0.05
+
+
+def test_zero_tolerance_promises_nothing_and_holds_without_a_solve(tiny_contract):
+    net, c = tiny_contract
+    c0 = json.loads(dumps(c))
+    for cl in c0["clauses"]:
+        cl["tolerance"] = 0.0
+    c0["network"]["tolerance"] = 0.0
+    chk = check_contract(_scaled_last(net, 2.0), c0)
+    assert chk["verdict"] == "holds" and chk["network"]["verdict"] == "holds"
+    assert all(cl["proof"] is None and cl["phi"] is None for cl in chk["clauses"])
+    # the network clause still needs every class when it promises something
+    c0["network"]["tolerance"] = c["network"]["tolerance"]
+    chk = check_contract(_scaled_last(net, 2.0), c0)
+    assert chk["network"]["verdict"] == "fails"
+    assert all(cl["verdict"] == "holds" for cl in chk["clauses"])

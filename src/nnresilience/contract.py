@@ -569,18 +569,28 @@ def check_contract(network, contract: dict[str, Any], *, settings=None,
     s = asm.get("per_input_scale")
     s = None if s is None else check_scale(s, n_in, "contract per_input_scale")
     wanted = {int(cl["class"]): json_number(cl["tolerance"]) for cl in contract["clauses"]}
-    classes = sorted(wanted)
-    per = class_phis(network, classes, alpha, k, norm, lo, hi, scale=s, settings=settings,
-                     timeout=timeout, workers=workers)
-    clauses = []
-    for c in per:
-        m = c["cls"]
-        clauses.append({"id": f"class:{m}", "class": m,
-                        **_verdict(c, wanted[m], network, norm, s),
-                        "proof": _proof(c["result"], settings)})
     net_tol = json_number(contract.get("network", {}).get("tolerance"))
     if net_tol is None:
         net_tol = min(wanted.values()) if wanted else math.inf
+    # a clause with tolerance 0 promises nothing ("||eps|| < 0" is empty): it holds
+    # without a solve, and its class's time goes to the others (unless the network
+    # clause needs that class)
+    classes = sorted(m for m, t in wanted.items() if t > 0.0 or net_tol > 0.0)
+    per = class_phis(network, classes, alpha, k, norm, lo, hi, scale=s, settings=settings,
+                     timeout=timeout, workers=workers) if classes else []
+    by_class = {c["cls"]: c for c in per}
+    clauses = []
+    for m in sorted(wanted):
+        if m not in by_class:
+            clauses.append({"id": f"class:{m}", "class": m, "tolerance": wanted[m],
+                            "phi": None, "verdict": "holds", "witness": None,
+                            "reason": "the clause promises nothing (tolerance 0)",
+                            "proof": None})
+            continue
+        c = by_class[m]
+        clauses.append({"id": f"class:{m}", "class": m,
+                        **_verdict(c, wanted[m], network, norm, s),
+                        "proof": _proof(c["result"], settings)})
     network_clause = {"id": "network:xi", **_network_verdict(per, net_tol, network, norm, s)}
     counts = {v: sum(1 for cl in clauses if cl["verdict"] == v)
               for v in ("holds", "fails", "unknown")}
@@ -626,7 +636,11 @@ def _verdict(c: dict[str, Any], tol: float, network, norm: str, scale) -> dict[s
 
 def _network_verdict(per: list[dict[str, Any]], tol: float, network, norm: str, scale
                      ) -> dict[str, Any]:
-    """The Ξ clause: every class must tolerate ``tol``; one witness below it breaks it."""
+    """The Ξ clause: every class must tolerate ``tol``; one witness below it breaks it.
+    A tolerance of 0 promises nothing and holds (then ``per`` may lack classes)."""
+    if tol <= 0.0:
+        return {"tolerance": tol, "verdict": "holds", "witness": None,
+                "reason": "the clause promises nothing (tolerance 0)"}
     below = [c for c in per if c["feasible"] and c["upper"] is not None and c["upper"] < tol]
     if below:
         c = min(below, key=lambda c: c["upper"])

@@ -293,8 +293,9 @@ def _print_check(r: dict) -> None:
     for col in ("clause", "tolerance", "verdict", "new Phi lower", "new Phi upper"):
         table.add_column(col)
     for cl in r["clauses"]:
+        phi = cl["phi"] or {}
         table.add_row(cl["id"], _num(cl["tolerance"]), cl["verdict"],
-                      _num(cl["phi"]["lower"]), _num(cl["phi"]["upper"]))
+                      _num(phi.get("lower")), _num(phi.get("upper")))
     table.add_row(r["network"]["id"], _num(r["network"]["tolerance"]),
                   r["network"]["verdict"], "", "")
     console.print(table)

@@ -6,10 +6,10 @@ is the activation: ReLU instead of LeakyReLU(0.1). Comparing the two answers a q
 seed 004 raises — does the leaky slope change how much perturbation the classifier
 tolerates? — with proven numbers (``docs/contracts.md``).
 
-Writes ``examples/compare/ctg_relu.onnx`` (Gemm/Relu, float32 weights as trained). Needs
+Writes ``examples/contracts/ctg_relu.onnx`` (Gemm/Relu, float32 weights as trained). Needs
 ``../shared/benchmarks/ctg/CTG.csv`` (or ``--csv``) and torch; about 10 s on one core::
 
-    python examples/compare/train_ctg_relu.py
+    python examples/contracts/train_ctg_relu.py
 """
 
 from __future__ import annotations
