@@ -429,3 +429,25 @@ def test_zero_tolerance_promises_nothing_and_holds_without_a_solve(tiny_contract
     chk = check_contract(_scaled_last(net, 2.0), c0)
     assert chk["network"]["verdict"] == "fails"
     assert all(cl["verdict"] == "holds" for cl in chk["clauses"])
+
+
+def test_workers_spec_goes_to_the_executor(monkeypatch):
+    """A scheduler address must reach phi_many (one call, all classes), never run here."""
+    import nnresilience.resilience as res
+
+    seen = []
+    real = res.phi_many
+
+    def spy(net, classes, *a, workers=None, **kw):
+        seen.append((list(classes), workers, kw.get("timeout")))
+        return real(net, classes, *a, workers=None, **kw)
+
+    monkeypatch.setattr(res, "phi_many", spy)
+    net = _tiny(1, [2, 4, 3])
+    lo, hi = np.full(2, LO), np.full(2, HI)
+    class_phis(net, [0, 1, 2], 1.05, 1, "l1", lo, hi, workers="tcp://127.0.0.1:1",
+               timeout=30.0)
+    assert seen == [([0, 1, 2], "tcp://127.0.0.1:1", pytest.approx((30.0 - 0.5) / 3 - 0.4))]
+    seen.clear()
+    class_phis(net, [0, 1, 2], 1.05, 1, "l1", lo, hi, timeout=30.0)
+    assert [s[0] for s in seen] == [[0], [1], [2]] and all(s[1] is None for s in seen)

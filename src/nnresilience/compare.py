@@ -30,6 +30,7 @@ import numpy as np
 from nnresilience.contract import (
     class_phis,
     file_sha256,
+    is_parallel,
     resolve_box,
     task_timeout,
     worker_count,
@@ -143,7 +144,7 @@ def _sample_rows(net, X, labels, norm, k, lo, hi, settings, budget: _Budget, rou
         return []
     stage = budget.take(rounds)
     n = X.shape[0]
-    if worker_count(workers) > 1 or stage is None:
+    if is_parallel(workers) or stage is None:
         res = robustness_table(net, X, labels, norm, k, (lo, hi), settings=settings,
                                timeout=task_timeout(stage, math.ceil(n / worker_count(
                                    workers)), workers), workers=workers)

@@ -238,6 +238,12 @@ def worker_count(workers: Any) -> int:
     return 1
 
 
+def is_parallel(workers: Any) -> bool:
+    """Whether ``workers`` asks for an executor (a count > 1, a pool, a Dask cluster)
+    rather than running here, one task after the other."""
+    return workers not in (None, 1, "1", "inline", "serial")
+
+
 def task_timeout(total: float | None, rounds: int, workers: Any = None) -> float | None:
     """Per-task time limit when ``rounds`` waves of tasks share ``total`` seconds.
 
@@ -289,8 +295,9 @@ def class_phis(network, classes, alpha: float, k: int, norm: str, lo: np.ndarray
     ``timeout`` is the budget of the whole call. Serially, each class gets an equal share
     of what is left when it starts (a class that finishes early leaves its time to the
     others; one that overruns takes it from them), and a class reached after the budget is
-    spent is not started (``result.message`` says so). With workers, every class gets the
-    share of its wave (:func:`task_timeout`).
+    spent is not started (``result.message`` says so). With workers (a count, ``'dask:N'``,
+    ``'tcp://...'``), all classes go to the executor at once and each gets the share of its
+    wave (:func:`task_timeout`; a remote cluster of unknown size counts as one worker).
     """
     from nnresilience.resilience import DEFAULT, phi_many
     from nnresilience.results import ResilienceResult
@@ -303,7 +310,7 @@ def class_phis(network, classes, alpha: float, k: int, norm: str, lo: np.ndarray
         lo_q, hi_q = scaled_domain(lo, hi, scale)
         data_q = None if data is None else np.asarray(data, float) / scale
     run = dict(settings=settings, data=data_q)
-    if worker_count(workers) > 1 or timeout is None:
+    if is_parallel(workers) or timeout is None:
         rounds = math.ceil(len(classes) / worker_count(workers))
         results = phi_many(net_q, classes, alpha, k, norm, (lo_q, hi_q), workers=workers,
                            timeout=task_timeout(timeout, rounds, workers), **run)
