@@ -295,6 +295,13 @@ def _phi_cell(r) -> str:
     return f"[{r.lower or 0.0:.4f}, {up}]"
 
 
+def _phi_joint(results) -> str:
+    """Both runs' intervals are valid: their intersection [max lower, min upper]."""
+    lower = max((r.lower or 0.0) for r in results)
+    ups = [r.upper for r in results if r.upper is not None]
+    return f"[{lower:.4f}, {min(ups):.4f}]" if ups else f"[{lower:.4f}, –]"
+
+
 def cmd_paper2(args) -> None:
     from nnresilience.resilience import alpha_max
 
@@ -318,11 +325,13 @@ def cmd_paper2(args) -> None:
         best = next((r for r, _ in results if r.optimal), results[0][0])
         agree = all(abs((r.upper or 0) - (best.upper or 0)) <= 1e-4 * max(1.0, best.upper or 0)
                     for r, _ in results if r.optimal)
+        cell = _phi_cell(best) if best.optimal or not best.feasible else \
+            _phi_joint([r for r, _ in results])
         times = [f"{dt:.1f}" + ("" if r.optimal else " (t.o.)") for r, dt in results]
         am_txt = (f"{am.upper:.4g}" if am.optimal else
                   f"[{am.lower or 0:.4g}, {am.upper:.4g}]")
         lines.append(f"| {name} {shape} | {m} | {alpha:g} | {p_phi:g} | {p_time:g} "
-                     f"({p_cores} cores) | {_phi_cell(best)}{'' if agree else ' (MISMATCH)'} "
+                     f"({p_cores} cores) | {cell}{'' if agree else ' (MISMATCH)'} "
                      f"| {'yes' if best.optimal else 'no'} | " + " | ".join(times)
                      + f" | {am_txt} |")
         print(lines[-1], flush=True)
