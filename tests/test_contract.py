@@ -447,7 +447,7 @@ def test_workers_spec_goes_to_the_executor(monkeypatch):
     lo, hi = np.full(2, LO), np.full(2, HI)
     class_phis(net, [0, 1, 2], 1.05, 1, "l1", lo, hi, workers="tcp://127.0.0.1:1",
                timeout=30.0)
-    assert seen == [([0, 1, 2], "tcp://127.0.0.1:1", pytest.approx((30.0 - 0.5) / 3 - 0.4))]
+    assert seen == [([0, 1, 2], "tcp://127.0.0.1:1", pytest.approx((30.0 - 0.3) / 3 - 1.0))]
     seen.clear()
     class_phis(net, [0, 1, 2], 1.05, 1, "l1", lo, hi, timeout=30.0)
     assert [s[0] for s in seen] == [[0], [1], [2]] and all(s[1] is None for s in seen)

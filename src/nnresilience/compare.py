@@ -28,9 +28,11 @@ from typing import Any
 import numpy as np
 
 from nnresilience.contract import (
+    call_timeout,
     class_phis,
     file_sha256,
     is_parallel,
+    next_slot,
     resolve_box,
     task_timeout,
     worker_count,
@@ -116,15 +118,14 @@ def _alpha_rows(net, classes, lo, hi, settings, budget: _Budget, stage_rounds: i
     t_end = None if stage is None else time.perf_counter() + stage
     rows = []
     for i, m in enumerate(classes):
+        share = None
         if t_end is not None:
-            left = t_end - time.perf_counter()
-            if left <= 0.1:
+            slot = next_slot(t_end - time.perf_counter(), len(classes) - i)
+            if slot is None:
                 rows.append({"class": m, "lower": None, "upper": None, "optimal": False,
                              "seconds": 0.0, "message": "not run: time budget spent"})
                 continue
-            share = max(0.5, left / (len(classes) - i) - 0.3)
-        else:
-            share = None
+            share = call_timeout(slot)
         r = alpha_max(net, m, (lo, hi), settings=settings, timeout=share)
         rows.append({"class": m, "lower": _num(r.lower), "upper": _num(r.upper),
                      "optimal": bool(r.optimal), "seconds": round(float(r.seconds), 4),
@@ -153,15 +154,15 @@ def _sample_rows(net, X, labels, norm, k, lo, hi, settings, budget: _Budget, rou
         res = []
         for i in range(n):
             lab = None if labels is None else int(labels[i])
-            left = end - time.perf_counter()
-            if left <= 0.1:
+            slot = next_slot(end - time.perf_counter(), n - i)
+            if slot is None:
                 m = int(np.argmax(net.forward(X[i]))) if lab is None else lab
                 res.append(ResilienceResult("min_perturbation", None, None, False, True,
                                             cls=m, k=k, norm=norm,
                                             message="not run: time budget spent"))
                 continue
             res.append(min_perturbation(net, X[i], lab, norm, k, (lo, hi), settings=settings,
-                                        timeout=max(0.5, left / (n - i) - 0.3)))
+                                        timeout=call_timeout(slot)))
     rows = []
     for i, r in enumerate(res):
         rows.append({"sample": i, "label": r.cls,

@@ -244,17 +244,40 @@ def is_parallel(workers: Any) -> bool:
     return workers not in (None, 1, "1", "inline", "serial")
 
 
-def task_timeout(total: float | None, rounds: int, workers: Any = None) -> float | None:
-    """Per-task time limit when ``rounds`` waves of tasks share ``total`` seconds.
+# A resilience call given t seconds promises to return by t + max(1 s, 5 %) (the project's
+# deadline rule): a caller with a slot of S seconds gives it min(S - 1, S / 1.05).
+MIN_SLOT = 1.5
 
-    Each wave is charged 0.4 s for what a task spends around its solver limit (model
-    merge, bounds, replay) and a worker pool 3 s to start (spawned processes import the
-    solver stack); never below 0.5 s, so a tiny budget still runs every task briefly.
+
+def call_timeout(slot: float) -> float | None:
+    """The time limit for a resilience call that must end within ``slot`` seconds, or
+    None when the slot is too short to start one (under 0.5 s of solver time)."""
+    t = min(slot - 1.0, slot / 1.05)
+    return t if t >= 0.5 else None
+
+
+def next_slot(left: float, items_left: int) -> float | None:
+    """The slot of the next of ``items_left`` serial calls when ``left`` seconds remain:
+    an equal share, but at least :data:`MIN_SLOT` while that much is left (so a tight
+    budget runs the first items properly rather than every item uselessly short); None
+    when not even that is left."""
+    if left < MIN_SLOT:
+        return None
+    return min(left, max(MIN_SLOT, left / max(1, items_left)))
+
+
+def task_timeout(total: float | None, rounds: int, workers: Any = None) -> float | None:
+    """Per-task time limit when ``rounds`` waves of executor tasks share ``total`` s.
+
+    A worker pool is charged 3 s to start (spawned processes import the solver stack);
+    each task's slot gets :func:`call_timeout`, never below 0.5 s (the tasks of a wave
+    are all submitted, so a very tight budget is overrun rather than skipped).
     """
     if total is None:
         return None
     start = 3.0 if worker_count(workers) > 1 else 0.0
-    return max(0.5, (float(total) - start - 0.5) / max(1, rounds) - 0.4)
+    slot = (float(total) - start - 0.3) / max(1, rounds)
+    return call_timeout(slot) or 0.5
 
 
 # ----------------------------------------------------------------------- Φ per class
@@ -293,9 +316,10 @@ def class_phis(network, classes, alpha: float, k: int, norm: str, lo: np.ndarray
     the witness pair in the *original* coordinates, replayed exactly (None if none).
 
     ``timeout`` is the budget of the whole call. Serially, each class gets an equal share
-    of what is left when it starts (a class that finishes early leaves its time to the
-    others; one that overruns takes it from them), and a class reached after the budget is
-    spent is not started (``result.message`` says so). With workers (a count, ``'dask:N'``,
+    of what is left when it starts, at least :data:`MIN_SLOT` (a class that finishes
+    early leaves its time to the others), minus the slack its own deadline allows
+    (:func:`call_timeout`); a class reached when less than that is left is not started
+    (``result.message`` says so). With workers (a count, ``'dask:N'``,
     ``'tcp://...'``), all classes go to the executor at once and each gets the share of its
     wave (:func:`task_timeout`; a remote cluster of unknown size counts as one worker).
     """
@@ -315,18 +339,17 @@ def class_phis(network, classes, alpha: float, k: int, norm: str, lo: np.ndarray
         results = phi_many(net_q, classes, alpha, k, norm, (lo_q, hi_q), workers=workers,
                            timeout=task_timeout(timeout, rounds, workers), **run)
     else:
-        deadline = time.perf_counter() + float(timeout) - 0.3
+        deadline = time.perf_counter() + float(timeout) - 0.2
         results = []
         for i, c in enumerate(classes):
-            left = deadline - time.perf_counter()
-            if left <= 0.1:
+            slot = next_slot(deadline - time.perf_counter(), len(classes) - i)
+            if slot is None:
                 results.append(ResilienceResult(
                     "phi", None, None, False, True, cls=c, alpha=alpha, k=k, norm=norm,
                     message="not run: the time budget was spent on the other classes"))
                 continue
-            share = max(0.5, left / (len(classes) - i) - 0.4)
-            results += phi_many(net_q, [c], alpha, k, norm, (lo_q, hi_q), timeout=share,
-                                **run)
+            results += phi_many(net_q, [c], alpha, k, norm, (lo_q, hi_q),
+                                timeout=call_timeout(slot), **run)
     out = []
     log_alpha = math.log(alpha)
     for r in results:
