@@ -29,8 +29,8 @@ from nnresilience.cli.app import app
 # Command modules, in the order their commands appear in ``--help``. A module that is
 # not there yet (optional part) is skipped silently; an import *error inside* a module
 # is not hidden.
-COMMAND_MODULES = ("info", "bounds", "verify", "resilience", "campaign", "report", "demo",
-                   "contract", "compare")
+COMMAND_MODULES = ("info", "bounds", "verify", "resilience", "contract", "compare", "campaign",
+                   "report", "demo")
 
 EXIT_OK = 0
 EXIT_FAILED_UNITS = 1
