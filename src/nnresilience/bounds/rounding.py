@@ -42,7 +42,9 @@ import scipy.sparse as sp
 UNIT = 2.0 ** -53
 #: Absolute allowance per operation for gradual underflow (subnormal results).
 TINY = 2.0 ** -1000
-#: Error of the library evaluation of each s-shaped activation, in units of its range.
+#: Error of the float64 evaluation of each s-shaped activation (as :mod:`network.layers`
+#: computes it), in units in the last place of the result: numpy's arctan / tanh / exp are
+#: documented within 4 ulps (SVML or libm); sigmoid adds ``1 + t`` and a division.
 ACTIVATION_ULPS = {"arctan": 4.0, "tanh": 4.0, "sigmoid": 8.0}
 #: Largest magnitude of each s-shaped activation (its range is within ±this).
 ACTIVATION_RANGE = {"arctan": np.pi / 2, "tanh": 1.0, "sigmoid": 1.0}
@@ -92,12 +94,15 @@ def enclose(lo: np.ndarray, hi: np.ndarray, pad: np.ndarray | float
     return down(np.asarray(lo, float) - pad), up(np.asarray(hi, float) + pad)
 
 
-def _row_terms(W) -> int:
+def row_terms(W) -> int:
     """Largest number of non-zero terms in a row of ``W`` (the dot-product length)."""
     if sp.issparse(W):
         W = sp.csr_matrix(W)
         return int(np.diff(W.indptr).max(initial=0))
     return int(W.shape[1])
+
+
+_row_terms = row_terms
 
 
 def affine_rounding(layer, mag_in: np.ndarray) -> np.ndarray:
@@ -115,8 +120,9 @@ def activation_rounding(layer, mag_in: np.ndarray) -> np.ndarray:
         # k * x is one multiplication: half a unit of |k x|, and TINY for underflow
         return up(UNIT * abs(layer.slope) * np.asarray(mag_in, float) + TINY)
     if kind in ACTIVATION_ULPS:
-        return np.full(layer.out_size, ACTIVATION_ULPS[kind] * UNIT * ACTIVATION_RANGE[kind]
-                       + TINY)
+        # one ulp of a value v is at most 2 u |v| <= 2 u * range
+        return np.full(layer.out_size,
+                       ACTIVATION_ULPS[kind] * 2.0 * UNIT * ACTIVATION_RANGE[kind] + TINY)
     raise NotImplementedError(f"no rounding model for layer kind {kind!r}")
 
 
