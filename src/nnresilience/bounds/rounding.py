@@ -166,3 +166,20 @@ def forward_errors(layers, los: list[np.ndarray], his: list[np.ndarray]) -> list
     for i, layer in enumerate(layers):
         fe.step(layer, los[i], his[i])
     return fe.e
+
+
+def replay_slack(A: np.ndarray, e_out: np.ndarray, lo_out: np.ndarray,
+                 hi_out: np.ndarray) -> np.ndarray:
+    """How far the float64 replay's ``A y`` (``Conjunction.margins``, any summation order)
+    can be from ``A`` times the *exact* network output, per row of ``A``.
+
+    ``|A| e_out`` (the forward error of the output) plus the rounding of the product over
+    the output box. A procedure that decides the exact network (a MILP, Reluplex) proves
+    "no float64 replay satisfies ``A y <= b``" only by proving the exact ``A y <= b +
+    replay_slack`` infeasible.
+    """
+    A = np.atleast_2d(np.asarray(A, dtype=np.float64))
+    absA = np.abs(A)
+    carried = up((absA @ np.asarray(e_out, float)) * (1.0 + 2.0 * gamma(A.shape[1] + 2)))
+    return up(carried + sum_error(absA @ maxabs(np.asarray(lo_out, float),
+                                                np.asarray(hi_out, float)), A.shape[1] + 1))
