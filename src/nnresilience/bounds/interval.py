@@ -11,8 +11,8 @@ box needs two paddings only, both from the magnitudes of the terms involved:
   an s-shaped activation): :func:`~nnresilience.bounds.rounding.sum_error` of
   ``|W|(|mid| + rad) + |b|``, or the activation's evaluation error;
 * the **layer's own forward rounding** (``fl(W h + b)`` for ``h`` in the box, the libm
-  call in the forward pass): :func:`~nnresilience.bounds.rounding.affine_rounding` /
-  :func:`~nnresilience.bounds.rounding.activation_rounding`.
+  call in the forward pass): what :func:`~nnresilience.bounds.rounding.affine_rounding` /
+  :func:`~nnresilience.bounds.rounding.activation_rounding` return.
 
 No error carried from earlier layers is needed here (unlike bounds of the exact value,
 which are widened by ``e_i``): the input box contains the float64 input itself. ReLU and
@@ -27,7 +27,6 @@ import numpy as np
 
 from nnresilience.bounds.rounding import (
     activation_rounding,
-    affine_rounding,
     down,
     enclose,
     maxabs,
@@ -42,20 +41,25 @@ EXACT_KINDS = ("relu", "maxpool")
 
 
 def _affine_image(layer, lo: np.ndarray, hi: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Box of ``W h + b`` (exact or float64) for every ``h`` in ``[lo, hi]``."""
-    with np.errstate(invalid="ignore", over="ignore"):
-        mid = 0.5 * lo + 0.5 * hi                   # no overflow; any float is a valid centre
-        rad = np.maximum(up(hi - mid), up(mid - lo))  # [mid - rad, mid + rad] ⊇ [lo, hi]
-        absW = layer.abs_W()
-        c = np.asarray(layer.W @ mid).reshape(-1) + layer.b
-        r = np.asarray(absW @ rad).reshape(-1)
-        own = sum_error(np.asarray(absW @ (np.abs(mid) + rad)).reshape(-1) + np.abs(layer.b),
-                        row_terms(layer.W) + 1)
-        pad = up(own + affine_rounding(layer, maxabs(lo, hi)))
-        out_lo, out_hi = enclose(down(c - r), up(c + r), pad)
-    # overflow (inf - inf) gives nan: an infinite bound is still sound
-    return (np.where(np.isnan(out_lo), -np.inf, out_lo),
-            np.where(np.isnan(out_hi), np.inf, out_hi))
+    """Box of ``W h + b`` (exact or float64) for every ``h`` in ``[lo, hi]``.
+
+    ``mid`` is any float near the centre and ``rad`` is rounded up so that
+    ``[mid - rad, mid + rad]`` contains ``[lo, hi]`` exactly (even when ``0.5 x``
+    underflows). The rounding of ``W mid + b``, ``|W| rad`` and ``c ± r``, and the forward
+    pass's own rounding (``affine_rounding``: terms ``|W| m + |b|`` with
+    ``m = max(|lo|, |hi|) <= |mid| + rad``) are each within ``gamma(n + 3)`` of
+    ``M = |W|(|mid| + rad) + |b|``: the pad is twice ``sum_error(M, n + 3)``.
+    """
+    W = layer.W
+    absW = np.abs(W) if type(W) is np.ndarray else layer.abs_W()
+    mid = 0.5 * lo + 0.5 * hi                   # no overflow
+    rad = np.maximum(up(hi - mid), up(mid - lo))
+    c = np.asarray(W @ mid).reshape(-1) + layer.b
+    r = np.asarray(absW @ rad).reshape(-1)
+    mag = np.asarray(absW @ (np.abs(mid) + rad)).reshape(-1) + np.abs(layer.b)
+    pad = up(2.0 * sum_error(mag, row_terms(W) + 3))
+    # overflow gives inf - inf = nan: fmax/fmin turn it into an infinite (sound) bound
+    return (np.fmax(down(c - r - pad), -np.inf), np.fmin(up(c + r + pad), np.inf))
 
 
 def interval_step(layer, lo: np.ndarray, hi: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -80,8 +84,9 @@ def interval_bounds(network, lo: np.ndarray, hi: np.ndarray) -> NetworkBounds:
     lo = np.asarray(lo, dtype=np.float64).copy()
     hi = np.asarray(hi, dtype=np.float64).copy()
     los, his = [lo], [hi]
-    for layer in network.layers:
-        lo, hi = interval_step(layer, lo, hi)
-        los.append(lo)
-        his.append(hi)
+    with np.errstate(invalid="ignore", over="ignore"):     # overflow: infinite bounds
+        for layer in network.layers:
+            lo, hi = interval_step(layer, lo, hi)
+            los.append(lo)
+            his.append(hi)
     return NetworkBounds(los, his, method="interval", seconds=time.perf_counter() - t0)

@@ -126,8 +126,11 @@ def _piecewise(slope: float, lo: np.ndarray, hi: np.ndarray) -> LinearRelaxation
     l, u = lo[unstable], hi[unstable]
     s = (u - k * l) / (u - l)
     ua[unstable] = s
-    # f is convex: a line above both ends (f(u) = u, f(l) = k l) is above f on [l, u]
-    ub[unstable] = np.maximum(_above(u, u, s), _above(up(k * l), l, s))
+    # f is convex: a line above both ends (f(u) = u, f(l) = k l) is above f on [l, u];
+    # both intercepts (equal in exact arithmetic) rounded up by the error of their terms
+    su, sl, kl = s * u, s * l, k * l
+    ub[unstable] = up(np.maximum(u - su, kl - sl)
+                      + sum_error(np.abs(u) + np.abs(su) + np.abs(kl) + np.abs(sl), 3))
     la[unstable] = np.where(u > -l, 1.0, k)
     return LinearRelaxation(la, lb, ua, ub)
 

@@ -96,7 +96,7 @@ def enclose(lo: np.ndarray, hi: np.ndarray, pad: np.ndarray | float
 
 def row_terms(W) -> int:
     """Largest number of non-zero terms in a row of ``W`` (the dot-product length)."""
-    if sp.issparse(W):
+    if type(W) is not np.ndarray and sp.issparse(W):
         W = sp.csr_matrix(W)
         return int(np.diff(W.indptr).max(initial=0))
     return int(W.shape[1])
@@ -105,9 +105,12 @@ def row_terms(W) -> int:
 _row_terms = row_terms
 
 
-def affine_rounding(layer, mag_in: np.ndarray) -> np.ndarray:
-    """Bound on ``|fl(W h + b) - (W h + b)|`` over ``|h| <= mag_in`` (elementwise)."""
-    terms = np.asarray(layer.abs_W() @ mag_in).reshape(-1) + np.abs(layer.b)
+def affine_rounding(layer, mag_in: np.ndarray, abs_w=None) -> np.ndarray:
+    """Bound on ``|fl(W h + b) - (W h + b)|`` over ``|h| <= mag_in`` (elementwise).
+
+    ``abs_w``: ``|W|`` if the caller already has it."""
+    abs_w = layer.abs_W() if abs_w is None else abs_w
+    terms = np.asarray(abs_w @ mag_in).reshape(-1) + np.abs(layer.b)
     return sum_error(terms, _row_terms(layer.W) + 1)
 
 
@@ -126,11 +129,12 @@ def activation_rounding(layer, mag_in: np.ndarray) -> np.ndarray:
     raise NotImplementedError(f"no rounding model for layer kind {kind!r}")
 
 
-def carry_error(layer, e_in: np.ndarray) -> np.ndarray:
+def carry_error(layer, e_in: np.ndarray, abs_w=None) -> np.ndarray:
     """How an error ``e_in`` on a layer's input shows in its output (before own rounding)."""
     kind = layer.kind
     if kind == "affine":
-        raw = np.asarray(layer.abs_W() @ e_in).reshape(-1)
+        abs_w = layer.abs_W() if abs_w is None else abs_w
+        raw = np.asarray(abs_w @ e_in).reshape(-1)
         return up(raw * (1.0 + 2.0 * gamma(_row_terms(layer.W) + 2)))
     if kind == "maxpool":
         return e_in[layer.groups].max(axis=1)
@@ -149,10 +153,17 @@ class ForwardError:
         self.e: list[np.ndarray] = [np.zeros(int(n_inputs))]
 
     def step(self, layer, lo_in: np.ndarray, hi_in: np.ndarray) -> np.ndarray:
-        mag = maxabs(np.asarray(lo_in, float), np.asarray(hi_in, float))
         e_in = self.e[-1]
+        if layer.kind in ("relu", "maxpool"):           # exact: the error only carries
+            out = e_in if layer.kind == "relu" else carry_error(layer, e_in)
+            self.e.append(out)
+            return out
+        mag = maxabs(np.asarray(lo_in, float), np.asarray(hi_in, float))
         if layer.kind == "affine":
-            out = carry_error(layer, e_in) + affine_rounding(layer, mag)
+            # |W| is recomputed rather than kept: holding one per layer made glibc return
+            # and re-fault ~40 MB per MNIST 256x6 pass (measured)
+            absw = layer.abs_W()
+            out = carry_error(layer, e_in, absw) + affine_rounding(layer, mag, absw)
         else:
             out = carry_error(layer, e_in) + activation_rounding(layer, mag)
         out = up(out)

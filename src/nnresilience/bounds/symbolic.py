@@ -24,9 +24,10 @@ box of entry ``j``) -- all as matrix-vector products, so the cost is small next 
 coefficient products themselves. Then by ``e_i``, the bound on |float64 forward − exact
 forward| that :func:`propagate` builds layer by layer (:class:`~.rounding.ForwardError`).
 
-Memory: target rows are processed in chunks so that a coefficient matrix never holds more
-than :data:`CHUNK_ENTRIES` numbers; layers wider than ``max_neurons`` keep their interval
-bounds (documented fallback for big convolutional layers).
+Memory: target rows are processed in chunks so that the (stacked lower/upper)
+coefficient matrix never holds more than :data:`CHUNK_ENTRIES` numbers; layers wider
+than ``max_neurons`` keep their interval bounds (documented fallback for big
+convolutional layers).
 """
 
 from __future__ import annotations
@@ -48,9 +49,9 @@ from nnresilience.bounds.relax import (
 from nnresilience.bounds.rounding import (
     TINY,
     ForwardError,
+    down,
     enclose,
     maxabs,
-    row_terms,
     sum_error,
     up,
 )
@@ -87,8 +88,9 @@ class RelaxationCache:
 
     def __init__(self, layers: list, los: list, his: list) -> None:
         self.layers, self.los, self.his = layers, los, his
-        self._cache: dict[int, object] = {}
+        self._cache: dict[object, object] = {}
         self._mags: dict[int, np.ndarray] = {}
+        self._acc: list[tuple[int, float]] = []
 
     def get(self, j: int) -> LinearRelaxation | MaxPoolRelaxation:
         if j not in self._cache:
@@ -104,10 +106,56 @@ class RelaxationCache:
             self._mags[j] = maxabs(self.los[j], self.his[j])
         return self._mags[j]
 
+    def pad_terms(self, i: int) -> tuple[int, float]:
+        """``(n, tiny)`` for the own-rounding pad of entry ``i``.
+
+        Every sum a back-substitution to entry ``i`` computes (coefficient products, the
+        constant, accumulated across steps, the final box evaluation) has at most ``T``
+        terms in all, ``T`` summed over the layers; ``n = T + 4 i`` adds a margin for the
+        nested float computation of the magnitudes themselves (see
+        :func:`~.rounding.sum_error`). ``tiny`` allows for products that underflow
+        (gradual underflow loses at most ``TINY`` per product, times the magnitude it
+        multiplies) -- negligible, but it keeps the rule valid at every magnitude.
+        Accumulated over the layers once per propagation (entries ``< i`` are final)."""
+        acc = self._acc
+        while len(acc) < i:
+            j = len(acc)
+            layer = self.layers[j]
+            t_j = 2 * layer.in_size + 2 * layer.out_size + 2
+            u_j = (t_j + 2.0) * (1.0 + float(np.sum(self.mag(j))))
+            prev_t, prev_u = acc[-1] if acc else (2 * self.layers[0].in_size + 1, 0.0)
+            acc.append((prev_t + t_j, prev_u + u_j))
+        total_t, total_u = acc[i - 1]
+        return total_t + 4 * i, TINY * total_u
+
+    def relax_mags(self, j: int) -> tuple[np.ndarray, np.ndarray]:
+        """``(v_la, v_ua)`` of the relaxation step through layer ``j``: with
+        ``A_new = P la + N ua``, ``|A| max(|lb|,|ub|) + |A_new| (m_j + w)`` is
+        ``P @ v_la - N @ v_ua``, where ``w = |W_{j-1}| m_{j-1} + |b_{j-1}|`` if layer
+        ``j-1`` is affine (its step's terms, paid here), else 0."""
+        key = ("relax_mags", j)
+        if key not in self._cache:
+            rel = self.get(j)
+            nxt = self.mag(j)
+            if j >= 1 and self.layers[j - 1].kind == "affine":
+                nxt = nxt + self.wm(j - 1)
+            cm = maxabs(rel.lb, rel.ub)
+            self._cache[key] = (cm + np.abs(rel.la) * nxt, cm + np.abs(rel.ua) * nxt)
+        return self._cache[key]
+
+    def wm(self, j: int) -> np.ndarray:
+        """``|W_j| m_j + |b_j|`` of the affine layer ``j``: the size of its terms."""
+        key = -1 - j
+        if key not in self._mags:
+            layer = self.layers[j]
+            self._mags[key] = (np.asarray(layer.abs_W() @ self.mag(j)).reshape(-1)
+                               + np.abs(layer.b))
+        return self._mags[key]
+
 
 def _times(A: np.ndarray, M) -> np.ndarray:
     """Dense ``A @ M`` for dense or sparse ``M`` (sparse product done on the transpose)."""
-    if sp.issparse(M):
+    if type(M) is not np.ndarray and sp.issparse(M):
         return np.asarray((M.T @ A.T).T)
     return A @ M
 
@@ -121,96 +169,79 @@ def _maxpool_maps(layer, rel: MaxPoolRelaxation) -> tuple[sp.csr_matrix, sp.csr_
     return sel, dom
 
 
-def _terms(layers: list, i: int) -> int:
-    """Largest number of terms any single sum of a back-substitution to entry ``i`` adds
-    (a coefficient product, a constant update, the final box evaluation), plus a margin
-    for the nested float computation of the magnitudes themselves (see :func:`sum_error`).
-    """
-    n = [2 * layers[0].in_size + 1]
-    for j in range(i - 1):
-        layer = layers[j]
-        if layer.kind == "affine":
-            n.append(row_terms(layer.W) + 2)
-        else:
-            n.append(2 * layer.in_size + layer.out_size + 2)
-    return 2 * max(n) + 4 * i
+def _split(A: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """``(max(A, 0), min(A, 0))``; ``A`` is overwritten by the second."""
+    P = np.maximum(A, 0.0)
+    return P, np.minimum(A, 0.0, out=A)
+
+
+def _combine(P: np.ndarray, p: np.ndarray, N: np.ndarray, n: np.ndarray) -> np.ndarray:
+    """``P * p + N * n`` (column scalings), computed in the storage of ``P`` and ``N``."""
+    P *= p
+    N *= n
+    P += N
+    return P
 
 
 def backsubstitute(layers: list, i: int, rows: np.ndarray, cache: RelaxationCache,
                    lo0: np.ndarray, hi0: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """Bounds of the exact value of entries ``rows`` of the vector entering layer ``i``
-    (layer ``i-1`` affine), widened by their own rounding error (not by ``e_i``)."""
+    (layer ``i-1`` affine), widened by their own rounding error (not by ``e_i``).
+
+    Lower and upper bounds are one computation: the upper bound of ``a.z`` is minus the
+    lower bound of ``-a.z`` (negation is exact), so the coefficient matrix stacks ``W``
+    and ``-W`` and every step below is the lower-bound step, once.
+    """
     aff = layers[i - 1]
     W = aff.W[rows] if sp.issparse(aff.W) else aff.W[rows]
-    Al = W.toarray() if sp.issparse(W) else np.array(W, dtype=np.float64)
-    Au = Al.copy()
-    cl = aff.b[rows].copy()
-    cu = cl.copy()
-    # magnitudes of everything summed so far (exact start: W and b are given)
-    El = np.zeros(rows.size)
-    Eu = np.zeros(rows.size)
-    with np.errstate(invalid="ignore", over="ignore"):
-        for j in range(i - 2, -1, -1):
-            layer = layers[j]
-            m = cache.mag(j)
-            if layer.kind == "affine":
-                wm = np.asarray(layer.abs_W() @ m).reshape(-1) + np.abs(layer.b)
-                El += np.abs(Al) @ wm + np.abs(cl)
-                Eu += np.abs(Au) @ wm + np.abs(cu)
-                cl += Al @ layer.b
-                cu += Au @ layer.b
-                Al = _times(Al, layer.W)
-                Au = _times(Au, layer.W)
-            elif layer.kind == "maxpool":
-                rel = cache.get(j)
-                sel, dom = _maxpool_maps(layer, rel)
-                const = np.where(rel.decided, 0.0, rel.upper_const)
-                gm = m[layer.groups].max(axis=1) + np.abs(const)
-                El += np.abs(Al) @ gm + np.abs(cl)
-                Eu += np.abs(Au) @ gm + np.abs(cu)
-                Pl, Nl = np.maximum(Al, 0.0), np.minimum(Al, 0.0)
-                Pu, Nu = np.maximum(Au, 0.0), np.minimum(Au, 0.0)
-                cl += Nl @ const
-                cu += Pu @ const
-                Al = _times(Pl, sel) + _times(Nl, dom)
-                Au = _times(Pu, dom) + _times(Nu, sel)
-            else:
-                rel = cache.get(j)
-                cm = maxabs(rel.lb, rel.ub)
-                El += np.abs(Al) @ cm + np.abs(cl)
-                Eu += np.abs(Au) @ cm + np.abs(cu)
-                Pl, Nl = np.maximum(Al, 0.0), np.minimum(Al, 0.0)
-                Pu, Nu = np.maximum(Au, 0.0), np.minimum(Au, 0.0)
-                cl += Pl @ rel.lb + Nl @ rel.ub
-                cu += Pu @ rel.ub + Nu @ rel.lb
-                Al = Pl * rel.la + Nl * rel.ua
-                Au = Pu * rel.ua + Nu * rel.la
-                # the new coefficients are rounded products: |A_j| m_j more
-                El += np.abs(Al) @ m
-                Eu += np.abs(Au) @ m
-        m0 = cache.mag(0)
-        lower = np.maximum(Al, 0.0) @ lo0 + np.minimum(Al, 0.0) @ hi0 + cl
-        upper = np.maximum(Au, 0.0) @ hi0 + np.minimum(Au, 0.0) @ lo0 + cu
-        El += np.abs(Al) @ m0 + np.abs(cl)
-        Eu += np.abs(Au) @ m0 + np.abs(cu)
-        n = _terms(layers, i)
-        tiny = _underflow(layers, i, cache)
-        pad_l = up(sum_error(El, n) + tiny)
-        pad_u = up(sum_error(Eu, n) + tiny)
-        lower, _ = enclose(lower, lower, pad_l)
-        _, upper = enclose(upper, upper, pad_u)
-    return (np.where(np.isnan(lower), -np.inf, lower),
-            np.where(np.isnan(upper), np.inf, upper))
-
-
-def _underflow(layers: list, i: int, cache: RelaxationCache) -> float:
-    """Absolute allowance for products that underflow (gradual underflow loses at most
-    ``TINY`` per product, times the magnitude it multiplies); negligible, but it keeps the
-    rule valid at every magnitude."""
-    total = 0.0
-    for j in range(i):
-        total += (layers[j].in_size + 2.0) * (1.0 + float(np.sum(cache.mag(j))))
-    return TINY * total * (i + 1)
+    W = W.toarray() if sp.issparse(W) else np.asarray(W, dtype=np.float64)
+    r = rows.size
+    A = np.empty((2 * r, W.shape[1]))
+    A[:r] = W
+    np.negative(W, out=A[r:])
+    c = np.concatenate([aff.b[rows], -aff.b[rows]])
+    # Magnitudes of every term summed so far (W and b are given exactly, |b| is the first
+    # term of the constant). |A| @ v is taken as P @ v - N @ v where the sign split exists
+    # anyway (no |A| array is built).
+    E = np.abs(c)
+    paid = False              # |A| (|W| m + |b|) of the next affine step already added
+    for j in range(i - 2, -1, -1):
+        layer = layers[j]
+        if layer.kind == "affine":
+            if not paid:
+                E += np.abs(A) @ cache.wm(j)
+            c += A @ layer.b
+            A = _times(A, layer.W)
+            paid = False
+        elif layer.kind == "maxpool":
+            # y >= x_sel (P side); y <= x_dom if decided, else y <= const (N side)
+            rel = cache.get(j)
+            sel, dom = _maxpool_maps(layer, rel)
+            const = np.where(rel.decided, 0.0, rel.upper_const)
+            E += np.abs(A) @ (cache.mag(j)[layer.groups].max(axis=1) + np.abs(const))
+            P, N = _split(A)
+            c += N @ const
+            A = _times(P, sel) + _times(N, dom)
+            paid = False
+        else:
+            # la x + lb <= f(x) <= ua x + ub: P takes the lower line, N the upper one
+            rel = cache.get(j)
+            v_la, v_ua = cache.relax_mags(j)
+            # (in place where possible: fresh large arrays cost page faults)
+            P, N = _split(A)
+            # (matrix-vector products: a 2-column product is slower in OpenBLAS)
+            E += P @ v_la - N @ v_ua
+            c += P @ rel.lb + N @ rel.ub
+            A = _combine(P, rel.la, N, rel.ua)
+            paid = j >= 1 and layers[j - 1].kind == "affine"
+    m0 = cache.mag(0)
+    P, N = _split(A)
+    val = P @ lo0 + N @ hi0 + c
+    E += P @ m0 - N @ m0
+    n, tiny = cache.pad_terms(i)
+    # overflow gives inf - inf = nan somewhere: fmax turns it into an infinite bound
+    val = np.fmax(down(val - up(sum_error(E, n) + tiny)), -np.inf)
+    return val[:r], -val[r:]
 
 
 def symbolic_entry(layers: list, i: int, cache: RelaxationCache, lo0: np.ndarray,
@@ -221,7 +252,7 @@ def symbolic_entry(layers: list, i: int, cache: RelaxationCache, lo0: np.ndarray
     n = layers[i - 1].out_size
     rows = np.arange(n) if rows is None else np.asarray(rows)
     widest = max([lay.in_size for lay in layers[:i]] + [1])
-    step = max(1, CHUNK_ENTRIES // widest)
+    step = max(1, CHUNK_ENTRIES // (2 * widest))        # W and -W are stacked
     lo = np.empty(rows.size)
     hi = np.empty(rows.size)
     for s in range(0, rows.size, step):
@@ -250,8 +281,18 @@ def propagate(network, lo0: np.ndarray, hi0: np.ndarray, *, symbolic: bool = Tru
     if prior is not None:
         los[0], his[0] = np.maximum(los[0], prior[0][0]), np.minimum(his[0], prior[0][1])
     methods, seconds = ["input"], [0.0]
-    cache = RelaxationCache(layers, los, his)
     fe = ForwardError(los[0].size)
+    cache = RelaxationCache(layers, los, his)
+    with np.errstate(invalid="ignore", over="ignore"):   # overflow: infinite bounds
+        timed_out = _propagate_loop(layers, los, his, prior, refine, deadline, symbolic,
+                                    max_neurons, methods, seconds, fe, cache)
+    return Propagation(los, his, methods, seconds, fe.e, timed_out)
+
+
+def _propagate_loop(layers, los, his, prior, refine, deadline, symbolic, max_neurons,
+                    methods, seconds, fe, cache) -> bool:
+    """The body of :func:`propagate`; fills ``los``, ``his``, ``methods``, ``seconds``
+    and ``fe``, returns whether the deadline cut a stage short."""
     timed_out = False
     for i in range(1, len(layers) + 1):
         t0 = time.perf_counter()
@@ -285,4 +326,4 @@ def propagate(network, lo0: np.ndarray, hi0: np.ndarray, *, symbolic: bool = Tru
                     method = rmethod
         seconds.append(time.perf_counter() - t0)
         methods.append(method)
-    return Propagation(los, his, methods, seconds, fe.e, timed_out)
+    return timed_out
