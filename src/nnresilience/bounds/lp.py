@@ -232,11 +232,24 @@ def safe_dual_bound(A: sp.csr_matrix, row_lo: np.ndarray, row_hi: np.ndarray, lb
 
 
 # ------------------------------------------------------------------ work unit
+def chunk_end(payload: dict) -> float | None:
+    """The chunk's deadline on this process's ``perf_counter``: ``seconds`` from now, and
+    no later than ``until`` (a ``time.monotonic`` value, system-wide on Linux, so a chunk
+    that waited in an executor queue does not get its whole budget again)."""
+    ends = []
+    if payload.get("seconds") is not None:
+        ends.append(time.perf_counter() + float(payload["seconds"]))
+    if payload.get("until") is not None:
+        ends.append(time.perf_counter() + float(payload["until"]) - time.monotonic())
+    return min(ends) if ends else None
+
+
 def solve_lp_chunk(payload: dict) -> tuple[np.ndarray, np.ndarray, int]:
     """Min and max of ``C[k] . z_last + d[k]`` for each row ``k`` of ``payload['C']``.
 
     Payload keys: ``A, row_lo, row_hi, lb, ub`` (the LP), ``cols`` (columns of the last
-    entry), ``C`` (dense target rows), ``d`` (constants), ``seconds`` (budget for the chunk).
+    entry), ``C`` (dense target rows), ``d`` (constants), ``seconds`` / ``until`` (budget for
+    the chunk, see :func:`chunk_end`).
     Returns lower and upper arrays (``-inf``/``+inf`` where no bound was obtained) and the
     number of LPs solved.
     """
@@ -245,8 +258,7 @@ def solve_lp_chunk(payload: dict) -> tuple[np.ndarray, np.ndarray, int]:
     A, row_lo, row_hi = payload["A"], payload["row_lo"], payload["row_hi"]
     lb, ub, cols = payload["lb"], payload["ub"], payload["cols"]
     C, d = payload["C"], payload["d"]
-    budget = payload.get("seconds")
-    t_end = None if budget is None else time.perf_counter() + budget
+    t_end = chunk_end(payload)
     h = make_highs(A, row_lo, row_hi, lb, ub)
     cert = _Certificate(A, lb, ub)
     k = C.shape[0]
@@ -351,7 +363,8 @@ class LPRefiner:
             C = aff.W[ch]
             C = C.toarray() if sp.issparse(C) else np.array(C)
             payloads.append({"A": A, "row_lo": row_lo, "row_hi": row_hi, "lb": lb, "ub": ub,
-                             "cols": cols, "C": C, "d": aff.b[ch], "seconds": seconds})
+                             "cols": cols, "C": C, "d": aff.b[ch], "seconds": seconds,
+                             "until": None if seconds is None else time.monotonic() + seconds})
         results = run_chunks(payloads, solve_lp_chunk, self.executor)
         if self.deadline is not None and time.perf_counter() >= self.deadline:
             self.cut_short = True

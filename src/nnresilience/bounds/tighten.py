@@ -53,6 +53,7 @@ import numpy as np
 import scipy.sparse as sp
 
 from nnresilience.bounds.lp import (
+    chunk_end,
     lp_targets,
     make_highs,
     relaxation_rows,
@@ -219,8 +220,7 @@ def solve_mip_chunk(payload: dict) -> tuple[np.ndarray, np.ndarray, int, int]:
         return lo, hi, n, 0
     C, dconst = payload["C"], payload["d"]
     limit = float(payload["time_limit"])
-    budget = payload.get("seconds")
-    t_end = None if budget is None else time.perf_counter() + budget
+    t_end = chunk_end(payload)
     k = C.shape[0]
     lower = np.full(k, -np.inf)
     upper = np.full(k, np.inf)
@@ -314,7 +314,8 @@ class MilpRefiner:
             payloads.append({"A": arr.A, "row_lo": arr.row_lo, "row_hi": arr.row_hi,
                              "lb": arr.lb, "ub": arr.ub, "integer": arr.integer,
                              "cols": z[-1], "C": C, "d": aff.b[ch],
-                             "time_limit": self.time_limit, "seconds": seconds})
+                             "time_limit": self.time_limit, "seconds": seconds,
+                             "until": None if seconds is None else time.monotonic() + seconds})
         results = run_chunks(payloads, solve_mip_chunk, self.executor)
         if self.deadline is not None and time.perf_counter() >= self.deadline:
             self.cut_short = True
