@@ -56,6 +56,7 @@ from nnresilience.bounds.lp import (
     chunk_end,
     lp_targets,
     make_highs,
+    new_highs,
     relaxation_rows,
     run_chunks,
     solve_lp_chunk,
@@ -226,8 +227,9 @@ def solve_mip_chunk(payload: dict) -> tuple[np.ndarray, np.ndarray, int, int]:
     upper = np.full(k, np.inf)
     if not (np.all(np.isfinite(lb)) and np.all(np.isfinite(ub))):
         return lower, upper, 0, 0             # the margins below need finite boxes
-    probe = make_highs(sp.csr_matrix((0, lb.size)), np.zeros(0), np.zeros(0), lb, ub)
-    small = float(probe.getOptionValue("small_matrix_value")[1])
+    # coefficients below this are dropped by HiGHS when the model is passed
+    small = new_highs().getOptionValue("small_matrix_value")
+    small = float(small[1] if isinstance(small, tuple) else small)   # highspy versions
     rlo, rhi = loosen_rows(A, row_lo, row_hi, lb, ub, MIP_FEASIBILITY_TOL, small)
     h = make_highs(A, rlo, rhi, lb, ub, integer=integer)
     for name, value in (("mip_rel_gap", float(payload.get("mip_gap", MIP_GAP))),
