@@ -329,12 +329,15 @@ def _at_corner(x: np.ndarray, lo: np.ndarray, hi: np.ndarray) -> bool:
 
 
 def planted_instance(seed: int, status: Status | str | None = None, kind: str | None = None,
-                     magnitude: str | None = None) -> PlantedInstance:
+                     magnitude: str | None = None,
+                     delta_rel: tuple[float, float] = DELTA_REL) -> PlantedInstance:
     """The planted instance of ``seed`` (deterministic).
 
     ``status``: ``violated`` or ``holds`` (default: drawn, half each); ``kind``: one of
     :data:`KINDS`; ``magnitude``: ``unit`` (weights ~1, logits 1-10) or ``large``
     (weights up to 1e3, cancelling biases up to 1e6, logits 1e2-1e4); default drawn.
+    ``delta_rel``: the range the relative margin is drawn from (log-uniform); narrower
+    than the default only to stress an engine beyond the issue's range.
     """
     if isinstance(status, str):
         status = Status(status)
@@ -347,7 +350,7 @@ def planted_instance(seed: int, status: Status | str | None = None, kind: str | 
         rng = np.random.default_rng([int(seed), attempt])
         want = status or (Status.VIOLATED if rng.uniform() < 0.5 else Status.HOLDS)
         try:
-            inst = _attempt(rng, int(seed), want, kind, magnitude)
+            inst = _attempt(rng, int(seed), want, kind, magnitude, delta_rel)
         except CertificationError as exc:
             last = str(exc)
             continue
@@ -359,7 +362,7 @@ def planted_instance(seed: int, status: Status | str | None = None, kind: str | 
 
 
 def _attempt(rng: np.random.Generator, seed: int, want: Status, kind: str | None,
-             magnitude: str | None) -> PlantedInstance | None:
+             magnitude: str | None, drel: tuple[float, float]) -> PlantedInstance | None:
     dr = _draw(rng, kind, magnitude)
     n_in = int(rng.integers(2, 5))
     n_out = int(rng.integers(2, 5))
@@ -372,7 +375,7 @@ def _attempt(rng: np.random.Generator, seed: int, want: Status, kind: str | None
     cm = certified_max_margin(net, case, seed=seed)
     x = cm.point
     y = net.forward(x)
-    delta_rel = float(10 ** rng.uniform(np.log10(DELTA_REL[0]), np.log10(DELTA_REL[1])))
+    delta_rel = float(10 ** rng.uniform(np.log10(drel[0]), np.log10(drel[1])))
     b_old = net.layers[-1].b
     sign = 1.0 if want is Status.VIOLATED else -1.0
     while delta_rel <= DELTA_REL_MAX:
