@@ -11,7 +11,7 @@ import pytest
 
 from nnresilience.testing.adversarial import BOUND_METHODS, bound_violations
 
-from .conftest import CI_SEEDS
+from .conftest import CI_SEEDS, REGRESSION_SEEDS
 
 
 @pytest.mark.parametrize("method", BOUND_METHODS)
@@ -19,7 +19,7 @@ def test_bounds_contain_forward_values(method, planted):
     # LP / MIP bounds cost more: a third of the seeds for them
     step = 1 if method in ("interval", "symbolic") else 3
     bad = []
-    for seed in list(CI_SEEDS)[::step]:
+    for seed in list(CI_SEEDS)[::step] + [s for s in REGRESSION_SEEDS if s >= len(CI_SEEDS)]:
         inst = planted(seed)
         for v in bound_violations(inst, method):
             bad.append(f"{inst.describe()}: {v}")
