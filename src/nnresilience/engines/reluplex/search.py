@@ -22,10 +22,14 @@ Search (Reluplex §3-4, seed 004 §III): at each node
    (L-)ReluSuccess after a restoration and a final check of tableau, bounds and pairs.
    Every ``restore_every`` steps the tableau is restored and bounds re-derived.
 
-Soundness of UNSAT: a node is closed only by Failure (a bound conflict beyond tolerance
-or a row certificate, see :mod:`.rules`); a node that cannot be decided (numerically
-stuck, depth limit) makes the whole answer UNKNOWN. Completeness: with every pair split
-the problem is an LP and the simplex with Bland's rule terminates.
+Soundness of UNSAT: a node is closed only by Failure -- a bound conflict that clears
+:func:`.rules.conflict_margin`, a rigorous row range (:func:`.rules.row_range`) or a
+contradicting equation (:meth:`.Tableau.add_equation`) -- and every bound involved is
+rigorous for the exact network (rows carry their defect, see :meth:`.Tableau.defect`);
+the slacks' bounds include the float64 replay error (:func:`float_slack_pad`). A node
+that cannot be decided (numerically stuck, depth limit) makes the whole answer UNKNOWN.
+Completeness: with every pair split the problem is an LP and the simplex with Bland's
+rule terminates.
 """
 
 from __future__ import annotations
@@ -149,11 +153,11 @@ def build_query(net, lo_in: np.ndarray, hi_in: np.ndarray, A_cond: np.ndarray,
         blocks.append((slacks, [(slacks, np.eye(slacks.size)), (outputs, -A_cond)]))
         hi[slacks] = b_cond if slack_pad is None else up(b_cond + slack_pad)
         x[slacks] = A_cond @ val
-        if layer_bounds is not None:         # s = A y over the output box, rounded outward
-            ylo, yhi = layer_bounds.lo[-1], layer_bounds.hi[-1]
-            Ap, An = np.clip(A_cond, 0, None), np.clip(A_cond, None, 0)
-            lo[slacks] = down(Ap @ ylo + An @ yhi
-                              - sum_error(np.abs(A_cond) @ maxabs(ylo, yhi), A_cond.shape[1]))
+        # s = A y over the output box, rounded outward
+        ylo, yhi = layer_bounds.lo[-1], layer_bounds.hi[-1]
+        Ap, An = np.clip(A_cond, 0, None), np.clip(A_cond, None, 0)
+        lo[slacks] = down(Ap @ ylo + An @ yhi
+                          - sum_error(np.abs(A_cond) @ maxabs(ylo, yhi), A_cond.shape[1]))
     m = sum(rows.size for rows, _ in blocks)
     A = np.zeros((m, n_vars))
     basis = np.zeros(m, dtype=np.int64)
