@@ -145,3 +145,18 @@ def test_refuses_l1_and_smooth():
     l1 = Case(InputRegion.ball(np.zeros(2), 0.5, "l1", -1, 1), misclassification(0, 2))
     with pytest.raises(CertificationError, match="box"):
         certified_max_margin(net, l1)
+
+
+def test_docs_example_runs():
+    """The example at the top of docs/adversarial.md runs as written."""
+    import contextlib
+    import io
+    import re
+    from pathlib import Path
+
+    text = (Path(__file__).resolve().parents[2] / "docs" / "adversarial.md").read_text()
+    code = re.search(r"```python\n(.*?)```", text, re.S).group(1)
+    out = io.StringIO()
+    with contextlib.redirect_stdout(out):
+        exec(compile(code, "adversarial.md", "exec"), {"__name__": "docs"})
+    assert out.getvalue().startswith("seed=3 violated relu/large/misclassification")

@@ -7,7 +7,9 @@ that break floating-point reasoning:
 
 * weights up to ``1e3``; biases up to ``1e6`` on units that are always active (or always
   inactive), cancelled exactly (in real arithmetic) by the next layer's bias, so the float64
-  forward pass rounds at ``1e6`` while the values that matter are small;
+  forward pass rounds at ``1e6`` while the values that matter are small (magnitude
+  ``large``; ``extreme`` goes on to ``1e8 ... 1e13``, past the issue's range, and
+  ``unit`` keeps everything near 1);
 * logits up to ``1e4`` whose differences are the margin (``y_j - y_m`` of two ``1e4``
   numbers);
 * a "tent" ``|x_i - p_i|`` (two units per chosen input) subtracted from the margin, so
@@ -64,7 +66,9 @@ from nnresilience.testing.certified import (
 )
 
 KINDS = ("relu", "leaky", "maxpool")
-MAGNITUDES = ("unit", "large")
+MAGNITUDES = ("unit", "large", "extreme")
+#: how often each magnitude is drawn when none is asked for
+MAGNITUDE_WEIGHTS = (0.4, 0.45, 0.15)
 DELTA_REL = (1e-7, 1e-4)
 DELTA_REL_MAX = 1e-2
 MAX_UNSTABLE_PLANTED = 6
@@ -130,11 +134,15 @@ class _Draw:
 
 def _draw(rng: np.random.Generator, kind: str | None, magnitude: str | None) -> _Draw:
     kind = kind or str(rng.choice(KINDS))
-    magnitude = magnitude or str(rng.choice(MAGNITUDES))
+    magnitude = magnitude or str(rng.choice(MAGNITUDES, p=MAGNITUDE_WEIGHTS))
     if magnitude == "unit":
         return _Draw(kind, magnitude, 1.0, 0.0, float(10 ** rng.uniform(0.0, 1.0)))
+    # "extreme" goes past the issue's 1e6 biases (to 1e8 .. 1e13, like issue 11 item 3):
+    # the cancelled terms then round at 1e-8 .. 1e-3, where bound pads that scale with
+    # the result rather than the terms fall short
+    big = (3.0, 6.0) if magnitude == "large" else (8.0, 13.0)
     return _Draw(kind, magnitude, float(10 ** rng.uniform(1.0, 3.0)),
-                 float(10 ** rng.uniform(3.0, 6.0)), float(10 ** rng.uniform(2.0, 4.0)))
+                 float(10 ** rng.uniform(*big)), float(10 ** rng.uniform(2.0, 4.0)))
 
 
 def _condition(rng: np.random.Generator, n_out: int) -> tuple[OutputCondition, np.ndarray,
@@ -329,12 +337,16 @@ def _at_corner(x: np.ndarray, lo: np.ndarray, hi: np.ndarray) -> bool:
 
 
 def planted_instance(seed: int, status: Status | str | None = None, kind: str | None = None,
-                     magnitude: str | None = None) -> PlantedInstance:
+                     magnitude: str | None = None,
+                     delta_rel: tuple[float, float] = DELTA_REL) -> PlantedInstance:
     """The planted instance of ``seed`` (deterministic).
 
     ``status``: ``violated`` or ``holds`` (default: drawn, half each); ``kind``: one of
-    :data:`KINDS`; ``magnitude``: ``unit`` (weights ~1, logits 1-10) or ``large``
-    (weights up to 1e3, cancelling biases up to 1e6, logits 1e2-1e4); default drawn.
+    :data:`KINDS`; ``magnitude``: ``unit`` (weights ~1, logits 1-10), ``large`` (weights
+    up to 1e3, cancelling biases 1e3-1e6, logits 1e2-1e4) or ``extreme`` (the same with
+    biases 1e8-1e13); default drawn (:data:`MAGNITUDE_WEIGHTS`).
+    ``delta_rel``: the range the relative margin is drawn from (log-uniform); narrower
+    than the default only to stress an engine beyond the issue's range.
     """
     if isinstance(status, str):
         status = Status(status)
@@ -347,7 +359,7 @@ def planted_instance(seed: int, status: Status | str | None = None, kind: str | 
         rng = np.random.default_rng([int(seed), attempt])
         want = status or (Status.VIOLATED if rng.uniform() < 0.5 else Status.HOLDS)
         try:
-            inst = _attempt(rng, int(seed), want, kind, magnitude)
+            inst = _attempt(rng, int(seed), want, kind, magnitude, delta_rel)
         except CertificationError as exc:
             last = str(exc)
             continue
@@ -359,7 +371,7 @@ def planted_instance(seed: int, status: Status | str | None = None, kind: str | 
 
 
 def _attempt(rng: np.random.Generator, seed: int, want: Status, kind: str | None,
-             magnitude: str | None) -> PlantedInstance | None:
+             magnitude: str | None, drel: tuple[float, float]) -> PlantedInstance | None:
     dr = _draw(rng, kind, magnitude)
     n_in = int(rng.integers(2, 5))
     n_out = int(rng.integers(2, 5))
@@ -372,7 +384,7 @@ def _attempt(rng: np.random.Generator, seed: int, want: Status, kind: str | None
     cm = certified_max_margin(net, case, seed=seed)
     x = cm.point
     y = net.forward(x)
-    delta_rel = float(10 ** rng.uniform(np.log10(DELTA_REL[0]), np.log10(DELTA_REL[1])))
+    delta_rel = float(10 ** rng.uniform(np.log10(drel[0]), np.log10(drel[1])))
     b_old = net.layers[-1].b
     sign = 1.0 if want is Status.VIOLATED else -1.0
     while delta_rel <= DELTA_REL_MAX:
