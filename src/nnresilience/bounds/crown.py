@@ -1,0 +1,1093 @@
+"""Optimised linear bounds (the α-CROWN / β-CROWN ideas), batched over domains, in torch.
+
+:class:`CrownBounder` bounds ``C @ y`` (``y`` the logits of a *merged* network, strictly
+alternating affine / non-linear layers) from below over a batch of **domains**: an input
+box plus pre-activation clamps ``z_i in [clo, chi]`` (the contract with the branch-and-bound
+driver, ``tools/tasks/INTERFACE-crown-search.md``). One domain's bound is a back-substitution
+(CROWN): start from ``C`` on the output, replace each layer by a linear bound going
+backward (affine: exactly; activation: by a lower or upper line of :mod:`.crown_relax`,
+picked by the sign of the coefficient), and minimise the resulting linear function of the
+input over the box. Three things are optimised by projected Adam, per domain:
+
+* **α**: the lower slope of each unstable (Leaky)ReLU, anywhere in ``[k, 1]`` (valid for
+  every value, see :mod:`.crown_relax`), one per (domain, spec row, neuron) for the
+  final bound and one per (domain, target neuron, neuron) for intermediate bounds when
+  these are optimised (``intermediate="optimise"``, the default at the root);
+* **β** >= 0: Lagrange multipliers of the clamps. For every ``x`` of the domain,
+  ``beta_lo (z - clo) >= 0`` and ``beta_hi (chi - z) >= 0``, so subtracting them from the
+  objective keeps it a lower bound; added where the backward pass reaches ``z``, they let
+  a split constrain *earlier* layers, not only the box of the split neuron;
+* the clamps also shrink the intermediate boxes (``box ∩ [clo, chi]``), which makes split
+  neurons stable.
+
+Whatever dtype the optimisation uses (``dtype="float32"`` by default), **no number from an
+optimisation pass is ever returned as a bound**. The returned bounds come from one final
+pass in float64 with the chosen parameters, following the rule of
+:mod:`~nnresilience.bounds.rounding`: the real-arithmetic bound of the *exact* network is
+widened by the rounding error of its own computation (from the magnitudes of every term it
+summed: ``|A| (|W| m + |b|)`` per affine step, ``|A'| m + |A||intercepts|`` per relaxation
+step, the β terms, the final box step), and the result is widened by the forward error
+``e_i`` (entry boxes) or ``|C| e_out`` (the spec rows) plus the rounding of evaluating
+``C y`` in float64. Boxes used to build relaxations contain the exact values (the clamps
+are on exact values: children of a split cover their parent for either reading).
+
+Intermediate boxes, per call: ``optimise`` (α of the intermediate targets optimised with
+the final objective, recomputed every iteration), ``crown`` (one CROWN pass, then fixed),
+``reuse`` (the boxes of the warm state ∩ clamps; only valid for descendants, which is
+checked: the warm state records its domain, and a row whose domain is not contained in it
+ignores those boxes). ``auto``: ``optimise`` without warm start, else ``reuse`` when every
+input box equals the warm one, else ``crown``.
+
+Scale: loops run over layers and iterations only; domains are processed in chunks so that
+the coefficient tensors stay within ``memory_budget`` numbers. torch is imported lazily.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import scipy.sparse as sp
+
+from nnresilience.bounds import rounding
+from nnresilience.bounds.relax import PIECEWISE, S_SHAPED
+from nnresilience.errors import ShapeMismatchError
+
+#: Default options of :class:`CrownBounder` (see its docstring).
+DEFAULTS: dict[str, Any] = {
+    "dtype": "float32",
+    "lr_alpha": 0.1,
+    "lr_beta": 0.05,
+    "lr_decay": 0.98,
+    "intermediate": "auto",
+    "objective": "spec",
+    "beta": True,
+    "upper": False,
+    "threshold": None,
+    "memory_budget": 2 ** 25,
+    "threads": None,
+    "dense_limit": 4_000_000,
+}
+INTERMEDIATE_MODES = ("auto", "optimise", "crown", "reuse")
+
+
+def _torch():
+    import torch
+
+    return torch
+
+
+def _set_threads(threads: int | None) -> None:
+    """Respect the process's thread budget (workers run with ``OMP_NUM_THREADS=1``)."""
+    torch = _torch()
+    budget = threads
+    if budget is None:
+        env = os.environ.get("OMP_NUM_THREADS")
+        if env and env.isdigit() and int(env) >= 1:
+            budget = int(env)
+    if budget is not None and torch.get_num_threads() != budget:
+        torch.set_num_threads(int(budget))
+
+
+# --------------------------------------------------------------------------- state/result
+@dataclass
+class CrownState:
+    """Optimised parameters and the domain they belong to, one row per domain.
+
+    ``alpha[j]``: (B, R, w_j) lower slopes of layer ``j`` for the final bound; ``beta[j]``:
+    ``(beta_lo, beta_hi)`` each (B, R, w_j); ``boxes[i]``: exact (B, w_i) boxes of the
+    pre-activation entries, valid for the domain ``lo, hi, clamps`` recorded here (and for
+    any subset of it). Arrays are numpy (float32 parameters, float64 boxes and domains).
+    """
+
+    alpha: dict[int, np.ndarray] = field(default_factory=dict)
+    beta: dict[int, tuple[np.ndarray, np.ndarray]] = field(default_factory=dict)
+    lo: np.ndarray | None = None
+    hi: np.ndarray | None = None
+    clamps: dict[int, tuple[np.ndarray, np.ndarray]] = field(default_factory=dict)
+    boxes: dict[int, tuple[np.ndarray, np.ndarray]] = field(default_factory=dict)
+
+    def __len__(self) -> int:
+        return 0 if self.lo is None else int(self.lo.shape[0])
+
+    def select(self, idx) -> CrownState:
+        """Rows ``idx`` (ints, repeats allowed, or a boolean mask) of every array."""
+        idx = np.asarray(idx)
+        return CrownState(
+            alpha={j: a[idx] for j, a in self.alpha.items()},
+            beta={j: (b[0][idx], b[1][idx]) for j, b in self.beta.items()},
+            lo=None if self.lo is None else self.lo[idx],
+            hi=None if self.hi is None else self.hi[idx],
+            clamps={i: (c[0][idx], c[1][idx]) for i, c in self.clamps.items()},
+            boxes={i: (b[0][idx], b[1][idx]) for i, b in self.boxes.items()})
+
+    @staticmethod
+    def concat(states: list[CrownState]) -> CrownState:
+        """Stack states of different calls (missing β / clamps / boxes become neutral:
+        zero multipliers, infinite clamps and boxes; a missing α drops α for all)."""
+        states = [s for s in states if len(s)]
+        if not states:
+            return CrownState()
+        if len(states) == 1:
+            return states[0]
+        sizes = [len(s) for s in states]
+
+        def fill(arrs, value, dtype):
+            ref = next(a for a in arrs if a is not None)
+            return np.concatenate([a if a is not None else
+                                   np.full((n,) + ref.shape[1:], value, dtype=dtype)
+                                   for a, n in zip(arrs, sizes, strict=True)])
+
+        alpha = {}
+        common = set.intersection(*[set(s.alpha) for s in states])
+        for j in common:
+            alpha[j] = np.concatenate([s.alpha[j] for s in states])
+        beta = {}
+        for j in set().union(*[set(s.beta) for s in states]):
+            lo_ = fill([s.beta.get(j, (None, None))[0] for s in states], 0.0, np.float32)
+            hi_ = fill([s.beta.get(j, (None, None))[1] for s in states], 0.0, np.float32)
+            beta[j] = (lo_, hi_)
+        clamps = {}
+        for i in set().union(*[set(s.clamps) for s in states]):
+            clamps[i] = (fill([s.clamps.get(i, (None, None))[0] for s in states],
+                              -np.inf, np.float64),
+                         fill([s.clamps.get(i, (None, None))[1] for s in states],
+                              np.inf, np.float64))
+        boxes = {}
+        for i in set().union(*[set(s.boxes) for s in states]):
+            boxes[i] = (fill([s.boxes.get(i, (None, None))[0] for s in states],
+                             -np.inf, np.float64),
+                        fill([s.boxes.get(i, (None, None))[1] for s in states],
+                             np.inf, np.float64))
+        return CrownState(alpha=alpha, beta=beta,
+                          lo=np.concatenate([s.lo for s in states]),
+                          hi=np.concatenate([s.hi for s in states]),
+                          clamps=clamps, boxes=boxes)
+
+
+@dataclass
+class CrownResult:
+    """Sound float64 bounds of ``C @ y`` per domain, and what the search needs next.
+
+    ``lower``/``upper`` (B, R) (``+inf``/``-inf`` for a domain whose clamps are
+    infeasible); ``pre_lo``/``pre_hi``: per entry of ``network.layers`` (+ the output),
+    (B, width) boxes containing the float64 forward values (clamps intersected; entry 0 is
+    the input box); ``x_best`` (B, R, n_inputs): the box vertex minimising each row's
+    linear lower bound; ``scores[j]`` (B, w_j) >= 0 for each elementwise non-linear layer
+    ``j``: estimated gain of splitting that neuron; ``state``: see :class:`CrownState`.
+    ``stats``: iterations run, seconds, mode.
+    """
+
+    lower: np.ndarray
+    upper: np.ndarray | None
+    pre_lo: list[np.ndarray]
+    pre_hi: list[np.ndarray]
+    x_best: np.ndarray
+    scores: dict[int, np.ndarray]
+    state: CrownState
+    stats: dict[str, Any] = field(default_factory=dict)
+
+    def select(self, idx) -> CrownResult:
+        idx = np.asarray(idx)
+        return CrownResult(
+            lower=self.lower[idx], upper=None if self.upper is None else self.upper[idx],
+            pre_lo=[a[idx] for a in self.pre_lo], pre_hi=[a[idx] for a in self.pre_hi],
+            x_best=self.x_best[idx], scores={j: s[idx] for j, s in self.scores.items()},
+            state=self.state.select(idx), stats=dict(self.stats))
+
+    @staticmethod
+    def concat(results: list[CrownResult]) -> CrownResult:
+        r0 = results[0]
+        if len(results) == 1:
+            return r0
+        cat = np.concatenate
+        return CrownResult(
+            lower=cat([r.lower for r in results]),
+            upper=None if r0.upper is None else cat([r.upper for r in results]),
+            pre_lo=[cat(a) for a in zip(*[r.pre_lo for r in results], strict=True)],
+            pre_hi=[cat(a) for a in zip(*[r.pre_hi for r in results], strict=True)],
+            x_best=cat([r.x_best for r in results]),
+            scores={j: cat([r.scores[j] for r in results]) for j in r0.scores},
+            state=CrownState.concat([r.state for r in results]),
+            stats=_merge_stats([r.stats for r in results]))
+
+
+def _merge_stats(stats: list[dict]) -> dict:
+    out = dict(stats[0])
+    out["iterations"] = max(s.get("iterations", 0) for s in stats)
+    out["seconds"] = sum(s.get("seconds", 0.0) for s in stats)
+    out["chunks"] = sum(s.get("chunks", 1) for s in stats)
+    out["modes"] = sorted({m for s in stats for m in s.get("modes", [s.get("mode")])})
+    return out
+
+
+# --------------------------------------------------------------------------- torch layers
+class _Mat:
+    """A weight matrix as torch data: ``right(A) = A @ W`` for (B, R, out) coefficients and
+    ``apply(x) = x @ W.T`` for (B, in) vectors; dense, or sparse (COO) when large."""
+
+    def __init__(self, W, dtype, device, dense_limit: int) -> None:
+        torch = _torch()
+        self.sparse = sp.issparse(W) and W.shape[0] * W.shape[1] > dense_limit
+        if self.sparse:
+            W = sp.coo_matrix(W)
+            WT = W.T.tocoo()
+            self.W = torch.sparse_coo_tensor(np.vstack([W.row, W.col]), W.data, W.shape,
+                                             dtype=dtype, device=device).coalesce()
+            self.WT = torch.sparse_coo_tensor(np.vstack([WT.row, WT.col]), WT.data, WT.shape,
+                                              dtype=dtype, device=device).coalesce()
+        else:
+            dense = W.toarray() if sp.issparse(W) else np.asarray(W)
+            self.W = torch.as_tensor(np.ascontiguousarray(dense), dtype=dtype, device=device)
+        self.shape = tuple(W.shape)
+
+    def right(self, A):
+        if not self.sparse:
+            return A @ self.W
+        torch = _torch()
+        B, R, o = A.shape
+        out = torch.sparse.mm(self.WT, A.reshape(B * R, o).T).T
+        return out.reshape(B, R, self.shape[1])
+
+    def apply(self, x):
+        if not self.sparse:
+            return x @ self.W.T
+        torch = _torch()
+        return torch.sparse.mm(self.W, x.T).T
+
+
+class _TLayers:
+    """Torch copies of the affine layers of a network for one dtype (built on demand)."""
+
+    def __init__(self, layers, dtype, device, dense_limit: int, sound: bool) -> None:
+        torch = _torch()
+        self.mats: dict[int, dict[str, Any]] = {}
+        for j, layer in enumerate(layers):
+            if layer.kind == "affine":
+                W = layer.W
+                d: dict[str, Any] = {
+                    "W": _Mat(W, dtype, device, dense_limit),
+                    "absW": _Mat(abs(W) if sp.issparse(W) else np.abs(W), dtype, device,
+                                 dense_limit),
+                    "b": torch.as_tensor(layer.b, dtype=dtype, device=device),
+                }
+                if sound:
+                    Wp = W.maximum(0) if sp.issparse(W) else np.maximum(W, 0.0)
+                    Wn = W.minimum(0) if sp.issparse(W) else np.minimum(W, 0.0)
+                    d["Wpos"] = _Mat(Wp, dtype, device, dense_limit)
+                    d["Wneg"] = _Mat(Wn, dtype, device, dense_limit)
+                    d["absb"] = d["b"].abs()
+                self.mats[j] = d
+            elif layer.kind == "maxpool":
+                self.mats[j] = {"groups": torch.as_tensor(layer.groups, device=device)}
+
+
+def _row_terms(W) -> int:
+    if sp.issparse(W):
+        return int(np.diff(sp.csr_matrix(W).indptr).max(initial=0))
+    return int(W.shape[1])
+
+
+# --------------------------------------------------------------------------- the bounder
+class CrownBounder:
+    """Batched optimised linear bounds of ``C @ y`` over domains (see the module doc).
+
+    Options (keyword, defaults in :data:`DEFAULTS`): ``dtype`` of the optimisation passes
+    (``float32`` or ``float64``; the returned bounds are always from a float64 pass);
+    ``lr_alpha``, ``lr_beta``, ``lr_decay`` (Adam step sizes, multiplied by ``lr_decay``
+    each iteration); ``intermediate`` (``auto``, ``optimise``, ``crown``, ``reuse``);
+    ``objective`` (``spec``: maximise the spec rows; ``boxes``: also every intermediate
+    bound, for per-neuron boxes); ``beta`` (optimise clamp multipliers); ``upper`` (also
+    bound ``C y`` from above); ``threshold`` (scalar or (R,): stop optimising once every
+    row of every domain is above it, and weight the branching scores to rows still below);
+    ``memory_budget`` (numbers per coefficient-tensor chunk); ``threads`` (torch threads;
+    default: ``OMP_NUM_THREADS`` when set).
+    """
+
+    def __init__(self, network, C: np.ndarray, *, device: str = "cpu", **options) -> None:
+        unknown = set(options) - set(DEFAULTS)
+        if unknown:
+            raise ValueError(f"unknown CrownBounder options: {sorted(unknown)}")
+        self.opts = {**DEFAULTS, **options}
+        if self.opts["intermediate"] not in INTERMEDIATE_MODES:
+            raise ValueError(f"intermediate must be one of {INTERMEDIATE_MODES}")
+        if self.opts["dtype"] not in ("float32", "float64"):
+            raise ValueError("dtype must be float32 or float64")
+        self.network = network
+        self.layers = list(network.layers)
+        self.n = len(self.layers)
+        for layer in self.layers:
+            if layer.kind != "affine" and layer.kind not in PIECEWISE + S_SHAPED + ("maxpool",):
+                raise NotImplementedError(f"CROWN has no relaxation for {layer.kind!r}")
+        C = np.atleast_2d(np.asarray(C, dtype=np.float64))
+        if C.shape[1] != network.n_outputs:
+            raise ShapeMismatchError(f"spec matrix has {C.shape[1]} columns, the network has "
+                                     f"{network.n_outputs} outputs")
+        self.C = C
+        self.R = C.shape[0]
+        self.C_all = np.vstack([C, -C]) if self.opts["upper"] else C
+        self.device = device
+        thr = self.opts["threshold"]
+        self.threshold = None if thr is None else np.broadcast_to(
+            np.asarray(thr, dtype=np.float64), (self.R,)).copy()
+        #: entries bounded by back-substitution: inputs of non-linear layers produced by an
+        #: affine layer (entry 1 is exact by interval; others are monotone images)
+        self.targets = [i for i in range(2, self.n) if self.layers[i].kind != "affine"
+                        and self.layers[i - 1].kind == "affine"]
+        self.nonlinear = [i for i in range(self.n) if self.layers[i].kind != "affine"]
+        self.piecewise = [i for i in self.nonlinear if self.layers[i].kind in PIECEWISE]
+        self.terms = {j: _row_terms(layer.W) for j, layer in enumerate(self.layers)
+                      if layer.kind == "affine"}
+        self._tl: dict[tuple[str, bool], _TLayers] = {}
+
+    # ------------------------------------------------------------------ helpers
+    def _dtype(self, name: str):
+        torch = _torch()
+        return torch.float32 if name == "float32" else torch.float64
+
+    def _t(self, dtype_name: str, sound: bool) -> _TLayers:
+        key = (dtype_name, sound)
+        if key not in self._tl:
+            self._tl[key] = _TLayers(self.layers, self._dtype(dtype_name), self.device,
+                                     self.opts["dense_limit"], sound)
+        return self._tl[key]
+
+    def _per_domain_cost(self, mode: str) -> int:
+        widths = [self.layers[0].in_size] + [lay.out_size for lay in self.layers]
+        R = self.C_all.shape[0]
+        final = R * sum(widths) * 4
+        if mode != "optimise":
+            return final
+        inter = sum(2 * widths[t] * sum(widths[:t]) for t in self.targets)
+        return final + 3 * inter
+
+    # ------------------------------------------------------------------ public API
+    def bound(self, lo, hi, clamps=None, *, iters: int = 20, warm: CrownState | None = None,
+              deadline: float | None = None) -> CrownResult:
+        """Sound bounds of ``C @ y`` over each domain (see :class:`CrownResult`).
+
+        ``lo, hi`` (B, n_inputs); ``clamps`` {non-linear layer index: (clo, chi)} each
+        (B, width); ``iters`` optimisation steps (0: plain CROWN / warm parameters);
+        ``warm`` a state of these domains or of their ancestors; ``deadline`` a
+        ``time.perf_counter()`` value after which optimisation stops (the float64 pass
+        still runs).
+        """
+        t0 = time.perf_counter()
+        _set_threads(self.opts["threads"])
+        lo = np.atleast_2d(np.asarray(lo, dtype=np.float64))
+        hi = np.atleast_2d(np.asarray(hi, dtype=np.float64))
+        if lo.shape != hi.shape or lo.shape[1] != self.network.n_inputs:
+            raise ShapeMismatchError(f"domain boxes have shape {lo.shape}/{hi.shape}, "
+                                     f"expected (B, {self.network.n_inputs})")
+        B = lo.shape[0]
+        clamps = self._check_clamps(clamps or {}, B)
+        if warm is not None and len(warm) != B:
+            raise ShapeMismatchError(f"warm state has {len(warm)} rows for {B} domains")
+        mode = self._mode(lo, hi, clamps, warm)
+        step = max(1, self.opts["memory_budget"] // max(1, self._per_domain_cost(mode)))
+        results = []
+        for s in range(0, B, step):
+            e = min(B, s + step)
+            rows = np.arange(s, e)
+            dl = deadline
+            if deadline is not None:
+                left = max(0.0, deadline - time.perf_counter())
+                dl = time.perf_counter() + left * (e - s) / (B - s)
+            results.append(self._bound_chunk(
+                lo[rows], hi[rows], {i: (c[0][rows], c[1][rows]) for i, c in clamps.items()},
+                iters, None if warm is None else warm.select(rows), dl, mode))
+        res = CrownResult.concat(results)
+        res.stats["seconds"] = time.perf_counter() - t0
+        return res
+
+    def _check_clamps(self, clamps, B):
+        out = {}
+        for i, (clo, chi) in clamps.items():
+            i = int(i)
+            if i not in self.nonlinear:
+                raise ValueError(f"clamps on layer {i}, which is not a non-linear layer of "
+                                 "the merged network")
+            w = self.layers[i].in_size
+            clo = np.broadcast_to(np.asarray(clo, dtype=np.float64), (B, w))
+            chi = np.broadcast_to(np.asarray(chi, dtype=np.float64), (B, w))
+            out[i] = (clo, chi)
+        return out
+
+    def _mode(self, lo, hi, clamps, warm) -> str:
+        mode = self.opts["intermediate"]
+        if mode != "auto":
+            return mode
+        if warm is None or warm.lo is None or not warm.boxes:
+            return "optimise"
+        same = np.array_equal(warm.lo, lo) and np.array_equal(warm.hi, hi)
+        return "reuse" if same and bool(self._descends(lo, hi, clamps, warm).all()) else "crown"
+
+    @staticmethod
+    def _descends(lo, hi, clamps, warm) -> np.ndarray:
+        """Rows whose domain lies inside the warm state's domain (so its boxes apply)."""
+        ok = np.all(lo >= warm.lo, axis=1) & np.all(hi <= warm.hi, axis=1)
+        for i, (pclo, pchi) in warm.clamps.items():
+            clo, chi = clamps.get(i, (None, None))
+            if clo is None:
+                ok &= np.all(np.isneginf(pclo), axis=1) & np.all(np.isposinf(pchi), axis=1)
+            else:
+                ok &= np.all(clo >= pclo, axis=1) & np.all(chi <= pchi, axis=1)
+        return ok
+
+    # ------------------------------------------------------------------ one chunk
+    def _bound_chunk(self, lo, hi, clamps, iters, warm, deadline, mode) -> CrownResult:
+        torch = _torch()
+        t0 = time.perf_counter()
+        B = lo.shape[0]
+        dev = self.device
+        f64 = torch.float64
+        prior: dict[int, tuple[np.ndarray, np.ndarray]] = {}
+        if warm is not None and warm.lo is not None:
+            ok = self._descends(lo, hi, clamps, warm)
+            for i, (blo, bhi) in warm.boxes.items():
+                prior[i] = (np.where(ok[:, None], blo, -np.inf),
+                            np.where(ok[:, None], bhi, np.inf))
+        ctx64 = self._ctx(lo, hi, clamps, prior, f64)
+        opt_name = self.opts["dtype"]
+        odt = self._dtype(opt_name)
+        Ca = torch.as_tensor(self.C_all, dtype=f64, device=dev)
+
+        fixed = mode in ("crown", "reuse")
+        with torch.no_grad():
+            t_setup = time.perf_counter()
+            if fixed:
+                boxes64, relax64, infeas, rows = self._propagate(
+                    self._t("float64", True), ctx64, mode, {}, sound=True)
+                boxes_o = [(a.to(odt), b.to(odt)) for a, b in boxes64]
+                relax_o = {j: _cast_relax(r, odt) for j, r in relax64.items()}
+            else:
+                ctx_o = self._ctx(lo, hi, clamps, prior, odt)
+                boxes_o, relax_o, infeas, rows = self._propagate(
+                    self._t(opt_name, False), ctx_o, "crown", {}, sound=False)
+            t_setup = time.perf_counter() - t_setup
+
+        # parameters: final-bound alphas (B, R, w), betas, intermediate alphas
+        R2 = Ca.shape[0]
+        alpha = {}
+        for j in self.piecewise:
+            rel = relax_o[j]
+            init = rel.la.expand(B, R2, -1).clone()
+            if warm is not None and j in warm.alpha and warm.alpha[j].shape[1:] == init.shape[1:]:
+                w_a = torch.as_tensor(warm.alpha[j], dtype=odt, device=dev)
+                init = torch.where(rel.unstable, w_a, init)
+            alpha[j] = init.clamp(rel.slope, 1.0)
+        beta = {}
+        if self.opts["beta"]:
+            for i, (clo, _chi) in clamps.items():
+                w = clo.shape[1]
+                blo = torch.zeros((B, R2, w), dtype=odt, device=dev)
+                bhi = torch.zeros((B, R2, w), dtype=odt, device=dev)
+                if warm is not None and i in warm.beta and warm.beta[i][0].shape[1:] == (R2, w):
+                    blo = torch.as_tensor(warm.beta[i][0], dtype=odt, device=dev).clone()
+                    bhi = torch.as_tensor(warm.beta[i][1], dtype=odt, device=dev).clone()
+                beta[i] = [blo, bhi]
+        alpha_int: dict[int, dict[int, Any]] = {}
+        if not fixed:
+            for t in self.targets:
+                r = rows.get(t)
+                if r is None or r.numel() == 0:
+                    continue
+                alpha_int[t] = {}
+                for j in self.piecewise:
+                    if j < t:
+                        alpha_int[t][j] = relax_o[j].la.expand(B, 2 * r.numel(), -1).clone()
+
+        done_iters = 0
+        best = None
+        if iters > 0 and (alpha or beta or alpha_int):
+            best, done_iters = self._optimise(
+                lo, hi, clamps, prior, boxes_o, relax_o, rows, alpha, beta, alpha_int, Ca,
+                iters, deadline, fixed, t_setup)
+        if best is not None:
+            alpha, beta, alpha_int = best
+
+        # ---------------------------------------------------------- sound float64 pass
+        with torch.no_grad():
+            T64 = self._t("float64", True)
+            if not fixed:
+                a_int64 = {t: {j: _sound_alpha(a, self.layers[j]) for j, a in d.items()}
+                           for t, d in alpha_int.items()}
+                boxes64, relax64, infeas, rows = self._propagate(
+                    T64, ctx64, "optimise", a_int64, sound=True, rows=rows)
+            a64 = {j: _sound_alpha(a, self.layers[j]) for j, a in alpha.items()}
+            b64 = self._beta_terms(beta, ctx64, f64)
+            A = Ca[None].expand(B, R2, -1)
+            c = torch.zeros((B, R2), dtype=f64, device=dev)
+            low, A0, mag, nterms, rec = self._backward(
+                T64, A, c, self.n - 1, relax64, boxes64, a64, b64, sound=True, record=True)
+        out = self._finish(lo, hi, clamps, boxes64, relax64, infeas, low, A0, mag, nterms,
+                           rec, a64, alpha, beta)
+        out.stats.update({"iterations": done_iters, "mode": mode, "modes": [mode],
+                          "seconds": time.perf_counter() - t0, "chunks": 1})
+        return out
+
+    def _ctx(self, lo, hi, clamps, prior, dtype) -> dict:
+        torch = _torch()
+
+        def t(a):
+            return torch.as_tensor(np.ascontiguousarray(a), dtype=dtype, device=self.device)
+
+        return {"lo0": t(lo), "hi0": t(hi),
+                "clamps": {i: (t(c[0]), t(c[1])) for i, c in clamps.items()},
+                "prior": {i: (t(p[0]), t(p[1])) for i, p in prior.items()}}
+
+    # ------------------------------------------------------------------ optimisation
+    def _optimise(self, lo, hi, clamps, prior, boxes_o, relax_o, rows, alpha, beta, alpha_int,
+                  Ca, iters, deadline, fixed, t_setup):
+        torch = _torch()
+        odt = self._dtype(self.opts["dtype"])
+        B = lo.shape[0]
+        R2 = Ca.shape[0]
+        Co = Ca.to(odt)
+        params_a = list(alpha.values()) + [a for d in alpha_int.values() for a in d.values()]
+        params_b = [b for pair in beta.values() for b in pair]
+        for p in params_a + params_b:
+            p.requires_grad_(True)
+        opt = _Adam([(params_a, self.opts["lr_alpha"]), (params_b, self.opts["lr_beta"])],
+                    self.opts["lr_decay"])
+        ctx_o = self._ctx(lo, hi, clamps, prior, odt)
+        T = self._t(self.opts["dtype"], False)
+        thr = None if self.threshold is None else torch.as_tensor(
+            np.concatenate([self.threshold, np.full(R2 - self.R, -np.inf)]), dtype=odt,
+            device=self.device)
+        best_low = torch.full((B, R2), -float("inf"), dtype=odt, device=self.device)
+        best_dom = torch.full((B,), -float("inf"), dtype=odt, device=self.device)
+        best_a = {j: a.detach().clone() for j, a in alpha.items()}
+        best_b = {i: [b[0].detach().clone(), b[1].detach().clone()] for i, b in beta.items()}
+        best_ai = {t: {j: a.detach().clone() for j, a in d.items()}
+                   for t, d in alpha_int.items()}
+        t_iter = None
+        done = 0
+        for _ in range(iters):
+            now = time.perf_counter()
+            if deadline is not None:
+                need = (t_iter or t_setup) + 2.0 * t_setup
+                if now + need > deadline:
+                    break
+            opt.zero_grad()
+            extra = 0.0
+            if fixed:
+                boxes, relax = boxes_o, relax_o
+            else:
+                boxes, relax, _, _, tgt = self._propagate(
+                    T, ctx_o, "optimise", alpha_int, sound=False, rows=rows, collect=True)
+                if self.opts["objective"] == "boxes" and tgt:
+                    extra = sum(x.clamp(min=-1e30).sum() for x in tgt)
+            b_terms = self._beta_terms(beta, ctx_o, odt)
+            A = Co[None].expand(B, R2, -1)
+            c = torch.zeros((B, R2), dtype=odt, device=self.device)
+            low, *_ = self._backward(T, A, c, self.n - 1, relax, boxes, alpha, b_terms,
+                                     sound=False)
+            lowd = low.detach()
+            finite = torch.isfinite(lowd)
+            with torch.no_grad():
+                better = finite & (lowd > best_low)
+                best_low = torch.where(better, lowd, best_low)
+                for j, a in alpha.items():
+                    best_a[j] = torch.where(better[..., None], a.detach(), best_a[j])
+                for i, b in beta.items():
+                    for k in (0, 1):
+                        best_b[i][k] = torch.where(better[..., None], b[k].detach(),
+                                                   best_b[i][k])
+                dom = torch.where(finite, lowd, torch.zeros_like(lowd)).sum(1)
+                dbetter = dom > best_dom
+                best_dom = torch.where(dbetter, dom, best_dom)
+                for t, d in alpha_int.items():
+                    for j, a in d.items():
+                        best_ai[t][j] = torch.where(dbetter[:, None, None], a.detach(),
+                                                    best_ai[t][j])
+            done += 1
+            if thr is not None and bool((lowd > thr).all()):
+                break
+            loss = -(torch.where(finite, low, torch.zeros_like(low)).sum() + extra)
+            if not loss.requires_grad:          # nothing optimisable reaches the bound
+                break
+            loss.backward()
+            opt.step()
+            with torch.no_grad():
+                for j, a in alpha.items():
+                    a.clamp_(self.layers[j].slope if self.layers[j].kind == "leaky_relu"
+                             else 0.0, 1.0)
+                for d in alpha_int.values():
+                    for j, a in d.items():
+                        a.clamp_(self.layers[j].slope if self.layers[j].kind == "leaky_relu"
+                                 else 0.0, 1.0)
+                for b in params_b:
+                    b.clamp_(min=0.0)
+            t_iter = time.perf_counter() - now
+        return (best_a, best_b, best_ai), done
+
+    def _beta_terms(self, beta, ctx, dtype) -> dict:
+        """Per clamped layer: (beta_lo, beta_hi, clo or 0, chi or 0) with the multipliers
+        zeroed where the clamp side is infinite."""
+        torch = _torch()
+        out = {}
+        for i, (blo, bhi) in beta.items():
+            clo, chi = ctx["clamps"][i]
+            mlo = torch.isfinite(clo)[:, None, :]
+            mhi = torch.isfinite(chi)[:, None, :]
+            blo = blo.to(dtype)
+            bhi = bhi.to(dtype)
+            if dtype == torch.float64:
+                blo, bhi = blo.clamp(min=0.0), bhi.clamp(min=0.0)
+            zero = torch.zeros((), dtype=dtype, device=self.device)
+            blo = torch.where(mlo, blo, zero)
+            bhi = torch.where(mhi, bhi, zero)
+            out[i] = (blo, bhi, torch.where(mlo[:, 0], clo, zero), torch.where(mhi[:, 0], chi,
+                                                                                zero))
+        return out
+
+    # ------------------------------------------------------------------ passes
+    def _propagate(self, T: _TLayers, ctx: dict, mode: str, alpha_int: dict, *, sound: bool,
+                   rows: dict | None = None, collect: bool = False):
+        """Boxes of every entry (exact values; clamps and priors intersected) and the
+        relaxation of every non-linear layer; ``mode`` ``reuse`` skips back-substitution."""
+        torch = _torch()
+        from nnresilience.bounds.crown_relax import fast_relaxation, sound_relaxation
+
+        build = sound_relaxation if sound else fast_relaxation
+        lo, hi = ctx["lo0"], ctx["hi0"]
+        B = lo.shape[0]
+        boxes = [(lo, hi)]
+        relax: dict[int, Any] = {}
+        infeas = torch.zeros(B, dtype=torch.bool, device=self.device)
+        if self.layers[0].kind != "affine":
+            relax[0] = build(self.layers[0], lo, hi, T.mats[0].get("groups")
+                             if self.layers[0].kind == "maxpool" else None)
+        used_rows: dict[int, Any] = {}
+        tgt: list = []
+        for i in range(1, self.n + 1):
+            layer = self.layers[i - 1]
+            plo, phi = boxes[i - 1]
+            if layer.kind == "affine":
+                lo, hi = self._interval_affine(T.mats[i - 1], i - 1, plo, phi, sound)
+            else:
+                lo, hi = self._interval_act(layer, T.mats.get(i - 1), plo, phi, sound)
+            if i in ctx["prior"]:
+                lo = torch.maximum(lo, ctx["prior"][i][0])
+                hi = torch.minimum(hi, ctx["prior"][i][1])
+            if i in ctx["clamps"]:
+                lo = torch.maximum(lo, ctx["clamps"][i][0])
+                hi = torch.minimum(hi, ctx["clamps"][i][1])
+            if mode != "reuse" and i in self.targets:
+                r = rows.get(i) if rows is not None else None
+                if r is None and rows is None:
+                    r = self._select_rows(i, lo, hi)
+                if r is not None and r.numel():
+                    L, U = self._target_bounds(T, i, r, relax, boxes, alpha_int.get(i, {}),
+                                               sound)
+                    if collect:
+                        tgt.append(L - U)
+                    lo = lo.clone()
+                    hi = hi.clone()
+                    lo[:, r] = torch.maximum(lo[:, r], L)
+                    hi[:, r] = torch.minimum(hi[:, r], U)
+                if r is not None:
+                    used_rows[i] = r
+            empty = lo > hi
+            infeas = infeas | empty.any(dim=1)
+            hi = torch.where(empty, lo, hi)
+            boxes.append((lo, hi))
+            if i < self.n and self.layers[i].kind != "affine":
+                groups = T.mats[i]["groups"] if self.layers[i].kind == "maxpool" else None
+                relax[i] = build(self.layers[i], lo, hi, groups)
+        if collect:
+            return boxes, relax, infeas, used_rows, tgt
+        return boxes, relax, infeas, used_rows
+
+    def _select_rows(self, i, lo, hi):
+        """Neurons of entry ``i`` worth a back-substitution in some domain of the chunk."""
+        torch = _torch()
+        if self.layers[i].kind in PIECEWISE:
+            return torch.nonzero(((lo < 0.0) & (hi > 0.0)).any(dim=0)).reshape(-1)
+        return torch.arange(lo.shape[1], device=self.device)
+
+    def _target_bounds(self, T, t, r, relax, boxes, alphas, sound):
+        """Lower and upper bounds of entry ``t``'s neurons ``r`` (B, len(r)) by CROWN."""
+        torch = _torch()
+        layer = self.layers[t - 1]
+        W = layer.W
+        ridx = r.cpu().numpy()
+        Wr = W[ridx].toarray() if sp.issparse(W) else W[ridx]
+        dtype = boxes[0][0].dtype
+        Wr = torch.as_tensor(np.ascontiguousarray(Wr), dtype=dtype, device=self.device)
+        br = T.mats[t - 1]["b"][r]
+        B = boxes[0][0].shape[0]
+        A = torch.cat([Wr, -Wr])[None].expand(B, -1, -1)
+        c = torch.cat([br, -br])[None].expand(B, -1)
+        low, _, mag, nterms, _ = self._backward(T, A, c, t - 2, relax, boxes, alphas, {},
+                                                sound=sound)
+        k = r.numel()
+        L, negU = low[:, :k], low[:, k:]
+        if not sound:
+            return L, -negU
+        err = torch.as_tensor(rounding.sum_error(mag.cpu().numpy(), nterms), device=self.device)
+        return _down(L - err[:, :k]), _up(-negU + err[:, k:])
+
+    def _interval_affine(self, d, j, lo, hi, sound):
+        if not sound:
+            mid = (lo + hi) / 2.0
+            rad = (hi - lo) / 2.0
+            c = d["W"].apply(mid) + d["b"]
+            r = d["absW"].apply(rad)
+            return c - r, c + r
+        torch = _torch()
+        nlo = d["Wpos"].apply(lo) + d["Wneg"].apply(hi) + d["b"]
+        nhi = d["Wpos"].apply(hi) + d["Wneg"].apply(lo) + d["b"]
+        m = torch.maximum(lo.abs(), hi.abs())
+        mag = d["absW"].apply(m) + d["absb"]
+        err = torch.as_tensor(rounding.sum_error(mag.cpu().numpy(), self.terms[j] + 3),
+                              device=self.device)
+        return _down(nlo - err), _up(nhi + err)
+
+    def _interval_act(self, layer, d, lo, hi, sound):
+        """Monotone image of the box; in the sound pass enclosing the exact image."""
+        torch = _torch()
+        kind = layer.kind
+        if kind == "maxpool":
+            g = d["groups"]
+            return lo[:, g].amax(dim=-1), hi[:, g].amax(dim=-1)
+        if kind == "relu":
+            return lo.clamp(min=0.0), hi.clamp(min=0.0)
+        if kind == "leaky_relu":
+            k = layer.slope
+            nlo = torch.where(lo >= 0, lo, k * lo)
+            nhi = torch.where(hi >= 0, hi, k * hi)
+            if sound:     # k * z rounds: one step outward covers it
+                nlo = torch.where(lo >= 0, lo, _down(nlo))
+                nhi = torch.where(hi >= 0, hi, _up(nhi))
+            return nlo, nhi
+        if not sound:
+            fn = {"sigmoid": torch.sigmoid, "tanh": torch.tanh, "arctan": torch.atan}[kind]
+            return fn(lo), fn(hi)
+        lo_n, hi_n = lo.cpu().numpy(), hi.cpu().numpy()
+        m = rounding.maxabs(lo_n, hi_n)
+        pad = rounding.activation_rounding(layer, m)
+        a, b = rounding.enclose(layer.fn(lo_n), layer.fn(hi_n), pad)
+        return (torch.as_tensor(a, device=self.device), torch.as_tensor(b, device=self.device))
+
+    def _backward(self, T, A, c, j0, relax, boxes, alphas, betas, *, sound: bool,
+                  record: bool = False):
+        """Back-substitute ``A h_{j0+1} + c`` to the input; returns the lower bound over
+        the input box, the input coefficients, the summed term magnitudes and count (for
+        the rounding allowance; sound pass only) and, if ``record``, the coefficient on
+        the output of every elementwise layer (branching scores)."""
+        torch = _torch()
+        B, R = A.shape[0], A.shape[1]
+        mag = torch.zeros((B, R), dtype=A.dtype, device=self.device) if sound else None
+        nterms = 0
+        rec: dict[int, Any] = {}
+
+        def bmv(X, v):
+            return (X @ v.unsqueeze(-1)).squeeze(-1)
+
+        for j in range(j0, -1, -1):
+            layer = self.layers[j]
+            lo, hi = boxes[j]
+            if layer.kind == "affine":
+                d = T.mats[j]
+                if sound:
+                    m = torch.maximum(lo.abs(), hi.abs())
+                    v = d["absW"].apply(m) + d["absb"]
+                    mag = mag + bmv(A.abs(), v) + c.abs()
+                    nterms += layer.out_size + 2
+                c = c + A @ d["b"]
+                A = d["W"].right(A)
+            elif layer.kind == "maxpool":
+                rel = relax[j]
+                pos, neg = A.clamp(min=0.0), A.clamp(max=0.0)
+                dec = rel.decided[:, None, :]
+                coef = pos + torch.where(dec, neg, torch.zeros_like(neg))
+                const = torch.where(rel.decided, torch.zeros_like(rel.upper), rel.upper)
+                idx = rel.idx[:, None, :].expand(B, R, -1)
+                if sound:
+                    m = torch.maximum(lo.abs(), hi.abs())
+                    mg = torch.gather(m, 1, rel.idx)
+                    mag = mag + bmv(coef.abs(), mg) + bmv(neg.abs(), const.abs()) + c.abs()
+                    nterms += layer.out_size + 2
+                c = c + bmv(neg, const)
+                A = torch.zeros((B, R, layer.in_size), dtype=A.dtype,
+                                device=self.device).scatter_add(2, idx, coef)
+            else:
+                rel = relax[j]
+                if record:
+                    rec[j] = A
+                la = rel.la
+                if rel.unstable is not None and j in alphas:
+                    la = torch.where(rel.unstable, alphas[j], la)
+                pos, neg = A.clamp(min=0.0), A.clamp(max=0.0)
+                cinc = bmv(neg, rel.ub[:, 0])
+                if layer.kind in S_SHAPED:
+                    cinc = cinc + bmv(pos, rel.lb[:, 0])
+                An = pos * la + neg * rel.ua
+                if sound:
+                    m = torch.maximum(lo.abs(), hi.abs())
+                    mag = (mag + bmv(An.abs(), m) + bmv(pos, rel.lb[:, 0].abs())
+                           - bmv(neg, rel.ub[:, 0].abs()) + c.abs())
+                    nterms += layer.out_size + 2
+                c = c + cinc
+                A = An
+            if j in betas:
+                # clamp multipliers on entry j: - beta_lo (z - clo) - beta_hi (chi - z)
+                blo, bhi, clo, chi = betas[j]
+                An = A + (bhi - blo)
+                if sound:
+                    m = torch.maximum(lo.abs(), hi.abs())
+                    mag = (mag + bmv(A.abs() + blo + bhi, m) + bmv(blo, clo.abs())
+                           + bmv(bhi, chi.abs()) + c.abs())
+                    nterms += layer.in_size + 4
+                c = c + bmv(blo, clo) - bmv(bhi, chi)
+                A = An
+        lo0, hi0 = boxes[0]
+        low = bmv(A.clamp(min=0.0), lo0) + bmv(A.clamp(max=0.0), hi0) + c
+        if sound:
+            m0 = torch.maximum(lo0.abs(), hi0.abs())
+            mag = mag + bmv(A.abs(), m0) + c.abs()
+            nterms += lo0.shape[1] + 3
+        return low, A, mag, nterms, rec
+
+    # ------------------------------------------------------------------ results
+    def _finish(self, lo, hi, clamps, boxes64, relax64, infeas, low, A0, mag, nterms, rec,
+                a64, alpha, beta) -> CrownResult:
+        torch = _torch()
+        R = self.R
+        exact = [(a.cpu().numpy(), b.cpu().numpy()) for a, b in boxes64]
+        # reported boxes: exact boxes widened by the forward error e_i (rule of rounding.py)
+        fe = rounding.ForwardError(self.network.n_inputs)
+        pre_lo, pre_hi = [], []
+        for i, layer in enumerate(self.layers):
+            rlo, rhi = rounding.enclose(exact[i][0], exact[i][1], fe.e[i])
+            pre_lo.append(rlo)
+            pre_hi.append(rhi)
+            m = rounding.maxabs(rlo, rhi).max(axis=0)
+            fe.step(layer, -m, m)
+        rlo, rhi = rounding.enclose(exact[-1][0], exact[-1][1], fe.e[-1])
+        pre_lo.append(rlo)
+        pre_hi.append(rhi)
+        e_out = fe.e[-1]
+
+        Ca = self.C_all
+        absC = np.abs(Ca)
+        n_out = Ca.shape[1]
+        m_out = rounding.maxabs(rlo, rhi)                                   # (B, n_out)
+        low_n = low.cpu().numpy()
+        crown = rounding.down(low_n - rounding.sum_error(mag.cpu().numpy(), nterms))
+        # from the exact C y to float64 evaluation of C y^f
+        g = rounding.gamma(n_out + 2)
+        fwd = rounding.up((absC @ e_out) * (1.0 + 2.0 * g))[None, :]
+        evalerr = rounding.sum_error(m_out @ absC.T, n_out + 2)
+        crown = rounding.down(crown - fwd - evalerr)
+        # the output box gives another sound bound; keep the better one
+        Cp, Cn = np.maximum(Ca, 0.0), np.minimum(Ca, 0.0)
+        boxb = rlo @ Cp.T + rhi @ Cn.T
+        boxb = rounding.down(boxb - 2.0 * evalerr)
+        bound = np.maximum(crown, boxb)
+        bad = infeas.cpu().numpy()
+        bound[bad] = np.inf
+        lower = bound[:, :R]
+        upper = None
+        if Ca.shape[0] > R:
+            upper = -bound[:, R:]
+            upper[bad] = -np.inf
+        lo0 = boxes64[0][0]
+        hi0 = boxes64[0][1]
+        A0r = A0[:, :R]
+        x_best = torch.where(A0r >= 0, lo0[:, None, :], hi0[:, None, :]).cpu().numpy()
+        scores = self._scores(rec, relax64, boxes64, a64, lower)
+        state = CrownState(
+            alpha={j: a.detach().to(torch.float32).cpu().numpy() for j, a in alpha.items()},
+            beta={i: (b[0].detach().to(torch.float32).cpu().numpy(),
+                      b[1].detach().to(torch.float32).cpu().numpy()) for i, b in beta.items()},
+            lo=lo.copy(), hi=hi.copy(),
+            clamps={i: (np.array(c[0]), np.array(c[1])) for i, c in clamps.items()},
+            boxes={i: exact[i] for i in self.nonlinear if i >= 1})
+        return CrownResult(lower=lower, upper=upper, pre_lo=pre_lo, pre_hi=pre_hi,
+                           x_best=x_best, scores=scores, state=state)
+
+    def _scores(self, rec, relax, boxes, a64, lower) -> dict[int, np.ndarray]:
+        """BaBSR-like estimate per unstable neuron: the relaxation gap a split removes,
+        weighted by the final coefficient on the neuron's output (rows still to prove)."""
+        torch = _torch()
+        R = self.R
+        wrow = np.ones(lower.shape, dtype=np.float64)
+        if self.threshold is not None:
+            wrow = (lower <= self.threshold[None, :]).astype(np.float64)
+        out = {}
+        for j, A in rec.items():
+            rel = relax[j]
+            a = A[:, :R]
+            lo, hi = boxes[j]
+            wr = torch.as_tensor(wrow, dtype=a.dtype, device=self.device)[..., None]
+            if rel.unstable is not None:
+                k = rel.slope
+                al = a64.get(j)
+                al = rel.la.expand_as(a) if al is None else al[:, :R]
+                gap_up = rel.ub                                           # chord at z = 0
+                gap_lo = torch.maximum((1.0 - al) * hi[:, None, :], (al - k) * (-lo[:, None, :]))
+                s = (wr * (a.clamp(max=0.0).abs() * gap_up + a.clamp(min=0.0) * gap_lo)).sum(1)
+                s = torch.where(rel.unstable[:, 0], s, torch.zeros_like(s))
+            elif layer_kind(self.layers[j]) in S_SHAPED:
+                dl = (rel.ua - rel.la)[:, 0]
+                di = (rel.ub - rel.lb)[:, 0]
+                gap = torch.maximum(dl * lo + di, dl * hi + di).clamp(min=0.0)
+                s = (wr * a.abs()).sum(1) * gap
+            else:
+                continue
+            out[j] = np.nan_to_num(s.cpu().numpy(), nan=0.0, posinf=0.0).clip(min=0.0)
+        return out
+
+
+class _Adam:
+    """Adam on groups of tensors with their own step size, decayed each step.
+
+    Written out (a dozen lines) rather than ``torch.optim.Adam``, whose first use imports
+    ``torch._dynamo`` (seconds of start-up for nothing we need)."""
+
+    def __init__(self, groups, decay: float, betas=(0.9, 0.999), eps: float = 1e-8) -> None:
+        self.groups = [(list(ps), float(lr)) for ps, lr in groups if ps]
+        self.decay, self.b1, self.b2, self.eps = float(decay), betas[0], betas[1], eps
+        self.m = {id(p): None for ps, _ in self.groups for p in ps}
+        self.v = dict(self.m)
+        self.t = 0
+
+    def zero_grad(self) -> None:
+        for ps, _ in self.groups:
+            for p in ps:
+                p.grad = None
+
+    def step(self) -> None:
+        torch = _torch()
+        self.t += 1
+        c1 = 1.0 - self.b1 ** self.t
+        c2 = 1.0 - self.b2 ** self.t
+        scale = self.decay ** (self.t - 1)
+        with torch.no_grad():
+            for ps, lr in self.groups:
+                for p in ps:
+                    g = p.grad
+                    if g is None:
+                        continue
+                    k = id(p)
+                    if self.m[k] is None:
+                        self.m[k] = torch.zeros_like(p)
+                        self.v[k] = torch.zeros_like(p)
+                    m, v = self.m[k], self.v[k]
+                    m.mul_(self.b1).add_(g, alpha=1.0 - self.b1)
+                    v.mul_(self.b2).addcmul_(g, g, value=1.0 - self.b2)
+                    denom = (v / c2).sqrt_().add_(self.eps)
+                    p.addcdiv_(m, denom, value=-lr * scale / c1)
+
+
+def layer_kind(layer) -> str:
+    return layer.kind
+
+
+def _down(x):
+    torch = _torch()
+    return torch.nextafter(x, torch.full_like(x, -math.inf))
+
+
+def _up(x):
+    torch = _torch()
+    return torch.nextafter(x, torch.full_like(x, math.inf))
+
+
+def _cast_relax(rel, dtype):
+    from nnresilience.bounds.crown_relax import Relaxation
+
+    out = Relaxation(rel.kind, slope=rel.slope, unstable=rel.unstable, idx=rel.idx,
+                     decided=rel.decided)
+    for name in ("la", "lb", "ua", "ub", "upper"):
+        v = getattr(rel, name)
+        setattr(out, name, None if v is None else v.to(dtype))
+    return out
+
+
+def _sound_alpha(a, layer):
+    """Parameters to float64, projected into the valid range *in float64* (a float32
+    ``k`` may round below the true slope)."""
+    torch = _torch()
+    k = float(getattr(layer, "slope", 0.0))
+    return a.detach().to(torch.float64).clamp(k, 1.0)
+
+
+# --------------------------------------------------------------------------- per-neuron boxes
+#: Optimisation steps of ``compute_bounds(method="alpha")``.
+ALPHA_ITERS = 20
+
+
+@dataclass
+class AlphaBoxes:
+    """Boxes for :func:`~nnresilience.bounds.compute_bounds` (entries of the given network)."""
+
+    los: list[np.ndarray]
+    his: list[np.ndarray]
+    methods: list[str]
+    seconds: list[float]
+    extra: dict[str, Any]
+
+
+def entry_map(network) -> list[int | None]:
+    """For each entry of ``network`` (``len(layers) + 1``), the entry of
+    ``network.merged()`` holding the same vector (None: between two merged affines)."""
+    layers = network.layers
+    m = 1 if layers[0].kind != "affine" else 0
+    out: list[int | None] = [0]
+    for k, layer in enumerate(layers):
+        if layer.kind == "affine" and k > 0 and layers[k - 1].kind == "affine":
+            out[k] = None
+        else:
+            m += 1
+        out.append(m)
+    return out
+
+
+def alpha_boxes(network, lo: np.ndarray, hi: np.ndarray, prior_lo: list, prior_hi: list, *,
+                deadline: float | None = None, iters: int = ALPHA_ITERS, **options
+                ) -> AlphaBoxes:
+    """Per-entry boxes by α-CROWN over one input box, never looser than the ``prior``
+    boxes (e.g. ``symbolic``), which are intersected in. Every unstable neuron's own bound
+    is optimised (``objective="boxes"``), together with the output box (``C = I``, both
+    sides)."""
+    t0 = time.perf_counter()
+    merged = network.merged()
+    emap = entry_map(network)
+    n_m = len(merged.layers)
+    plo: list = [None] * (n_m + 1)
+    phi: list = [None] * (n_m + 1)
+    for k, m in enumerate(emap):
+        if m is None:
+            continue
+        a, b = np.asarray(prior_lo[k], float), np.asarray(prior_hi[k], float)
+        plo[m] = a if plo[m] is None else np.maximum(plo[m], a)
+        phi[m] = b if phi[m] is None else np.minimum(phi[m], b)
+    if emap[1] == 2 and plo[1] is None:     # leading identity inserted by merged()
+        plo[1], phi[1] = plo[0], phi[0]
+    boxes = {i: (plo[i][None], phi[i][None]) for i in range(1, n_m + 1) if plo[i] is not None}
+    opts = {"upper": True, "objective": "boxes", "intermediate": "optimise", **options}
+    bounder = CrownBounder(merged, np.eye(merged.n_outputs), **opts)
+    lo2, hi2 = lo[None].astype(float), hi[None].astype(float)
+    warm = CrownState(lo=lo2, hi=hi2, boxes=boxes)
+    res = bounder.bound(lo2, hi2, iters=iters, warm=warm, deadline=deadline)
+    los, his = [], []
+    for k, m in enumerate(emap):
+        a, b = np.asarray(prior_lo[k], float), np.asarray(prior_hi[k], float)
+        if m is not None:
+            a, b = np.maximum(a, res.pre_lo[m][0]), np.minimum(b, res.pre_hi[m][0])
+            if k == len(emap) - 1:
+                a, b = np.maximum(a, res.lower[0]), np.minimum(b, res.upper[0])
+        los.append(a)
+        his.append(b)
+    total = time.perf_counter() - t0
+    n = len(network.layers)
+    return AlphaBoxes(los, his, ["input"] + ["alpha"] * n, [0.0] + [total / n] * n,
+                      {"alpha_iterations": res.stats.get("iterations", 0)})
