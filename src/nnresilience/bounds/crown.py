@@ -81,16 +81,22 @@ def _torch():
     return torch
 
 
-def _set_threads(threads: int | None) -> None:
-    """Respect the process's thread budget (workers run with ``OMP_NUM_THREADS=1``)."""
+def _set_threads(threads: int | None) -> int:
+    """Set torch's intra-op threads for a call and return the previous count.
+
+    Default: one thread, or ``OMP_NUM_THREADS`` if that is lower (worker processes run
+    with 1). Measured on the shared 2-core machine, 2 threads made a 64-domain MNIST 256x2
+    batch 10x *slower* (OpenMP barriers under oversubscription); pass ``threads=2`` on an
+    idle machine (``benchmarks/crown.py`` measures both)."""
     torch = _torch()
-    budget = threads
-    if budget is None:
-        env = os.environ.get("OMP_NUM_THREADS")
-        if env and env.isdigit() and int(env) >= 1:
-            budget = int(env)
-    if budget is not None and torch.get_num_threads() != budget:
-        torch.set_num_threads(int(budget))
+    budget = 1 if threads is None else int(threads)
+    env = os.environ.get("OMP_NUM_THREADS")
+    if env and env.isdigit() and int(env) >= 1:
+        budget = min(budget, int(env))
+    prev = torch.get_num_threads()
+    if prev != budget:
+        torch.set_num_threads(max(1, budget))
+    return prev
 
 
 # --------------------------------------------------------------------------- state/result
@@ -110,6 +116,8 @@ class CrownState:
     hi: np.ndarray | None = None
     clamps: dict[int, tuple[np.ndarray, np.ndarray]] = field(default_factory=dict)
     boxes: dict[int, tuple[np.ndarray, np.ndarray]] = field(default_factory=dict)
+    lower: np.ndarray | None = None
+    upper: np.ndarray | None = None
 
     def __len__(self) -> int:
         return 0 if self.lo is None else int(self.lo.shape[0])
@@ -123,7 +131,9 @@ class CrownState:
             lo=None if self.lo is None else self.lo[idx],
             hi=None if self.hi is None else self.hi[idx],
             clamps={i: (c[0][idx], c[1][idx]) for i, c in self.clamps.items()},
-            boxes={i: (b[0][idx], b[1][idx]) for i, b in self.boxes.items()})
+            boxes={i: (b[0][idx], b[1][idx]) for i, b in self.boxes.items()},
+            lower=None if self.lower is None else self.lower[idx],
+            upper=None if self.upper is None else self.upper[idx])
 
     @staticmethod
     def concat(states: list[CrownState]) -> CrownState:
@@ -163,10 +173,19 @@ class CrownState:
                              -np.inf, np.float64),
                         fill([s.boxes.get(i, (None, None))[1] for s in states],
                              np.inf, np.float64))
+        def rows(name, value):
+            arrs = [getattr(s, name) for s in states]
+            if all(a is None for a in arrs):
+                return None
+            width = next(a for a in arrs if a is not None).shape[1]
+            return np.concatenate([a if a is not None else np.full((n, width), value)
+                                   for a, n in zip(arrs, sizes, strict=True)])
+
         return CrownState(alpha=alpha, beta=beta,
                           lo=np.concatenate([s.lo for s in states]),
                           hi=np.concatenate([s.hi for s in states]),
-                          clamps=clamps, boxes=boxes)
+                          clamps=clamps, boxes=boxes, lower=rows("lower", -np.inf),
+                          upper=rows("upper", np.inf))
 
 
 @dataclass
@@ -377,7 +396,13 @@ class CrownBounder:
         still runs).
         """
         t0 = time.perf_counter()
-        _set_threads(self.opts["threads"])
+        prev_threads = _set_threads(self.opts["threads"])
+        try:
+            return self._bound(lo, hi, clamps, iters, warm, deadline, t0)
+        finally:
+            _torch().set_num_threads(prev_threads)
+
+    def _bound(self, lo, hi, clamps, iters, warm, deadline, t0) -> CrownResult:
         lo = np.atleast_2d(np.asarray(lo, dtype=np.float64))
         hi = np.atleast_2d(np.asarray(hi, dtype=np.float64))
         if lo.shape != hi.shape or lo.shape[1] != self.network.n_inputs:
@@ -446,6 +471,7 @@ class CrownBounder:
         dev = self.device
         f64 = torch.float64
         prior: dict[int, tuple[np.ndarray, np.ndarray]] = {}
+        ok = None
         if warm is not None and warm.lo is not None:
             ok = self._descends(lo, hi, clamps, warm)
             for i, (blo, bhi) in warm.boxes.items():
@@ -473,12 +499,14 @@ class CrownBounder:
         # parameters: final-bound alphas (B, R, w), betas, intermediate alphas
         R2 = Ca.shape[0]
         alpha = {}
+        warm_alpha = False
         for j in self.piecewise:
             rel = relax_o[j]
             init = rel.la.expand(B, R2, -1).clone()
             if warm is not None and j in warm.alpha and warm.alpha[j].shape[1:] == init.shape[1:]:
                 w_a = torch.as_tensor(warm.alpha[j], dtype=odt, device=dev)
                 init = torch.where(rel.unstable, w_a, init)
+                warm_alpha = True
             alpha[j] = init.clamp(rel.slope, 1.0)
         beta = {}
         if self.opts["beta"]:
@@ -503,29 +531,50 @@ class CrownBounder:
 
         done_iters = 0
         best = None
-        if iters > 0 and (alpha or beta or alpha_int):
+        # initial parameters: the warm ones, else CROWN's (the float64 pass's own choice)
+        init = ({j: a.detach().clone() for j, a in alpha.items()} if warm_alpha else {},
+                {i: [b[0].detach().clone(), b[1].detach().clone()] for i, b in beta.items()},
+                {})
+        if iters > 0 and fixed and (alpha or beta):
+            best, done_iters = self._optimise_pairs(
+                lo, hi, clamps, boxes_o, relax_o, alpha, beta, Ca, iters, deadline, t_setup)
+        elif iters > 0 and (alpha or beta or alpha_int):
             best, done_iters = self._optimise(
                 lo, hi, clamps, prior, boxes_o, relax_o, rows, alpha, beta, alpha_int, Ca,
                 iters, deadline, fixed, t_setup)
-        if best is not None:
-            alpha, beta, alpha_int = best
-
-        # ---------------------------------------------------------- sound float64 pass
+        # The float64 pass, for the optimised parameters and (if they moved) the initial
+        # ones too: per row the better sound bound is kept, so optimising never loosens.
+        sets = [init] if best is None else [best, init]
+        evals = []
         with torch.no_grad():
             T64 = self._t("float64", True)
-            if not fixed:
-                a_int64 = {t: {j: _sound_alpha(a, self.layers[j]) for j, a in d.items()}
-                           for t, d in alpha_int.items()}
-                boxes64, relax64, infeas, rows = self._propagate(
-                    T64, ctx64, "optimise", a_int64, sound=True, rows=rows)
-            a64 = {j: _sound_alpha(a, self.layers[j]) for j, a in alpha.items()}
-            b64 = self._beta_terms(beta, ctx64, f64)
-            A = Ca[None].expand(B, R2, -1)
-            c = torch.zeros((B, R2), dtype=f64, device=dev)
-            low, A0, mag, nterms, rec = self._backward(
-                T64, A, c, self.n - 1, relax64, boxes64, a64, b64, sound=True, record=True)
-        out = self._finish(lo, hi, clamps, boxes64, relax64, infeas, low, A0, mag, nterms,
-                           rec, a64, alpha, beta)
+            masks64 = self._clamp_masks(ctx64, f64)
+            for a_fin, b_fin, a_int in sets:
+                if not fixed:
+                    a_int64 = {t: {j: _sound_alpha(a, self.layers[j]) for j, a in d.items()}
+                               for t, d in a_int.items()}
+                    boxes64, relax64, infeas, _ = self._propagate(
+                        T64, ctx64, "optimise", a_int64, sound=True, rows=rows)
+                a_fin = {j: a_fin[j] if j in a_fin else relax64[j].la.expand(B, R2, -1)
+                         for j in self.piecewise}
+                a64 = {j: _sound_alpha(a, self.layers[j]) for j, a in a_fin.items()}
+                b64 = self._beta_terms(b_fin, masks64, f64)
+                A = Ca[None].expand(B, R2, -1)
+                c = torch.zeros((B, R2), dtype=f64, device=dev)
+                low, A0, mag, nterms, rec = self._backward(
+                    T64, A, c, self.n - 1, relax64, boxes64, a64, b64, sound=True,
+                    record=True)
+                evals.append({"boxes": boxes64, "relax": relax64, "infeas": infeas,
+                              "low": low, "A0": A0, "mag": mag, "nterms": nterms, "rec": rec,
+                              "a64": a64, "alpha": a_fin, "beta": b_fin})
+        inherited = None
+        if ok is not None and warm.lower is not None and warm.lower.shape[1] == self.R:
+            # a bound of an ancestor domain holds on this one too (CROWN without the β
+            # terms is not monotone in the boxes: a split can lose on points outside it)
+            inherited = (np.where(ok[:, None], warm.lower, -np.inf),
+                         None if warm.upper is None else np.where(ok[:, None], warm.upper,
+                                                                  np.inf))
+        out = self._finish(lo, hi, clamps, evals, inherited)
         out.stats.update({"iterations": done_iters, "mode": mode, "modes": [mode],
                           "seconds": time.perf_counter() - t0, "chunks": 1})
         return out
@@ -555,6 +604,7 @@ class CrownBounder:
         opt = _Adam([(params_a, self.opts["lr_alpha"]), (params_b, self.opts["lr_beta"])],
                     self.opts["lr_decay"])
         ctx_o = self._ctx(lo, hi, clamps, prior, odt)
+        masks = self._clamp_masks(ctx_o, odt)
         T = self._t(self.opts["dtype"], False)
         thr = None if self.threshold is None else torch.as_tensor(
             np.concatenate([self.threshold, np.full(R2 - self.R, -np.inf)]), dtype=odt,
@@ -582,7 +632,7 @@ class CrownBounder:
                     T, ctx_o, "optimise", alpha_int, sound=False, rows=rows, collect=True)
                 if self.opts["objective"] == "boxes" and tgt:
                     extra = sum(x.clamp(min=-1e30).sum() for x in tgt)
-            b_terms = self._beta_terms(beta, ctx_o, odt)
+            b_terms = self._beta_terms(beta, masks, odt)
             A = Co[None].expand(B, R2, -1)
             c = torch.zeros((B, R2), dtype=odt, device=self.device)
             low, *_ = self._backward(T, A, c, self.n - 1, relax, boxes, alpha, b_terms,
@@ -626,24 +676,137 @@ class CrownBounder:
             t_iter = time.perf_counter() - now
         return (best_a, best_b, best_ai), done
 
-    def _beta_terms(self, beta, ctx, dtype) -> dict:
+    def _optimise_pairs(self, lo, hi, clamps, boxes_o, relax_o, alpha, beta, Ca, iters,
+                        deadline, t_setup):
+        """Optimise the final bound with fixed intermediate boxes.
+
+        Every (domain, spec row) pair is then an independent problem (its own α and β), so
+        the pairs are flattened into one batch with one row each, and a pair leaves the
+        batch as soon as its bound clears ``threshold`` (the branch-and-bound case: most
+        rows of a child domain are already proven)."""
+        torch = _torch()
+        odt = self._dtype(self.opts["dtype"])
+        dev = self.device
+        B = lo.shape[0]
+        R2 = Ca.shape[0]
+        P = B * R2
+        bi = torch.arange(B, device=dev).repeat_interleave(R2)
+        ri = torch.arange(R2, device=dev).repeat(B)
+        thr = torch.full((R2,), float("inf"), dtype=odt, device=dev)
+        if self.threshold is not None:
+            thr[: self.R] = torch.as_tensor(self.threshold, dtype=odt, device=dev)
+        ctx = self._ctx(lo, hi, clamps, {}, odt)
+
+        def flat(x):
+            return x.detach().reshape(P, 1, x.shape[-1]).clone()
+
+        a_cur = {j: flat(a) for j, a in alpha.items()}
+        b_cur = {i: [flat(b[0]), flat(b[1])] for i, b in beta.items()}
+        best_a = {j: a.clone() for j, a in a_cur.items()}
+        best_b = {i: [b[0].clone(), b[1].clone()] for i, b in b_cur.items()}
+        best_low = torch.full((P,), -float("inf"), dtype=odt, device=dev)
+        act = torch.arange(P, device=dev)            # original pair ids of the current batch
+
+        def gather(idx_b):
+            # the optimisation passes read only the input box (magnitudes are for the
+            # sound pass)
+            bx = [(boxes_o[0][0][idx_b], boxes_o[0][1][idx_b])] + [None] * (len(boxes_o) - 1)
+            rl = {j: _index_relax(r, idx_b) for j, r in relax_o.items()}
+            cl = {i: tuple(x[idx_b] for x in m) for i, m in masks.items()}
+            return bx, rl, cl
+
+        masks = self._clamp_masks(ctx, odt)
+        boxes, relax, cmask = gather(bi)
+        Cp = Ca.to(odt)[ri][:, None, :]
+        thr_p = thr[ri]
+        params = list(a_cur.values()) + [b for pair in b_cur.values() for b in pair]
+        for p in params:
+            p.requires_grad_(True)
+        opt = _Adam([(list(a_cur.values()), self.opts["lr_alpha"]),
+                     ([b for pair in b_cur.values() for b in pair], self.opts["lr_beta"])],
+                    self.opts["lr_decay"])
+        T = self._t(self.opts["dtype"], False)
+        t_iter = None
+        done = 0
+        for _ in range(iters):
+            now = time.perf_counter()
+            if deadline is not None and now + (t_iter or t_setup) + t_setup > deadline:
+                break
+            opt.zero_grad()
+            n = act.numel()
+            b_terms = self._beta_terms(b_cur, cmask, odt)
+            c = torch.zeros((n, 1), dtype=odt, device=dev)
+            low, *_ = self._backward(T, Cp, c, self.n - 1, relax, boxes, a_cur, b_terms,
+                                     sound=False)
+            low = low[:, 0]
+            lowd = low.detach()
+            with torch.no_grad():
+                better = torch.isfinite(lowd) & (lowd > best_low[act])
+                ids = act[better]
+                best_low[ids] = lowd[better]
+                for j, a in a_cur.items():
+                    best_a[j][ids] = a.detach()[better]
+                for i, b in b_cur.items():
+                    for k in (0, 1):
+                        best_b[i][k][ids] = b[k].detach()[better]
+            done += 1
+            keep = ~(lowd > thr_p)
+            if not bool(keep.any()):
+                break
+            loss = -torch.where(torch.isfinite(lowd), low, torch.zeros_like(low)).sum()
+            if not loss.requires_grad:
+                break
+            loss.backward()
+            opt.step()
+            with torch.no_grad():
+                for j, a in a_cur.items():
+                    lay = self.layers[j]
+                    a.clamp_(lay.slope if lay.kind == "leaky_relu" else 0.0, 1.0)
+                for pair in b_cur.values():
+                    for b in pair:
+                        b.clamp_(min=0.0)
+            if int(keep.sum()) * 8 < 7 * keep.numel():
+                # drop the pairs already above the threshold: smaller matmuls from now on
+                act = act[keep]
+                opt.keep(keep)
+                a_cur = {j: opt.current(a) for j, a in a_cur.items()}
+                b_cur = {i: [opt.current(b[0]), opt.current(b[1])] for i, b in b_cur.items()}
+                sel = bi[act]
+                boxes, relax, cmask = gather(sel)
+                Cp = Ca.to(odt)[ri[act]][:, None, :]
+                thr_p = thr[ri[act]]
+            t_iter = time.perf_counter() - now
+
+        def unflat(x):
+            return x.reshape(B, R2, x.shape[-1])
+
+        return ({j: unflat(a) for j, a in best_a.items()},
+                {i: [unflat(b[0]), unflat(b[1])] for i, b in best_b.items()}, {}), done
+
+    def _clamp_masks(self, ctx, dtype) -> dict:
+        """Per clamped layer: float masks of the finite clamp sides and the clamps with
+        their infinite sides replaced by 0 (so that 0 * inf never appears)."""
+        torch = _torch()
+        out = {}
+        for i, (clo, chi) in ctx["clamps"].items():
+            flo, fhi = torch.isfinite(clo), torch.isfinite(chi)
+            zero = torch.zeros((), dtype=dtype, device=self.device)
+            out[i] = (flo[:, None, :].to(dtype), fhi[:, None, :].to(dtype),
+                      torch.where(flo, clo, zero).to(dtype), torch.where(fhi, chi, zero).to(dtype))
+        return out
+
+    def _beta_terms(self, beta, masks, dtype) -> dict:
         """Per clamped layer: (beta_lo, beta_hi, clo or 0, chi or 0) with the multipliers
-        zeroed where the clamp side is infinite."""
+        zeroed where the clamp side is infinite (and projected to >= 0 in float64)."""
         torch = _torch()
         out = {}
         for i, (blo, bhi) in beta.items():
-            clo, chi = ctx["clamps"][i]
-            mlo = torch.isfinite(clo)[:, None, :]
-            mhi = torch.isfinite(chi)[:, None, :]
+            mlo, mhi, clo, chi = masks[i]
             blo = blo.to(dtype)
             bhi = bhi.to(dtype)
             if dtype == torch.float64:
                 blo, bhi = blo.clamp(min=0.0), bhi.clamp(min=0.0)
-            zero = torch.zeros((), dtype=dtype, device=self.device)
-            blo = torch.where(mlo, blo, zero)
-            bhi = torch.where(mhi, bhi, zero)
-            out[i] = (blo, bhi, torch.where(mlo[:, 0], clo, zero), torch.where(mhi[:, 0], chi,
-                                                                                zero))
+            out[i] = (blo * mlo, bhi * mhi, clo, chi)
         return out
 
     # ------------------------------------------------------------------ passes
@@ -788,11 +951,14 @@ class CrownBounder:
         rec: dict[int, Any] = {}
 
         def bmv(X, v):
+            # (B, R, w) . (B, w) -> (B, R); a batched GEMV is slow for R = 1 (pairs)
+            if X.shape[1] <= 8:
+                return (X * v[:, None, :]).sum(-1)
             return (X @ v.unsqueeze(-1)).squeeze(-1)
 
         for j in range(j0, -1, -1):
             layer = self.layers[j]
-            lo, hi = boxes[j]
+            lo, hi = boxes[j] if sound else (None, None)
             if layer.kind == "affine":
                 d = T.mats[j]
                 if sound:
@@ -824,14 +990,15 @@ class CrownBounder:
                 la = rel.la
                 if rel.unstable is not None and j in alphas:
                     la = torch.where(rel.unstable, alphas[j], la)
-                pos, neg = A.clamp(min=0.0), A.clamp(max=0.0)
+                up = A >= 0.0                      # lower line where A >= 0, upper elsewhere
+                neg = torch.where(up, torch.zeros_like(A), A)
                 cinc = bmv(neg, rel.ub[:, 0])
                 if layer.kind in S_SHAPED:
-                    cinc = cinc + bmv(pos, rel.lb[:, 0])
-                An = pos * la + neg * rel.ua
+                    cinc = cinc + bmv(A - neg, rel.lb[:, 0])
+                An = A * torch.where(up, la, rel.ua)
                 if sound:
                     m = torch.maximum(lo.abs(), hi.abs())
-                    mag = (mag + bmv(An.abs(), m) + bmv(pos, rel.lb[:, 0].abs())
+                    mag = (mag + bmv(An.abs(), m) + bmv(A - neg, rel.lb[:, 0].abs())
                            - bmv(neg, rel.ub[:, 0].abs()) + c.abs())
                     nterms += layer.out_size + 2
                 c = c + cinc
@@ -848,6 +1015,13 @@ class CrownBounder:
                 c = c + bmv(blo, clo) - bmv(bhi, chi)
                 A = An
         lo0, hi0 = boxes[0]
+        if not sound:
+            if A.shape[1] <= 8:
+                x = torch.where(A >= 0.0, lo0[:, None, :], hi0[:, None, :])
+                low = (A * x).sum(-1) + c
+            else:
+                low = bmv(A.clamp(min=0.0), lo0) + bmv(A.clamp(max=0.0), hi0) + c
+            return low, A, None, 0, rec
         low = bmv(A.clamp(min=0.0), lo0) + bmv(A.clamp(max=0.0), hi0) + c
         if sound:
             m0 = torch.maximum(lo0.abs(), hi0.abs())
@@ -856,19 +1030,28 @@ class CrownBounder:
         return low, A, mag, nterms, rec
 
     # ------------------------------------------------------------------ results
-    def _finish(self, lo, hi, clamps, boxes64, relax64, infeas, low, A0, mag, nterms, rec,
-                a64, alpha, beta) -> CrownResult:
+    def _finish(self, lo, hi, clamps, evals, inherited=None) -> CrownResult:
+        """Sound results from the float64 passes ``evals`` (boxes intersected, the better
+        spec bound per row kept), then the forward error and the float evaluation of
+        ``C y`` (rule of :mod:`~nnresilience.bounds.rounding`)."""
         torch = _torch()
         R = self.R
-        exact = [(a.cpu().numpy(), b.cpu().numpy()) for a, b in boxes64]
-        # reported boxes: exact boxes widened by the forward error e_i (rule of rounding.py)
+        exact = [(a.cpu().numpy(), b.cpu().numpy()) for a, b in evals[0]["boxes"]]
+        bad = evals[0]["infeas"].cpu().numpy().copy()
+        for ev in evals[1:]:
+            bad |= ev["infeas"].cpu().numpy()
+            exact = [(np.maximum(a, b2.cpu().numpy()), np.minimum(b, h2.cpu().numpy()))
+                     for (a, b), (b2, h2) in zip(exact, ev["boxes"], strict=True)]
+        for a, b in exact:
+            bad |= np.any(a > b, axis=1)
+        # reported boxes: exact boxes widened by the forward error e_i
         fe = rounding.ForwardError(self.network.n_inputs)
         pre_lo, pre_hi = [], []
         for i, layer in enumerate(self.layers):
             rlo, rhi = rounding.enclose(exact[i][0], exact[i][1], fe.e[i])
             pre_lo.append(rlo)
             pre_hi.append(rhi)
-            m = rounding.maxabs(rlo, rhi).max(axis=0)
+            m = rounding.maxabs(rlo, np.maximum(rlo, rhi)).max(axis=0)
             fe.step(layer, -m, m)
         rlo, rhi = rounding.enclose(exact[-1][0], exact[-1][1], fe.e[-1])
         pre_lo.append(rlo)
@@ -878,38 +1061,54 @@ class CrownBounder:
         Ca = self.C_all
         absC = np.abs(Ca)
         n_out = Ca.shape[1]
-        m_out = rounding.maxabs(rlo, rhi)                                   # (B, n_out)
-        low_n = low.cpu().numpy()
-        crown = rounding.down(low_n - rounding.sum_error(mag.cpu().numpy(), nterms))
-        # from the exact C y to float64 evaluation of C y^f
+        m_out = rounding.maxabs(rlo, np.maximum(rlo, rhi))                  # (B, n_out)
         g = rounding.gamma(n_out + 2)
+        # from the exact C y to the float64 evaluation of C y^f
         fwd = rounding.up((absC @ e_out) * (1.0 + 2.0 * g))[None, :]
         evalerr = rounding.sum_error(m_out @ absC.T, n_out + 2)
-        crown = rounding.down(crown - fwd - evalerr)
         # the output box gives another sound bound; keep the better one
         Cp, Cn = np.maximum(Ca, 0.0), np.minimum(Ca, 0.0)
-        boxb = rlo @ Cp.T + rhi @ Cn.T
-        boxb = rounding.down(boxb - 2.0 * evalerr)
-        bound = np.maximum(crown, boxb)
-        bad = infeas.cpu().numpy()
+        bound = rounding.down(rlo @ Cp.T + rhi @ Cn.T - 2.0 * evalerr)
+        win = np.zeros(bound.shape, dtype=np.int64)
+        for k, ev in enumerate(evals):
+            crown = rounding.down(ev["low"].cpu().numpy()
+                                  - rounding.sum_error(ev["mag"].cpu().numpy(), ev["nterms"]))
+            crown = rounding.down(crown - fwd - evalerr)
+            if k > 0:
+                win = np.where(crown > bound, k, win)
+            bound = np.maximum(bound, crown)
         bound[bad] = np.inf
         lower = bound[:, :R]
         upper = None
         if Ca.shape[0] > R:
             upper = -bound[:, R:]
             upper[bad] = -np.inf
-        lo0 = boxes64[0][0]
-        hi0 = boxes64[0][1]
-        A0r = A0[:, :R]
+        if inherited is not None:
+            lower = np.maximum(lower, inherited[0])
+            if upper is not None and inherited[1] is not None:
+                upper = np.minimum(upper, inherited[1])
+        ev = evals[0]
+        lo0, hi0 = ev["boxes"][0]
+        A0r = ev["A0"][:, :R]
         x_best = torch.where(A0r >= 0, lo0[:, None, :], hi0[:, None, :]).cpu().numpy()
-        scores = self._scores(rec, relax64, boxes64, a64, lower)
+        scores = self._scores(ev["rec"], ev["relax"], ev["boxes"], ev["a64"], lower)
+
+        def pick(name, j, k=None):
+            # per (domain, row): the parameters of the pass that gave the kept bound
+            vals = [e[name][j] if k is None else e[name][j][k] for e in evals]
+            out = vals[0].detach().to(torch.float32).cpu().numpy()
+            for q in range(1, len(vals)):
+                out = np.where((win == q)[..., None], vals[q].detach().to(torch.float32)
+                               .cpu().numpy(), out)
+            return out
+
         state = CrownState(
-            alpha={j: a.detach().to(torch.float32).cpu().numpy() for j, a in alpha.items()},
-            beta={i: (b[0].detach().to(torch.float32).cpu().numpy(),
-                      b[1].detach().to(torch.float32).cpu().numpy()) for i, b in beta.items()},
+            alpha={j: pick("alpha", j) for j in ev["alpha"]},
+            beta={i: (pick("beta", i, 0), pick("beta", i, 1)) for i in ev["beta"]},
             lo=lo.copy(), hi=hi.copy(),
             clamps={i: (np.array(c[0]), np.array(c[1])) for i, c in clamps.items()},
-            boxes={i: exact[i] for i in self.nonlinear if i >= 1})
+            boxes={i: exact[i] for i in self.nonlinear if i >= 1},
+            lower=lower.copy(), upper=None if upper is None else upper.copy())
         return CrownResult(lower=lower, upper=upper, pre_lo=pre_lo, pre_hi=pre_hi,
                            x_best=x_best, scores=scores, state=state)
 
@@ -950,7 +1149,9 @@ class _Adam:
     """Adam on groups of tensors with their own step size, decayed each step.
 
     Written out (a dozen lines) rather than ``torch.optim.Adam``, whose first use imports
-    ``torch._dynamo`` (seconds of start-up for nothing we need)."""
+    ``torch._dynamo`` (seconds of start-up for nothing we need). The second moment is
+    kept above 1e-30: squared small gradients are subnormal in float32, which made each
+    ``sqrt`` 20x slower (measured)."""
 
     def __init__(self, groups, decay: float, betas=(0.9, 0.999), eps: float = 1e-8) -> None:
         self.groups = [(list(ps), float(lr)) for ps, lr in groups if ps]
@@ -958,6 +1159,27 @@ class _Adam:
         self.m = {id(p): None for ps, _ in self.groups for p in ps}
         self.v = dict(self.m)
         self.t = 0
+
+    def keep(self, mask) -> None:
+        """Keep rows ``mask`` (dim 0) of every parameter and its moments (new leaves)."""
+        self._new = {}
+        groups = []
+        for ps, lr in self.groups:
+            nps = []
+            for p in ps:
+                q = p.detach()[mask].clone().requires_grad_(True)
+                k = id(p)
+                m, v = self.m.pop(k), self.v.pop(k)
+                self.m[id(q)] = None if m is None else m[mask]
+                self.v[id(q)] = None if v is None else v[mask]
+                self._new[k] = q
+                nps.append(q)
+            groups.append((nps, lr))
+        self.groups = groups
+
+    def current(self, p):
+        """The tensor that replaced ``p`` at the last :meth:`keep`."""
+        return self._new[id(p)]
 
     def zero_grad(self) -> None:
         for ps, _ in self.groups:
@@ -982,9 +1204,9 @@ class _Adam:
                         self.v[k] = torch.zeros_like(p)
                     m, v = self.m[k], self.v[k]
                     m.mul_(self.b1).add_(g, alpha=1.0 - self.b1)
-                    v.mul_(self.b2).addcmul_(g, g, value=1.0 - self.b2)
-                    denom = (v / c2).sqrt_().add_(self.eps)
-                    p.addcdiv_(m, denom, value=-lr * scale / c1)
+                    v.mul_(self.b2).addcmul_(g, g, value=1.0 - self.b2).clamp_(min=1e-30)
+                    denom = v.sqrt().add_(self.eps * math.sqrt(c2))
+                    p.addcdiv_(m, denom, value=-lr * scale * math.sqrt(c2) / c1)
 
 
 def layer_kind(layer) -> str:
@@ -999,6 +1221,17 @@ def _down(x):
 def _up(x):
     torch = _torch()
     return torch.nextafter(x, torch.full_like(x, math.inf))
+
+
+def _index_relax(rel, idx):
+    """Rows ``idx`` (dim 0) of every tensor of a relaxation."""
+    from nnresilience.bounds.crown_relax import Relaxation
+
+    out = Relaxation(rel.kind, slope=rel.slope)
+    for name in ("la", "lb", "ua", "ub", "unstable", "idx", "decided", "upper"):
+        v = getattr(rel, name)
+        setattr(out, name, None if v is None else v[idx])
+    return out
 
 
 def _cast_relax(rel, dtype):
