@@ -71,6 +71,7 @@ DEFAULTS: dict[str, Any] = {
     "memory_budget": 2 ** 25,
     "threads": None,
     "dense_limit": 4_000_000,
+    "all_rows": True,
 }
 INTERMEDIATE_MODES = ("auto", "optimise", "crown", "reuse")
 
@@ -118,6 +119,7 @@ class CrownState:
     boxes: dict[int, tuple[np.ndarray, np.ndarray]] = field(default_factory=dict)
     lower: np.ndarray | None = None
     upper: np.ndarray | None = None
+    coef: dict[int, np.ndarray] = field(default_factory=dict)
 
     def __len__(self) -> int:
         return 0 if self.lo is None else int(self.lo.shape[0])
@@ -133,7 +135,8 @@ class CrownState:
             clamps={i: (c[0][idx], c[1][idx]) for i, c in self.clamps.items()},
             boxes={i: (b[0][idx], b[1][idx]) for i, b in self.boxes.items()},
             lower=None if self.lower is None else self.lower[idx],
-            upper=None if self.upper is None else self.upper[idx])
+            upper=None if self.upper is None else self.upper[idx],
+            coef={j: a[idx] for j, a in self.coef.items()})
 
     @staticmethod
     def concat(states: list[CrownState]) -> CrownState:
@@ -156,6 +159,8 @@ class CrownState:
         common = set.intersection(*[set(s.alpha) for s in states])
         for j in common:
             alpha[j] = np.concatenate([s.alpha[j] for s in states])
+        coef = {j: np.concatenate([s.coef[j] for s in states])
+                for j in set.intersection(*[set(s.coef) for s in states])}
         beta = {}
         for j in set().union(*[set(s.beta) for s in states]):
             lo_ = fill([s.beta.get(j, (None, None))[0] for s in states], 0.0, np.float32)
@@ -185,7 +190,7 @@ class CrownState:
                           lo=np.concatenate([s.lo for s in states]),
                           hi=np.concatenate([s.hi for s in states]),
                           clamps=clamps, boxes=boxes, lower=rows("lower", -np.inf),
-                          upper=rows("upper", np.inf))
+                          upper=rows("upper", np.inf), coef=coef)
 
 
 @dataclass
@@ -256,9 +261,11 @@ class _Mat:
             W = sp.coo_matrix(W)
             WT = W.T.tocoo()
             self.W = torch.sparse_coo_tensor(np.vstack([W.row, W.col]), W.data, W.shape,
-                                             dtype=dtype, device=device).coalesce()
+                                             dtype=dtype, device=device,
+                                             check_invariants=True).coalesce()
             self.WT = torch.sparse_coo_tensor(np.vstack([WT.row, WT.col]), WT.data, WT.shape,
-                                              dtype=dtype, device=device).coalesce()
+                                              dtype=dtype, device=device,
+                                              check_invariants=True).coalesce()
         else:
             dense = W.toarray() if sp.issparse(W) else np.asarray(W)
             self.W = torch.as_tensor(np.ascontiguousarray(dense), dtype=dtype, device=device)
@@ -323,8 +330,11 @@ class CrownBounder:
     bound, for per-neuron boxes); ``beta`` (optimise clamp multipliers); ``upper`` (also
     bound ``C y`` from above); ``threshold`` (scalar or (R,): stop optimising once every
     row of every domain is above it, and weight the branching scores to rows still below);
-    ``memory_budget`` (numbers per coefficient-tensor chunk); ``threads`` (torch threads;
-    default: ``OMP_NUM_THREADS`` when set).
+    ``memory_budget`` (numbers per coefficient-tensor chunk); ``threads`` (torch threads,
+    default 1, see :func:`_set_threads`); ``dense_limit`` (sparse weight matrices with
+    more entries stay sparse in torch); ``all_rows`` (the float64 pass back-substitutes
+    every neuron of an intermediate layer, not only the unstable ones: a little slower,
+    and never looser than ``symbolic``).
     """
 
     def __init__(self, network, C: np.ndarray, *, device: str = "cpu", **options) -> None:
@@ -509,6 +519,8 @@ class CrownBounder:
                 warm_alpha = True
             alpha[j] = init.clamp(rel.slope, 1.0)
         beta = {}
+        beta_zero = {}              # the same without the parent-matching start of new splits
+        hinted = False
         if self.opts["beta"]:
             for i, (clo, _chi) in clamps.items():
                 w = clo.shape[1]
@@ -517,6 +529,9 @@ class CrownBounder:
                 if warm is not None and i in warm.beta and warm.beta[i][0].shape[1:] == (R2, w):
                     blo = torch.as_tensor(warm.beta[i][0], dtype=odt, device=dev).clone()
                     bhi = torch.as_tensor(warm.beta[i][1], dtype=odt, device=dev).clone()
+                beta_zero[i] = [blo.clone(), bhi.clone()]
+                if warm is not None and i in warm.coef and i in warm.alpha:
+                    hinted |= self._beta_from_parent(i, clo, _chi, warm, blo, bhi)
                 beta[i] = [blo, bhi]
         alpha_int: dict[int, dict[int, Any]] = {}
         if not fixed:
@@ -535,16 +550,21 @@ class CrownBounder:
         init = ({j: a.detach().clone() for j, a in alpha.items()} if warm_alpha else {},
                 {i: [b[0].detach().clone(), b[1].detach().clone()] for i, b in beta.items()},
                 {})
+        inits = [init]
+        if hinted:
+            # both starts are evaluated; neither dominates (see _beta_from_parent)
+            inits.append((init[0], beta_zero, {}))
         if iters > 0 and fixed and (alpha or beta):
             best, done_iters = self._optimise_pairs(
-                lo, hi, clamps, boxes_o, relax_o, alpha, beta, Ca, iters, deadline, t_setup)
+                lo, hi, clamps, boxes_o, relax_o, alpha, beta, Ca, iters, deadline, t_setup,
+                beta_zero if hinted else None)
         elif iters > 0 and (alpha or beta or alpha_int):
             best, done_iters = self._optimise(
                 lo, hi, clamps, prior, boxes_o, relax_o, rows, alpha, beta, alpha_int, Ca,
                 iters, deadline, fixed, t_setup)
         # The float64 pass, for the optimised parameters and (if they moved) the initial
         # ones too: per row the better sound bound is kept, so optimising never loosens.
-        sets = [init] if best is None else [best, init]
+        sets = inits if best is None else [best] + inits
         evals = []
         with torch.no_grad():
             T64 = self._t("float64", True)
@@ -563,7 +583,7 @@ class CrownBounder:
                 c = torch.zeros((B, R2), dtype=f64, device=dev)
                 low, A0, mag, nterms, rec = self._backward(
                     T64, A, c, self.n - 1, relax64, boxes64, a64, b64, sound=True,
-                    record=True)
+                    record=True, stops=True)
                 evals.append({"boxes": boxes64, "relax": relax64, "infeas": infeas,
                               "low": low, "A0": A0, "mag": mag, "nterms": nterms, "rec": rec,
                               "a64": a64, "alpha": a_fin, "beta": b_fin})
@@ -578,6 +598,34 @@ class CrownBounder:
         out.stats.update({"iterations": done_iters, "mode": mode, "modes": [mode],
                           "seconds": time.perf_counter() - t0, "chunks": 1})
         return out
+
+    def _beta_from_parent(self, i, clo, chi, warm, blo, bhi) -> bool:
+        """Initial β of a newly split (Leaky)ReLU unit that reproduces the parent's bound.
+
+        With ``a`` the parent's final coefficient on the unit's output and ``alpha`` its
+        lower slope: the inactive child (``z <= 0``, line ``k z``) with
+        ``beta_hi = max(a, 0) (alpha - k)`` and the active child (``z >= 0``, line ``z``)
+        with ``beta_lo = max(a, 0) (1 - alpha)`` give the unit the coefficient
+        ``a alpha`` again, so the back-substitution below it is the parent's. Starting
+        from β = 0 instead, a child can start far below its parent and Adam, whose steps
+        are of the order of the learning rate, may take hundreds of steps to catch up."""
+        if self.layers[i].kind not in PIECEWISE:
+            return False
+        torch = _torch()
+        dev, dt = blo.device, blo.dtype
+        k = float(getattr(self.layers[i], "slope", 0.0))
+        pclo, pchi = warm.clamps.get(i, (np.full_like(clo, -np.inf), np.full_like(chi, np.inf)))
+        new_hi = np.isfinite(chi) & (chi <= 0.0) & ~np.isfinite(pchi)
+        new_lo = np.isfinite(clo) & (clo >= 0.0) & ~np.isfinite(pclo)
+        if not (new_hi.any() or new_lo.any()):
+            return False
+        a = torch.as_tensor(warm.coef[i], dtype=dt, device=dev).clamp(min=0.0)
+        al = torch.as_tensor(warm.alpha[i], dtype=dt, device=dev)
+        nh = torch.as_tensor(new_hi, device=dev)[:, None, :]
+        nl = torch.as_tensor(new_lo, device=dev)[:, None, :]
+        bhi.copy_(torch.where(nh, a * (al - k).clamp(min=0.0), bhi))
+        blo.copy_(torch.where(nl, a * (1.0 - al).clamp(min=0.0), blo))
+        return True
 
     def _ctx(self, lo, hi, clamps, prior, dtype) -> dict:
         torch = _torch()
@@ -677,7 +725,7 @@ class CrownBounder:
         return (best_a, best_b, best_ai), done
 
     def _optimise_pairs(self, lo, hi, clamps, boxes_o, relax_o, alpha, beta, Ca, iters,
-                        deadline, t_setup):
+                        deadline, t_setup, beta_alt=None):
         """Optimise the final bound with fixed intermediate boxes.
 
         Every (domain, spec row) pair is then an independent problem (its own α and β), so
@@ -719,13 +767,27 @@ class CrownBounder:
         boxes, relax, cmask = gather(bi)
         Cp = Ca.to(odt)[ri][:, None, :]
         thr_p = thr[ri]
+        T = self._t(self.opts["dtype"], False)
+        if beta_alt is not None:
+            # two candidate starts for β: keep, per pair, the one with the better bound
+            with torch.no_grad():
+                b_alt = {i: [flat(b[0]), flat(b[1])] for i, b in beta_alt.items()}
+                c0 = torch.zeros((P, 1), dtype=odt, device=dev)
+                l1 = self._backward(T, Cp, c0, self.n - 1, relax, boxes, a_cur,
+                                    self._beta_terms(b_cur, cmask, odt), sound=False)[0][:, 0]
+                l2 = self._backward(T, Cp, c0, self.n - 1, relax, boxes, a_cur,
+                                    self._beta_terms(b_alt, cmask, odt), sound=False)[0][:, 0]
+                use = (l2 > l1)[:, None, None]
+                for i in b_cur:
+                    for k in (0, 1):
+                        b_cur[i][k] = torch.where(use, b_alt[i][k], b_cur[i][k])
+                        best_b[i][k] = b_cur[i][k].clone()
         params = list(a_cur.values()) + [b for pair in b_cur.values() for b in pair]
         for p in params:
             p.requires_grad_(True)
         opt = _Adam([(list(a_cur.values()), self.opts["lr_alpha"]),
                      ([b for pair in b_cur.values() for b in pair], self.opts["lr_beta"])],
                     self.opts["lr_decay"])
-        T = self._t(self.opts["dtype"], False)
         t_iter = None
         done = 0
         for _ in range(iters):
@@ -806,7 +868,10 @@ class CrownBounder:
             bhi = bhi.to(dtype)
             if dtype == torch.float64:
                 blo, bhi = blo.clamp(min=0.0), bhi.clamp(min=0.0)
-            out[i] = (blo * mlo, bhi * mhi, clo, chi)
+            blo, bhi = blo * mlo, bhi * mhi
+            # all zero (e.g. the initial β): the step is exact and is skipped in float64
+            zero = dtype == torch.float64 and not bool((blo != 0).any() or (bhi != 0).any())
+            out[i] = (blo, bhi, clo, chi, zero)
         return out
 
     # ------------------------------------------------------------------ passes
@@ -856,6 +921,18 @@ class CrownBounder:
                     hi[:, r] = torch.minimum(hi[:, r], U)
                 if r is not None:
                     used_rows[i] = r
+                if sound and self.opts["all_rows"]:
+                    # the other rows too (plain CROWN): their boxes feed later interval
+                    # steps and stops, which keeps every result inside ``symbolic``'s
+                    rest = torch.ones(lo.shape[1], dtype=torch.bool, device=self.device)
+                    if r is not None:
+                        rest[r] = False
+                    rest = torch.nonzero(rest).reshape(-1)
+                    if rest.numel():
+                        L, U = self._target_bounds(T, i, rest, relax, boxes, {}, sound)
+                        lo, hi = lo.clone(), hi.clone()
+                        lo[:, rest] = torch.maximum(lo[:, rest], L)
+                        hi[:, rest] = torch.minimum(hi[:, rest], U)
             empty = lo > hi
             infeas = infeas | empty.any(dim=1)
             hi = torch.where(empty, lo, hi)
@@ -890,11 +967,7 @@ class CrownBounder:
         low, _, mag, nterms, _ = self._backward(T, A, c, t - 2, relax, boxes, alphas, {},
                                                 sound=sound)
         k = r.numel()
-        L, negU = low[:, :k], low[:, k:]
-        if not sound:
-            return L, -negU
-        err = torch.as_tensor(rounding.sum_error(mag.cpu().numpy(), nterms), device=self.device)
-        return _down(L - err[:, :k]), _up(-negU + err[:, k:])
+        return low[:, :k], -low[:, k:]          # sound pass: already rounded outward
 
     def _interval_affine(self, d, j, lo, hi, sound):
         if not sound:
@@ -939,11 +1012,18 @@ class CrownBounder:
         return (torch.as_tensor(a, device=self.device), torch.as_tensor(b, device=self.device))
 
     def _backward(self, T, A, c, j0, relax, boxes, alphas, betas, *, sound: bool,
-                  record: bool = False):
+                  record: bool = False, stops: bool = False):
         """Back-substitute ``A h_{j0+1} + c`` to the input; returns the lower bound over
-        the input box, the input coefficients, the summed term magnitudes and count (for
-        the rounding allowance; sound pass only) and, if ``record``, the coefficient on
-        the output of every elementwise layer (branching scores)."""
+        the input box, the input coefficients, two unused slots and, if ``record``, the
+        coefficient on the output of every elementwise layer (branching scores).
+
+        ``sound``: float64, and the bound returned is already sound for the exact network:
+        the rounding error of every step is bounded from the magnitudes of the terms it
+        summed (``mag``, ``nterms``: rule of :mod:`~nnresilience.bounds.rounding`). With
+        ``stops``, the best of concretising at every entry reached (over that entry's box)
+        is kept: used for the spec rows only, since tighter intermediate boxes can make a
+        later CROWN bound *looser* (it is not monotone in the boxes), while a maximum of
+        valid bounds of the same quantity never is."""
         torch = _torch()
         B, R = A.shape[0], A.shape[1]
         mag = torch.zeros((B, R), dtype=A.dtype, device=self.device) if sound else None
@@ -956,6 +1036,22 @@ class CrownBounder:
                 return (X * v[:, None, :]).sum(-1)
             return (X @ v.unsqueeze(-1)).squeeze(-1)
 
+        best = None
+
+        def stop(A, c, mag, nterms, lo, hi):
+            # sound lower bound from concretising here, over the exact box of this entry
+            m = torch.maximum(lo.abs(), hi.abs())
+            val = bmv(A.clamp(min=0.0), lo) + bmv(A.clamp(max=0.0), hi) + c
+            mg = mag + bmv(A.abs(), m) + c.abs()
+            err = torch.as_tensor(rounding.sum_error(mg.cpu().numpy(), nterms + lo.shape[1] + 3),
+                                  device=self.device)
+            return _down(val - err)
+
+        if sound and stops:
+            # every entry reached is a place to stop: interval-like bounds of later layers
+            # can beat the full back-substitution (deep nets); the best is kept
+            blo, bhi = boxes[j0 + 1]
+            best = stop(A, c, mag, nterms, blo, bhi)
         for j in range(j0, -1, -1):
             layer = self.layers[j]
             lo, hi = boxes[j] if sound else (None, None)
@@ -1003,9 +1099,9 @@ class CrownBounder:
                     nterms += layer.out_size + 2
                 c = c + cinc
                 A = An
-            if j in betas:
+            if j in betas and not (sound and betas[j][4]):
                 # clamp multipliers on entry j: - beta_lo (z - clo) - beta_hi (chi - z)
-                blo, bhi, clo, chi = betas[j]
+                blo, bhi, clo, chi, _ = betas[j]
                 An = A + (bhi - blo)
                 if sound:
                     m = torch.maximum(lo.abs(), hi.abs())
@@ -1014,6 +1110,8 @@ class CrownBounder:
                     nterms += layer.in_size + 4
                 c = c + bmv(blo, clo) - bmv(bhi, chi)
                 A = An
+            if sound and stops and j > 0:
+                best = torch.maximum(best, stop(A, c, mag, nterms, lo, hi))
         lo0, hi0 = boxes[0]
         if not sound:
             if A.shape[1] <= 8:
@@ -1022,12 +1120,8 @@ class CrownBounder:
             else:
                 low = bmv(A.clamp(min=0.0), lo0) + bmv(A.clamp(max=0.0), hi0) + c
             return low, A, None, 0, rec
-        low = bmv(A.clamp(min=0.0), lo0) + bmv(A.clamp(max=0.0), hi0) + c
-        if sound:
-            m0 = torch.maximum(lo0.abs(), hi0.abs())
-            mag = mag + bmv(A.abs(), m0) + c.abs()
-            nterms += lo0.shape[1] + 3
-        return low, A, mag, nterms, rec
+        full = stop(A, c, mag, nterms, lo0, hi0)
+        return full if best is None else torch.maximum(best, full), A, None, 0, rec
 
     # ------------------------------------------------------------------ results
     def _finish(self, lo, hi, clamps, evals, inherited=None) -> CrownResult:
@@ -1066,14 +1160,10 @@ class CrownBounder:
         # from the exact C y to the float64 evaluation of C y^f
         fwd = rounding.up((absC @ e_out) * (1.0 + 2.0 * g))[None, :]
         evalerr = rounding.sum_error(m_out @ absC.T, n_out + 2)
-        # the output box gives another sound bound; keep the better one
-        Cp, Cn = np.maximum(Ca, 0.0), np.minimum(Ca, 0.0)
-        bound = rounding.down(rlo @ Cp.T + rhi @ Cn.T - 2.0 * evalerr)
+        bound = np.full((lo.shape[0], Ca.shape[0]), -np.inf)
         win = np.zeros(bound.shape, dtype=np.int64)
         for k, ev in enumerate(evals):
-            crown = rounding.down(ev["low"].cpu().numpy()
-                                  - rounding.sum_error(ev["mag"].cpu().numpy(), ev["nterms"]))
-            crown = rounding.down(crown - fwd - evalerr)
+            crown = rounding.down(ev["low"].cpu().numpy() - fwd - evalerr)
             if k > 0:
                 win = np.where(crown > bound, k, win)
             bound = np.maximum(bound, crown)
@@ -1108,7 +1198,8 @@ class CrownBounder:
             lo=lo.copy(), hi=hi.copy(),
             clamps={i: (np.array(c[0]), np.array(c[1])) for i, c in clamps.items()},
             boxes={i: exact[i] for i in self.nonlinear if i >= 1},
-            lower=lower.copy(), upper=None if upper is None else upper.copy())
+            lower=lower.copy(), upper=None if upper is None else upper.copy(),
+            coef={j: pick("rec", j) for j in ev["rec"] if j in self.piecewise})
         return CrownResult(lower=lower, upper=upper, pre_lo=pre_lo, pre_hi=pre_hi,
                            x_best=x_best, scores=scores, state=state)
 
@@ -1269,58 +1360,31 @@ class AlphaBoxes:
     extra: dict[str, Any]
 
 
-def entry_map(network) -> list[int | None]:
-    """For each entry of ``network`` (``len(layers) + 1``), the entry of
-    ``network.merged()`` holding the same vector (None: between two merged affines)."""
-    layers = network.layers
-    m = 1 if layers[0].kind != "affine" else 0
-    out: list[int | None] = [0]
-    for k, layer in enumerate(layers):
-        if layer.kind == "affine" and k > 0 and layers[k - 1].kind == "affine":
-            out[k] = None
-        else:
-            m += 1
-        out.append(m)
-    return out
-
-
 def alpha_boxes(network, lo: np.ndarray, hi: np.ndarray, prior_lo: list, prior_hi: list, *,
                 deadline: float | None = None, iters: int = ALPHA_ITERS, **options
                 ) -> AlphaBoxes:
     """Per-entry boxes by α-CROWN over one input box, never looser than the ``prior``
     boxes (e.g. ``symbolic``), which are intersected in. Every unstable neuron's own bound
     is optimised (``objective="boxes"``), together with the output box (``C = I``, both
-    sides)."""
+    sides). The network is used as given (not merged: multiplying consecutive affine
+    layers rounds, and the bounds are for *this* network's forward pass)."""
     t0 = time.perf_counter()
-    merged = network.merged()
-    emap = entry_map(network)
-    n_m = len(merged.layers)
-    plo: list = [None] * (n_m + 1)
-    phi: list = [None] * (n_m + 1)
-    for k, m in enumerate(emap):
-        if m is None:
-            continue
-        a, b = np.asarray(prior_lo[k], float), np.asarray(prior_hi[k], float)
-        plo[m] = a if plo[m] is None else np.maximum(plo[m], a)
-        phi[m] = b if phi[m] is None else np.minimum(phi[m], b)
-    if emap[1] == 2 and plo[1] is None:     # leading identity inserted by merged()
-        plo[1], phi[1] = plo[0], phi[0]
-    boxes = {i: (plo[i][None], phi[i][None]) for i in range(1, n_m + 1) if plo[i] is not None}
-    opts = {"upper": True, "objective": "boxes", "intermediate": "optimise", **options}
-    bounder = CrownBounder(merged, np.eye(merged.n_outputs), **opts)
+    n = len(network.layers)
     lo2, hi2 = lo[None].astype(float), hi[None].astype(float)
+    boxes = {i: (np.asarray(prior_lo[i], float)[None], np.asarray(prior_hi[i], float)[None])
+             for i in range(1, n + 1)}
+    opts = {"upper": True, "objective": "boxes", "intermediate": "optimise", **options}
+    bounder = CrownBounder(network, np.eye(network.n_outputs), **opts)
     warm = CrownState(lo=lo2, hi=hi2, boxes=boxes)
     res = bounder.bound(lo2, hi2, iters=iters, warm=warm, deadline=deadline)
     los, his = [], []
-    for k, m in enumerate(emap):
-        a, b = np.asarray(prior_lo[k], float), np.asarray(prior_hi[k], float)
-        if m is not None:
-            a, b = np.maximum(a, res.pre_lo[m][0]), np.minimum(b, res.pre_hi[m][0])
-            if k == len(emap) - 1:
-                a, b = np.maximum(a, res.lower[0]), np.minimum(b, res.upper[0])
+    for k in range(n + 1):
+        a = np.maximum(np.asarray(prior_lo[k], float), res.pre_lo[k][0])
+        b = np.minimum(np.asarray(prior_hi[k], float), res.pre_hi[k][0])
+        if k == n:
+            a, b = np.maximum(a, res.lower[0]), np.minimum(b, res.upper[0])
         los.append(a)
         his.append(b)
     total = time.perf_counter() - t0
-    n = len(network.layers)
     return AlphaBoxes(los, his, ["input"] + ["alpha"] * n, [0.0] + [total / n] * n,
                       {"alpha_iterations": res.stats.get("iterations", 0)})
