@@ -419,6 +419,8 @@ class CrownBounder:
             raise ShapeMismatchError(f"domain boxes have shape {lo.shape}/{hi.shape}, "
                                      f"expected (B, {self.network.n_inputs})")
         B = lo.shape[0]
+        if B == 0:
+            raise ShapeMismatchError("no domains to bound (empty batch)")
         clamps = self._check_clamps(clamps or {}, B)
         if warm is not None and len(warm) != B:
             raise ShapeMismatchError(f"warm state has {len(warm)} rows for {B} domains")
@@ -642,6 +644,9 @@ class CrownBounder:
                   Ca, iters, deadline, fixed, t_setup):
         torch = _torch()
         odt = self._dtype(self.opts["dtype"])
+        sel = sum(int(r.numel()) for r in rows.values())
+        every = sum(self.layers[t - 1].out_size for t in self.targets)
+        row_ratio = (every + 1.0) / (sel + 1.0) if self.opts["all_rows"] else 1.0
         B = lo.shape[0]
         R2 = Ca.shape[0]
         Co = Ca.to(odt)
@@ -668,7 +673,9 @@ class CrownBounder:
         for _ in range(iters):
             now = time.perf_counter()
             if deadline is not None:
-                need = (t_iter or t_setup) + 2.0 * t_setup
+                # one more step, then the float64 passes (two parameter sets, every row of
+                # every intermediate layer, float64: about 3x the setup per set and row)
+                need = (t_iter or t_setup) + 6.0 * t_setup * row_ratio
                 if now + need > deadline:
                     break
             opt.zero_grad()
