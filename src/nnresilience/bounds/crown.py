@@ -1,13 +1,14 @@
 """Optimised linear bounds (the α-CROWN / β-CROWN ideas), batched over domains, in torch.
 
-:class:`CrownBounder` bounds ``C @ y`` (``y`` the logits of a *merged* network, strictly
-alternating affine / non-linear layers) from below over a batch of **domains**: an input
-box plus pre-activation clamps ``z_i in [clo, chi]`` (the contract with the branch-and-bound
-driver, ``tools/tasks/INTERFACE-crown-search.md``). One domain's bound is a back-substitution
-(CROWN): start from ``C`` on the output, replace each layer by a linear bound going
-backward (affine: exactly; activation: by a lower or upper line of :mod:`.crown_relax`,
-picked by the sign of the coefficient), and minimise the resulting linear function of the
-input over the box. Three things are optimised by projected Adam, per domain:
+:class:`CrownBounder` bounds ``C @ y`` (``y`` the logits of a network of affine, (Leaky)ReLU,
+max-pool and s-shaped layers; the branch-and-bound driver passes ``Network.merged()``, but
+consecutive affine or non-linear layers are fine) from below over a batch of **domains**: an
+input box plus pre-activation clamps ``z_i in [clo, chi]`` (the contract with the
+branch-and-bound driver, ``tools/tasks/INTERFACE-crown-search.md``). One domain's bound is
+a back-substitution (CROWN): start from ``C`` on the output, replace each layer by a
+linear bound going backward (affine: exactly; activation: by a lower or upper line of
+:mod:`.crown_relax`, picked by the sign of the coefficient), and minimise the resulting
+linear function of the input over the box. Three things are optimised by projected Adam, per domain:
 
 * **α**: the lower slope of each unstable (Leaky)ReLU, anywhere in ``[k, 1]`` (valid for
   every value, see :mod:`.crown_relax`), one per (domain, spec row, neuron) for the
@@ -447,7 +448,7 @@ class CrownBounder:
             i = int(i)
             if i not in self.nonlinear:
                 raise ValueError(f"clamps on layer {i}, which is not a non-linear layer of "
-                                 "the merged network")
+                                 "the network")
             w = self.layers[i].in_size
             clo = np.broadcast_to(np.asarray(clo, dtype=np.float64), (B, w))
             chi = np.broadcast_to(np.asarray(chi, dtype=np.float64), (B, w))
@@ -619,7 +620,8 @@ class CrownBounder:
         pclo, pchi = warm.clamps.get(i, (np.full_like(clo, -np.inf), np.full_like(chi, np.inf)))
         new_hi = np.isfinite(chi) & (chi <= 0.0) & ~np.isfinite(pchi)
         new_lo = np.isfinite(clo) & (clo >= 0.0) & ~np.isfinite(pclo)
-        if not (new_hi.any() or new_lo.any()):
+        if not (new_hi.any() or new_lo.any()) or warm.coef[i].shape != tuple(blo.shape) \
+                or warm.alpha[i].shape != tuple(blo.shape):
             return False
         a = torch.as_tensor(warm.coef[i], dtype=dt, device=dev).clamp(min=0.0)
         al = torch.as_tensor(warm.alpha[i], dtype=dt, device=dev)
