@@ -24,6 +24,11 @@ sends), warm-started from the root, 20 steps (``reuse`` mode: the root's boxes �
 α and β of the final bound optimised), one and two torch threads. Domains per second =
 B / seconds of the call (best of two calls).
 
+Part 3, per-neuron boxes: ``compute_bounds(method="symbolic")`` against ``"alpha"`` (20
+and 50 steps, every unstable unit's own bound optimised) on ACAS Xu 1_1 props 1-4 and
+``prop_0_0.03`` of each MNIST net: undecided units, summed widths of the hidden layers'
+inputs, width of the output box, seconds (what the MILP engines' big-M constants get).
+
 Prints markdown tables and writes them to ``--out``. The machine may be shared: the table
 header says so; re-run on a quiet machine for figures to quote.
 """
@@ -152,6 +157,35 @@ def throughput(data: Path, nets: list[str], batches: list[int], threads: list[in
     return table
 
 
+def boxes(data: Path, items: list[tuple[str, str]], iters: list[int]) -> list[list[str]]:
+    """Per-neuron boxes for the MILP big-M: ``compute_bounds`` symbolic vs alpha."""
+    import nnresilience.bounds.crown as crown
+    from nnresilience.bounds import compute_bounds
+    from nnresilience.cli.bounds import vnnlib_input_box
+    from nnresilience.loaders import load_network
+
+    table = [["network", "property", "method", "unstable", "sum of widths", "output width",
+              "s"]]
+    for model, prop in items:
+        net = load_network(data / model)
+        lo, hi = vnnlib_input_box(data / prop, net.n_inputs)
+        runs = [("symbolic", "symbolic", None)] + [(f"alpha-{k}", "alpha", k) for k in iters]
+        for name, method, k in runs:
+            if k is not None:
+                crown.ALPHA_ITERS = k
+            t = time.perf_counter()
+            b = compute_bounds(net, (lo, hi), method=method)
+            sec = time.perf_counter() - t
+            width = sum(float((h - lo_).sum()) for lo_, h in zip(b.lo[1:-1], b.hi[1:-1],
+                                                                   strict=True))
+            table.append([Path(model).name, Path(prop).stem, name, str(b.stats["unstable"]),
+                          f"{width:.1f}", f"{float((b.hi[-1] - b.lo[-1]).sum()):.3f}",
+                          f"{sec:.2f}"])
+        print(f"  boxes {model} {prop} done", file=sys.stderr)
+    crown.ALPHA_ITERS = 20
+    return table
+
+
 def _md(rows: list[list[str]]) -> str:
     out = ["| " + " | ".join(rows[0]) + " |", "|" + "---|" * len(rows[0])]
     out += ["| " + " | ".join(r) + " |" for r in rows[1:]]
@@ -168,6 +202,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--throughput-nets", default="256x2,256x6")
     ap.add_argument("--skip-tightness", action="store_true")
     ap.add_argument("--skip-throughput", action="store_true")
+    ap.add_argument("--skip-boxes", action="store_true")
+    ap.add_argument("--box-iters", default="20,50")
     ap.add_argument("--data", type=Path, default=DEFAULT_DATA)
     ap.add_argument("--out", type=Path, default=REPO / "benchmarks" / "results_crown.md")
     args = ap.parse_args(argv)
@@ -189,6 +225,14 @@ def main(argv: list[str] | None = None) -> int:
                          [int(t) for t in split(args.threads)])
         parts += ["## Batched throughput (child domains with random ReLU splits)\n", _md(tab),
                   ""]
+    if not args.skip_boxes:
+        items = [("acasxu/ACASXU_run2a_1_1_batch_2000.onnx", f"acasxu/prop_{k}.vnnlib")
+                 for k in (1, 2, 3, 4)]
+        items += [(f"mnistfc/mnist-net_{n}.onnx", "mnistfc/prop_0_0.03.vnnlib")
+                  for n in split(args.nets)]
+        tab = boxes(args.data, items, [int(k) for k in split(args.box_iters)])
+        parts += ["## Per-neuron boxes (compute_bounds; what the MILP big-M gets)\n",
+                  _md(tab), ""]
     text = "\n".join(parts)
     print(text)
     args.out.write_text(text + "\n")

@@ -310,6 +310,7 @@ def test_scores_zero_on_stable_and_clamped_units():
         assert s.shape == (1, net.layers[j].in_size) and np.all(s >= 0)
         stable = (root.pre_lo[j][0] >= 0) | (root.pre_hi[j][0] <= 0)
         assert np.all(s[0][stable] == 0)
+        assert np.all(s[0][~stable] > 0)
     j = max(root.scores, key=lambda k: root.scores[k].max())
     unit = int(root.scores[j][0].argmax())
     assert root.scores[j][0, unit] > 0
