@@ -564,9 +564,15 @@ class CrownBounder:
             # both starts are evaluated; neither dominates (see _beta_from_parent)
             inits.append((init[0], beta_zero, {}))
         if iters > 0 and fixed and (alpha or beta):
+            skip = None
+            if (self.threshold is not None and ok is not None and warm.lower is not None
+                    and warm.lower.shape[1] == self.R):
+                # rows an ancestor already proved stay proved (its bound is inherited)
+                skip = np.zeros((B, R2), dtype=bool)
+                skip[:, : self.R] = ok[:, None] & (warm.lower > self.threshold[None, :])
             best, done_iters = self._optimise_pairs(
                 lo, hi, clamps, boxes_o, relax_o, alpha, beta, Ca, iters, deadline, t_setup,
-                beta_zero if hinted else None)
+                beta_zero if hinted else None, skip)
         elif iters > 0 and (alpha or beta or alpha_int):
             best, done_iters = self._optimise(
                 lo, hi, clamps, prior, boxes_o, relax_o, rows, alpha, beta, alpha_int, Ca,
@@ -740,13 +746,14 @@ class CrownBounder:
         return (best_a, best_b, best_ai), done
 
     def _optimise_pairs(self, lo, hi, clamps, boxes_o, relax_o, alpha, beta, Ca, iters,
-                        deadline, t_setup, beta_alt=None):
+                        deadline, t_setup, beta_alt=None, skip=None):
         """Optimise the final bound with fixed intermediate boxes.
 
         Every (domain, spec row) pair is then an independent problem (its own α and β), so
         the pairs are flattened into one batch with one row each, and a pair leaves the
         batch as soon as its bound clears ``threshold`` (the branch-and-bound case: most
-        rows of a child domain are already proven)."""
+        rows of a child domain are already proven). Pairs in ``skip`` (B, R) (proven by an
+        ancestor's bound) are not optimised at all."""
         torch = _torch()
         odt = self._dtype(self.opts["dtype"])
         dev = self.device
@@ -763,12 +770,21 @@ class CrownBounder:
         def flat(x):
             return x.detach().reshape(P, 1, x.shape[-1]).clone()
 
-        a_cur = {j: flat(a) for j, a in alpha.items()}
-        b_cur = {i: [flat(b[0]), flat(b[1])] for i, b in beta.items()}
-        best_a = {j: a.clone() for j, a in a_cur.items()}
-        best_b = {i: [b[0].clone(), b[1].clone()] for i, b in b_cur.items()}
+        best_a = {j: flat(a) for j, a in alpha.items()}
+        best_b = {i: [flat(b[0]), flat(b[1])] for i, b in beta.items()}
         best_low = torch.full((P,), -float("inf"), dtype=odt, device=dev)
+
+        def unflat(x):
+            return x.reshape(B, R2, x.shape[-1])
+
         act = torch.arange(P, device=dev)            # original pair ids of the current batch
+        if skip is not None:
+            act = torch.nonzero(~torch.as_tensor(skip, device=dev).reshape(-1)).reshape(-1)
+        if act.numel() == 0:
+            return ({j: unflat(a) for j, a in best_a.items()},
+                    {i: [unflat(b[0]), unflat(b[1])] for i, b in best_b.items()}, {}), 0
+        a_cur = {j: a[act].clone() for j, a in best_a.items()}
+        b_cur = {i: [b[0][act].clone(), b[1][act].clone()] for i, b in best_b.items()}
 
         def gather(idx_b):
             # the optimisation passes read only the input box (magnitudes are for the
@@ -779,15 +795,15 @@ class CrownBounder:
             return bx, rl, cl
 
         masks = self._clamp_masks(ctx, odt)
-        boxes, relax, cmask = gather(bi)
-        Cp = Ca.to(odt)[ri][:, None, :]
-        thr_p = thr[ri]
+        boxes, relax, cmask = gather(bi[act])
+        Cp = Ca.to(odt)[ri[act]][:, None, :]
+        thr_p = thr[ri[act]]
         T = self._t(self.opts["dtype"], False)
         if beta_alt is not None:
             # two candidate starts for β: keep, per pair, the one with the better bound
             with torch.no_grad():
-                b_alt = {i: [flat(b[0]), flat(b[1])] for i, b in beta_alt.items()}
-                c0 = torch.zeros((P, 1), dtype=odt, device=dev)
+                b_alt = {i: [flat(b[0])[act], flat(b[1])[act]] for i, b in beta_alt.items()}
+                c0 = torch.zeros((act.numel(), 1), dtype=odt, device=dev)
                 l1 = self._backward(T, Cp, c0, self.n - 1, relax, boxes, a_cur,
                                     self._beta_terms(b_cur, cmask, odt), sound=False)[0][:, 0]
                 l2 = self._backward(T, Cp, c0, self.n - 1, relax, boxes, a_cur,
@@ -796,7 +812,7 @@ class CrownBounder:
                 for i in b_cur:
                     for k in (0, 1):
                         b_cur[i][k] = torch.where(use, b_alt[i][k], b_cur[i][k])
-                        best_b[i][k] = b_cur[i][k].clone()
+                        best_b[i][k][act] = b_cur[i][k]
         params = list(a_cur.values()) + [b for pair in b_cur.values() for b in pair]
         for p in params:
             p.requires_grad_(True)
@@ -853,9 +869,6 @@ class CrownBounder:
                 Cp = Ca.to(odt)[ri[act]][:, None, :]
                 thr_p = thr[ri[act]]
             t_iter = time.perf_counter() - now
-
-        def unflat(x):
-            return x.reshape(B, R2, x.shape[-1])
 
         return ({j: unflat(a) for j, a in best_a.items()},
                 {i: [unflat(b[0]), unflat(b[1])] for i, b in best_b.items()}, {}), done
