@@ -115,7 +115,10 @@ class CrownState:
     ``alpha[j]``: (B, R, w_j) lower slopes of layer ``j`` for the final bound; ``beta[j]``:
     ``(beta_lo, beta_hi)`` each (B, R, w_j); ``boxes[i]``: exact (B, w_i) boxes of the
     pre-activation entries, valid for the domain ``lo, hi, clamps`` recorded here (and for
-    any subset of it). Arrays are numpy (float32 parameters, float64 boxes and domains).
+    any subset of it); ``lower``/``upper`` its sound bounds; ``coef[j]`` (B, R, w_j) the final
+    coefficients on layer ``j``'s output (for the β start of new splits). Arrays are numpy:
+    float16 parameters and coefficients (starting points only: halves the memory a search
+    keeps), float64 boxes, bounds and domains.
     """
 
     alpha: dict[int, np.ndarray] = field(default_factory=dict)
@@ -170,8 +173,8 @@ class CrownState:
                 for j in set.intersection(*[set(s.coef) for s in states])}
         beta = {}
         for j in set().union(*[set(s.beta) for s in states]):
-            lo_ = fill([s.beta.get(j, (None, None))[0] for s in states], 0.0, np.float32)
-            hi_ = fill([s.beta.get(j, (None, None))[1] for s in states], 0.0, np.float32)
+            lo_ = fill([s.beta.get(j, (None, None))[0] for s in states], 0.0, np.float16)
+            hi_ = fill([s.beta.get(j, (None, None))[1] for s in states], 0.0, np.float16)
             beta[j] = (lo_, hi_)
         clamps = {}
         for i in set().union(*[set(s.clamps) for s in states]):
@@ -1218,7 +1221,9 @@ class CrownBounder:
             for q in range(1, len(vals)):
                 out = np.where((win == q)[..., None], vals[q].detach().to(torch.float32)
                                .cpu().numpy(), out)
-            return out
+            # float16: these are only starting points (any α in range and any β >= 0 is
+            # valid; the range is enforced again on use), and a search keeps many states
+            return np.clip(out, -6e4, 6e4).astype(np.float16)
 
         state = CrownState(
             alpha={j: pick("alpha", j) for j in ev["alpha"]},
