@@ -1200,7 +1200,7 @@ class CrownBounder:
         bound = np.full((lo.shape[0], Ca.shape[0]), -np.inf)
         win = np.zeros(bound.shape, dtype=np.int64)
         for k, ev in enumerate(evals):
-            crown = rounding.down(ev["low"].cpu().numpy() - fwd - evalerr)
+            crown = rounding.down(ev["low"].cpu().numpy() - rounding.up(fwd + evalerr))
             if k > 0:
                 win = np.where(crown > bound, k, win)
             bound = np.maximum(bound, crown)
