@@ -86,8 +86,13 @@ def tightness(data: Path, nets: list[str], props: list[str], eps: list[str]) -> 
 
     rows = []
     summary: dict[tuple[str, str, str], list] = {}
+    warmed = False
     for size in nets:
         net = load_network(data / "mnistfc" / f"mnist-net_{size}.onnx").merged()
+        if not warmed:          # torch's import and first-call costs are not the method's
+            lo, hi, C, _ = _spec(data / "mnistfc" / f"prop_{props[0]}_{eps[0]}.vnnlib", net)
+            CrownBounder(net, C).bound(lo[None], hi[None], iters=1)
+            warmed = True
         for e in eps:
             for k in props:
                 name = f"prop_{k}_{e}"
