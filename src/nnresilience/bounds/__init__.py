@@ -162,7 +162,8 @@ def compute_bounds(network, region, method: str = "symbolic", executor=None,
     if kind == "alpha":
         from nnresilience.bounds.crown import alpha_boxes
 
-        ab = alpha_boxes(network, lo0, hi0, sym.los, sym.his, deadline=deadline)
+        ab = alpha_boxes(network, lo0, hi0, sym.los, sym.his, deadline=deadline,
+                         reference_seconds=sum(sym.seconds))
         return _finish(network, ab.los, ab.his, "alpha", t0, ab.methods, ab.seconds, ab.extra,
                        deadline=deadline)
 

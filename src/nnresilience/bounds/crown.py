@@ -48,6 +48,7 @@ from __future__ import annotations
 
 import math
 import os
+import sys
 import time
 from dataclasses import dataclass, field
 from typing import Any
@@ -91,6 +92,27 @@ def _torch():
     import torch
 
     return torch
+
+
+_IMPORTER: list = []
+
+
+def _import_torch_within(seconds: float) -> bool:
+    """Import torch, waiting at most ``seconds``: the import runs in a thread that is left
+    to finish in the background if it takes longer (it cannot be interrupted, and a busy
+    machine has been measured to take over 10 s for it), so a deadline holds."""
+    if "torch" in sys.modules and not (_IMPORTER and _IMPORTER[0].is_alive()):
+        return True
+    if seconds <= 0:
+        return False
+    if not _IMPORTER:
+        import threading
+
+        th = threading.Thread(target=_torch, name="nnres-import-torch", daemon=True)
+        th.start()
+        _IMPORTER.append(th)
+    _IMPORTER[0].join(timeout=seconds)
+    return not _IMPORTER[0].is_alive()
 
 
 def _set_threads(threads: int | None) -> int:
@@ -400,11 +422,17 @@ class CrownBounder:
         return self._tl[key]
 
     def _per_domain_cost(self, mode: str) -> int:
+        """Numbers held per domain by the largest pass (coefficient tensors; autograd keeps
+        every step of an optimisation pass)."""
         widths = [self.layers[0].in_size] + [lay.out_size for lay in self.layers]
         R = self.C_all.shape[0]
         final = R * sum(widths) * 4
-        if mode != "optimise":
+        if mode == "reuse":
             return final
+        # the float64 pass back-substitutes every row of the widest target at once
+        one = max([2 * widths[t] * max(widths[:t]) for t in self.targets] + [0])
+        if mode == "crown":
+            return final + 2 * one
         inter = sum(2 * widths[t] * sum(widths[:t]) for t in self.targets)
         return final + 3 * inter
 
@@ -511,17 +539,15 @@ class CrownBounder:
         Ca = torch.as_tensor(self.C_all, dtype=f64, device=dev)
 
         fixed = mode in ("crown", "reuse")
+        T64 = self._t("float64", True)
         with torch.no_grad():
+            # The float64 pass of the initial parameters doubles as the setup: its boxes are
+            # the fixed ones (crown / reuse) or the start of the optimisation (optimise).
             t_setup = time.perf_counter()
-            if fixed:
-                boxes64, relax64, infeas, rows = self._propagate(
-                    self._t("float64", True), ctx64, mode, {}, sound=True)
-                boxes_o = [(a.to(odt), b.to(odt)) for a, b in boxes64]
-                relax_o = {j: _cast_relax(r, odt) for j, r in relax64.items()}
-            else:
-                ctx_o = self._ctx(lo, hi, clamps, prior, odt)
-                boxes_o, relax_o, infeas, rows = self._propagate(
-                    self._t(opt_name, False), ctx_o, "crown", {}, sound=False)
+            boxes64, relax64, infeas, rows = self._propagate(
+                T64, ctx64, "crown" if mode == "optimise" else mode, {}, sound=True)
+            boxes_o = [(a.to(odt), b.to(odt)) for a, b in boxes64]
+            relax_o = {j: _cast_relax(r, odt) for j, r in relax64.items()}
             t_setup = time.perf_counter() - t_setup
 
         # parameters: final-bound alphas (B, R, w), betas, intermediate alphas
@@ -572,6 +598,28 @@ class CrownBounder:
         if hinted:
             # both starts are evaluated; neither dominates (see _beta_from_parent)
             inits.append((init[0], beta_zero, {}))
+        masks64 = self._clamp_masks(ctx64, f64)
+
+        def evaluate(params, boxes, relax, infeas):
+            """The sound float64 bound of the spec rows for one parameter set."""
+            a_fin, b_fin, _ = params
+            a_fin = {j: a_fin[j] if j in a_fin else relax[j].la.expand(B, R2, -1)
+                     for j in self.piecewise}
+            a64 = {j: _sound_alpha(a, self.layers[j]) for j, a in a_fin.items()}
+            b64 = self._beta_terms(b_fin, masks64, f64)
+            A = Ca[None].expand(B, R2, -1)
+            c = torch.zeros((B, R2), dtype=f64, device=dev)
+            low, A0, _, _, rec = self._backward(T64, A, c, self.n - 1, relax, boxes, a64, b64,
+                                                sound=True, record=True, stops=True)
+            return {"boxes": boxes, "relax": relax, "infeas": infeas, "low": low, "A0": A0,
+                    "rec": rec, "a64": a64, "alpha": a_fin, "beta": b_fin}
+
+        with torch.no_grad():
+            t_final = time.perf_counter()
+            evals = [evaluate(p, boxes64, relax64, infeas) for p in inits]
+            t_final = (time.perf_counter() - t_final) / len(inits)
+        # what the float64 pass of the optimised parameters will cost (deadline)
+        t_last = 1.25 * (t_final + (0.0 if fixed else t_setup))
         if iters > 0 and fixed and (alpha or beta):
             skip = None
             if (self.threshold is not None and ok is not None and warm.lower is not None
@@ -580,37 +628,23 @@ class CrownBounder:
                 skip = np.zeros((B, R2), dtype=bool)
                 skip[:, : self.R] = ok[:, None] & (warm.lower > self.threshold[None, :])
             best, done_iters = self._optimise_pairs(
-                lo, hi, clamps, boxes_o, relax_o, alpha, beta, Ca, iters, deadline, t_setup,
+                lo, hi, clamps, boxes_o, relax_o, alpha, beta, Ca, iters, deadline, t_last,
                 beta_zero if hinted else None, skip)
         elif iters > 0 and (alpha or beta or alpha_int):
             best, done_iters = self._optimise(
                 lo, hi, clamps, prior, boxes_o, relax_o, rows, alpha, beta, alpha_int, Ca,
-                iters, deadline, fixed, t_setup)
-        # The float64 pass, for the optimised parameters and (if they moved) the initial
-        # ones too: per row the better sound bound is kept, so optimising never loosens.
-        sets = inits if best is None else [best] + inits
-        evals = []
-        with torch.no_grad():
-            T64 = self._t("float64", True)
-            masks64 = self._clamp_masks(ctx64, f64)
-            for a_fin, b_fin, a_int in sets:
+                iters, deadline, fixed, t_last)
+        if best is not None:
+            # The optimised parameters in float64 too; per row the better sound bound of
+            # all sets is kept, so optimising never loosens.
+            with torch.no_grad():
+                bx, rl, inf_ = boxes64, relax64, infeas
                 if not fixed:
                     a_int64 = {t: {j: _sound_alpha(a, self.layers[j]) for j, a in d.items()}
-                               for t, d in a_int.items()}
-                    boxes64, relax64, infeas, _ = self._propagate(
-                        T64, ctx64, "optimise", a_int64, sound=True, rows=rows)
-                a_fin = {j: a_fin[j] if j in a_fin else relax64[j].la.expand(B, R2, -1)
-                         for j in self.piecewise}
-                a64 = {j: _sound_alpha(a, self.layers[j]) for j, a in a_fin.items()}
-                b64 = self._beta_terms(b_fin, masks64, f64)
-                A = Ca[None].expand(B, R2, -1)
-                c = torch.zeros((B, R2), dtype=f64, device=dev)
-                low, A0, mag, nterms, rec = self._backward(
-                    T64, A, c, self.n - 1, relax64, boxes64, a64, b64, sound=True,
-                    record=True, stops=True)
-                evals.append({"boxes": boxes64, "relax": relax64, "infeas": infeas,
-                              "low": low, "A0": A0, "mag": mag, "nterms": nterms, "rec": rec,
-                              "a64": a64, "alpha": a_fin, "beta": b_fin})
+                               for t, d in best[2].items()}
+                    bx, rl, inf_, _ = self._propagate(T64, ctx64, "optimise", a_int64,
+                                                      sound=True, rows=rows)
+                evals.insert(0, evaluate(best, bx, rl, inf_))
         inherited = None
         if ok is not None and warm.lower is not None and warm.lower.shape[1] == self.R:
             # a bound of an ancestor domain holds on this one too (CROWN without the β
@@ -664,12 +698,9 @@ class CrownBounder:
 
     # ------------------------------------------------------------------ optimisation
     def _optimise(self, lo, hi, clamps, prior, boxes_o, relax_o, rows, alpha, beta, alpha_int,
-                  Ca, iters, deadline, fixed, t_setup):
+                  Ca, iters, deadline, fixed, t_last):
         torch = _torch()
         odt = self._dtype(self.opts["dtype"])
-        sel = sum(int(r.numel()) for r in rows.values())
-        every = sum(self.layers[t - 1].out_size for t in self.targets)
-        row_ratio = (every + 1.0) / (sel + 1.0) if self.opts["all_rows"] else 1.0
         B = lo.shape[0]
         R2 = Ca.shape[0]
         Co = Ca.to(odt)
@@ -696,9 +727,9 @@ class CrownBounder:
         for _ in range(iters):
             now = time.perf_counter()
             if deadline is not None:
-                # one more step, then the float64 passes (two parameter sets, every row of
-                # every intermediate layer, float64: about 3x the setup per set and row)
-                need = (t_iter or t_setup) + 6.0 * t_setup * row_ratio
+                # one more step, then the float64 pass of the optimised parameters (its
+                # cost ``t_last`` is measured on the initial ones)
+                need = (t_iter or t_last) + t_last
                 if now + need > deadline:
                     break
             opt.zero_grad()
@@ -755,7 +786,7 @@ class CrownBounder:
         return (best_a, best_b, best_ai), done
 
     def _optimise_pairs(self, lo, hi, clamps, boxes_o, relax_o, alpha, beta, Ca, iters,
-                        deadline, t_setup, beta_alt=None, skip=None):
+                        deadline, t_last, beta_alt=None, skip=None):
         """Optimise the final bound with fixed intermediate boxes.
 
         Every (domain, spec row) pair is then an independent problem (its own α and β), so
@@ -832,7 +863,7 @@ class CrownBounder:
         done = 0
         for _ in range(iters):
             now = time.perf_counter()
-            if deadline is not None and now + (t_iter or t_setup) + t_setup > deadline:
+            if deadline is not None and now + (t_iter or t_last) + t_last > deadline:
                 break
             opt.zero_grad()
             n = act.numel()
@@ -1402,16 +1433,28 @@ class AlphaBoxes:
 
 
 def alpha_boxes(network, lo: np.ndarray, hi: np.ndarray, prior_lo: list, prior_hi: list, *,
-                deadline: float | None = None, iters: int | None = None, **options
-                ) -> AlphaBoxes:
+                deadline: float | None = None, iters: int | None = None,
+                reference_seconds: float = 0.0, **options) -> AlphaBoxes:
     """Per-entry boxes by α-CROWN over one input box, never looser than the ``prior``
     boxes (e.g. ``symbolic``), which are intersected in. Every unstable neuron's own bound
     is optimised (``objective="boxes"``), together with the output box (``C = I``, both
     sides). The network is used as given (not merged: multiplying consecutive affine
-    layers rounds, and the bounds are for *this* network's forward pass)."""
+    layers rounds, and the bounds are for *this* network's forward pass). With a
+    ``deadline`` too close for the float64 pass, the prior boxes are returned as they are
+    (``extra["alpha_skipped"]``)."""
     t0 = time.perf_counter()
     iters = ALPHA_ITERS if iters is None else int(iters)
     n = len(network.layers)
+    if deadline is not None:
+        # The float64 pass cannot be interrupted: start only with time for it (about three
+        # times a symbolic pass, ``reference_seconds``), after torch's import.
+        need = max(3.0 * reference_seconds, 0.2)
+        ready = _import_torch_within(deadline - need - time.perf_counter())
+        if not ready or time.perf_counter() + need > deadline:
+            return AlphaBoxes([np.asarray(a, float) for a in prior_lo],
+                              [np.asarray(b, float) for b in prior_hi],
+                              ["input"] + ["symbolic"] * n, [0.0] * (n + 1),
+                              {"alpha_iterations": 0, "alpha_skipped": True})
     lo2, hi2 = lo[None].astype(float), hi[None].astype(float)
     boxes = {i: (np.asarray(prior_lo[i], float)[None], np.asarray(prior_hi[i], float)[None])
              for i in range(1, n + 1)}
