@@ -600,17 +600,41 @@ class CrownBounder:
             inits.append((init[0], beta_zero, {}))
         masks64 = self._clamp_masks(ctx64, f64)
 
+        skip = None
+        if (self.threshold is not None and ok is not None and warm.lower is not None
+                and warm.lower.shape[1] == self.R):
+            # rows an ancestor already proved stay proved (its bound is inherited): they
+            # are neither optimised nor evaluated again when no domain of the chunk needs
+            # them
+            skip = np.zeros((B, R2), dtype=bool)
+            skip[:, : self.R] = ok[:, None] & (warm.lower > self.threshold[None, :])
+        need = np.arange(R2) if skip is None else np.nonzero(~skip.all(axis=0))[0]
+        need_t = torch.as_tensor(need, device=dev)
+
         def evaluate(params, boxes, relax, infeas):
-            """The sound float64 bound of the spec rows for one parameter set."""
+            """The sound float64 bound of the spec rows ``need`` for one parameter set
+            (-inf in the other rows, whose bound is inherited)."""
             a_fin, b_fin, _ = params
             a_fin = {j: a_fin[j] if j in a_fin else relax[j].la.expand(B, R2, -1)
                      for j in self.piecewise}
             a64 = {j: _sound_alpha(a, self.layers[j]) for j, a in a_fin.items()}
-            b64 = self._beta_terms(b_fin, masks64, f64)
-            A = Ca[None].expand(B, R2, -1)
-            c = torch.zeros((B, R2), dtype=f64, device=dev)
-            low, A0, _, _, rec = self._backward(T64, A, c, self.n - 1, relax, boxes, a64, b64,
-                                                sound=True, record=True, stops=True)
+            low = torch.full((B, R2), -math.inf, dtype=f64, device=dev)
+            A0 = torch.zeros((B, R2, self.network.n_inputs), dtype=f64, device=dev)
+            rec = {j: torch.zeros((B, R2, self.layers[j].in_size), dtype=f64, device=dev)
+                   for j in self.nonlinear if self.layers[j].kind != "maxpool"}
+            if need.size:
+                b64 = self._beta_terms({i: [b[0][:, need_t], b[1][:, need_t]]
+                                        for i, b in b_fin.items()}, masks64, f64)
+                A = Ca[need_t][None].expand(B, need.size, -1)
+                c = torch.zeros((B, need.size), dtype=f64, device=dev)
+                lw, a0, _, _, rc = self._backward(
+                    T64, A, c, self.n - 1, relax, boxes,
+                    {j: a[:, need_t] for j, a in a64.items()}, b64, sound=True, record=True,
+                    stops=True)
+                low[:, need_t] = lw
+                A0[:, need_t] = a0
+                for j, v in rc.items():
+                    rec[j][:, need_t] = v
             return {"boxes": boxes, "relax": relax, "infeas": infeas, "low": low, "A0": A0,
                     "rec": rec, "a64": a64, "alpha": a_fin, "beta": b_fin}
 
@@ -621,12 +645,6 @@ class CrownBounder:
         # what the float64 pass of the optimised parameters will cost (deadline)
         t_last = 1.25 * (t_final + (0.0 if fixed else t_setup))
         if iters > 0 and fixed and (alpha or beta):
-            skip = None
-            if (self.threshold is not None and ok is not None and warm.lower is not None
-                    and warm.lower.shape[1] == self.R):
-                # rows an ancestor already proved stay proved (its bound is inherited)
-                skip = np.zeros((B, R2), dtype=bool)
-                skip[:, : self.R] = ok[:, None] & (warm.lower > self.threshold[None, :])
             best, done_iters = self._optimise_pairs(
                 lo, hi, clamps, boxes_o, relax_o, alpha, beta, Ca, iters, deadline, t_last,
                 beta_zero if hinted else None, skip)
