@@ -431,3 +431,30 @@ def test_cancelling_huge_bias_compute_bounds_alpha(big):
     y = net.forward(np.vstack([lo, hi, [0.3]]))[:, 0]
     box = compute_bounds(net, (lo, hi), method="alpha")
     assert np.all(box.lo[-1] <= y) and np.all(y <= box.hi[-1])
+
+
+def test_rows_proven_by_parent_are_inherited():
+    """With a threshold, rows the parent proved are neither optimised nor evaluated in
+    the children (their bound is the parent's); the other rows are, and stay sound."""
+    rng = np.random.default_rng(8)
+    net = mixed_network(rng, 3, [10, 10], ["relu", "relu"]).merged()
+    lo, hi = -np.ones(3), np.ones(3)
+    C = rng.normal(size=(4, 3))
+    probe = CrownBounder(net, C).bound(lo[None], hi[None], iters=10)
+    thr = probe.lower[0] + np.array([-0.01, -0.01, 1.0, 1.0])   # rows 0, 1 proven
+    b = CrownBounder(net, C, threshold=thr)
+    root = b.bound(lo[None], hi[None], iters=10)
+    assert np.all(root.lower[0, :2] > thr[:2])
+    j = max(root.scores, key=lambda k: root.scores[k].max())
+    unit = int(root.scores[j][0].argmax())
+    w = net.layers[j].in_size
+    clo = np.full((2, w), -np.inf)
+    chi = np.full((2, w), np.inf)
+    chi[0, unit] = 0.0
+    clo[1, unit] = 0.0
+    L, H = np.repeat(lo[None], 2, 0), np.repeat(hi[None], 2, 0)
+    kids = b.bound(L, H, {j: (clo, chi)}, iters=10, warm=root.state.select([0, 0]))
+    assert np.array_equal(kids.lower[:, :2], np.repeat(root.lower[:, :2], 2, 0))
+    assert np.all(kids.lower[:, 2:] >= root.lower[:, 2:])
+    X = sample_box(lo, hi, 4000, rng)
+    _check_contains(net, kids, C, L, H, {j: (clo, chi)}, X, net.forward_all(X))
