@@ -1315,7 +1315,7 @@ class CrownBounder:
                            + LOWER_GAP_WEIGHT * a.clamp(min=0.0) * gap_lo)).sum(1)
                 # every unstable unit scores > 0, so a split never lands on a decided one
                 s = torch.where(rel.unstable[:, 0], s + 1e-12 * (hi - lo), torch.zeros_like(s))
-            elif layer_kind(self.layers[j]) in S_SHAPED:
+            elif self.layers[j].kind in S_SHAPED:
                 dl = (rel.ua - rel.la)[:, 0]
                 di = (rel.ub - rel.lb)[:, 0]
                 gap = torch.maximum(dl * lo + di, dl * hi + di).clamp(min=0.0)
@@ -1388,10 +1388,6 @@ class _Adam:
                     v.mul_(self.b2).addcmul_(g, g, value=1.0 - self.b2).clamp_(min=1e-30)
                     denom = v.sqrt().add_(self.eps * math.sqrt(c2))
                     p.addcdiv_(m, denom, value=-lr * scale * math.sqrt(c2) / c1)
-
-
-def layer_kind(layer) -> str:
-    return layer.kind
 
 
 def _down(x):

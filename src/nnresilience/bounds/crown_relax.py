@@ -49,13 +49,6 @@ class Relaxation:
     decided: Any = None
     upper: Any = None
 
-    def default_alpha(self, lo, hi):
-        """The DeepPoly lower slope (``1`` if ``u > -l`` else ``k``), shape (B, 1, w)."""
-        import torch
-
-        one = torch.ones_like(lo)
-        return torch.where(hi > -lo, one, one * self.slope)[:, None, :]
-
 
 def _maxpool(groups, lo, hi) -> Relaxation:
     """Batched :func:`~nnresilience.bounds.relax.relax_maxpool` (same rule)."""
