@@ -458,3 +458,55 @@ def test_rows_proven_by_parent_are_inherited():
     assert np.all(kids.lower[:, 2:] >= root.lower[:, 2:])
     X = sample_box(lo, hi, 4000, rng)
     _check_contains(net, kids, C, L, H, {j: (clo, chi)}, X, net.forward_all(X))
+
+
+def _longdouble_forward_all(net: Network, X: np.ndarray) -> list[np.ndarray]:
+    """The forward pass in extended precision (closer to the exact values than float64)."""
+    h = np.asarray(X, dtype=np.longdouble)
+    out = [h]
+    for layer in net.layers:
+        if layer.kind == "affine":
+            h = h @ np.asarray(layer.dense_W(), dtype=np.longdouble).T + np.asarray(
+                layer.b, dtype=np.longdouble)
+        elif layer.kind == "relu":
+            h = np.maximum(h, 0)
+        elif layer.kind == "leaky_relu":
+            h = np.where(h >= 0, h, np.longdouble(layer.slope) * h)
+        elif layer.kind == "maxpool":
+            h = h[:, layer.groups].max(axis=2)
+        elif layer.kind == "tanh":
+            h = np.tanh(h)
+        elif layer.kind == "arctan":
+            h = np.arctan(h)
+        else:
+            with np.errstate(over="ignore"):
+                h = 1 / (1 + np.exp(-h))
+        out.append(h)
+    return out
+
+
+@settings(max_examples=30, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(seed=st.integers(0, 2**31 - 1), kinds=st.lists(KINDS, min_size=1, max_size=2),
+       big=st.sampled_from([0.0, 1e3, 1e6, 2.0**52]),
+       radius=st.sampled_from([0.0, 1e-9, 1e-3, 0.5]), logit=st.sampled_from([1.0, 1e4]))
+def test_adversarial_magnitudes_float_and_extended_values(seed, kinds, big, radius, logit):
+    """Cancelling biases up to 2**52 (through ReLU / LeakyReLU only: an s-shaped unit
+    would not pass the shift), zero-width and tiny boxes, logits up to 1e4: the bounds
+    contain the float64 forward values and the extended-precision ones."""
+    rng = np.random.default_rng(seed)
+    n_in = int(rng.integers(1, 4))
+    piecewise = all(k in ("relu", "leaky") for k in kinds)
+    net = cancelling_network(rng, n_in, [int(rng.integers(1, 5)) for _ in kinds], kinds,
+                             big if piecewise else min(big, 1e3), 1e3, False)
+    last = net.layers[-1]
+    net = Network(net.layers[:-1] + [Affine(last.W * logit, last.b * logit)])
+    c = rng.normal(size=n_in)
+    lo, hi = c - radius, c + radius
+    X = np.vstack([lo, hi, sample_box(lo, hi, 200, rng)])
+    C = rng.normal(size=(2, 3))
+    res = CrownBounder(net, C, upper=True).bound(lo[None], hi[None], iters=4)
+    for vals in (net.forward_all(X), _longdouble_forward_all(net, X)):
+        for e, v in enumerate(vals):
+            assert np.all(res.pre_lo[e][0] <= v) and np.all(v <= res.pre_hi[e][0]), e
+        y = vals[-1] @ C.T.astype(vals[-1].dtype)
+        assert np.all(res.lower[0] <= y) and np.all(y <= res.upper[0])
