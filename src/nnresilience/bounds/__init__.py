@@ -1,10 +1,11 @@
 """Sound per-neuron bounds: :func:`compute_bounds` and the methods behind it.
 
 Methods, from cheapest to tightest; each starts from the previous one and intersects with
-it, so ``interval ⊇ symbolic ⊇ lp ⊇ milp:W`` holds box by box:
+it, so ``interval ⊇ symbolic ⊇ lp ⊇ milp:W`` and ``symbolic ⊇ alpha`` hold box by box:
 
 ``interval``  box arithmetic layer by layer (:mod:`.interval`);
 ``symbolic``  back-substitution of linear relaxations to the input (:mod:`.symbolic`);
+``alpha``     the same with optimised ReLU lower slopes (α-CROWN, :mod:`.crown`);
 ``lp``        one LP per undecided neuron over the relaxation of all earlier layers (:mod:`.lp`);
 ``milp:W``    one MIP per undecided neuron over the last ``W`` non-linear layers, exact there
               (seed 000, heuristic 1; :mod:`.tighten`).
@@ -30,7 +31,7 @@ from nnresilience.bounds.relax import maxpool_undecided
 from nnresilience.bounds.types import NetworkBounds
 from nnresilience.errors import ShapeMismatchError
 
-METHODS = ("interval", "symbolic", "lp", "milp:W")
+METHODS = ("interval", "symbolic", "alpha", "lp", "milp:W")
 
 __all__ = ["METHODS", "NetworkBounds", "compute_bounds", "interval_bounds", "layer_stats",
            "parse_method", "region_box", "unstable_count"]
@@ -39,7 +40,7 @@ __all__ = ["METHODS", "NetworkBounds", "compute_bounds", "interval_bounds", "lay
 def parse_method(method: str) -> tuple[str, int]:
     """``'milp:2'`` → ``('milp', 2)``; other names → ``(name, 0)``; bad names raise."""
     m = method.strip().lower()
-    if m in ("interval", "symbolic", "lp"):
+    if m in ("interval", "symbolic", "alpha", "lp"):
         return m, 0
     if m.startswith("milp"):
         _, _, w = m.partition(":")
@@ -49,8 +50,8 @@ def parse_method(method: str) -> tuple[str, int]:
             width = -1
         if width >= 1:
             return "milp", width
-    raise ValueError(f"unknown bounds method {method!r}: use interval, symbolic, lp or milp:W "
-                     "(W >= 1)")
+    raise ValueError(f"unknown bounds method {method!r}: use interval, symbolic, alpha, lp or "
+                     "milp:W (W >= 1)")
 
 
 def region_box(network, region) -> tuple[np.ndarray, np.ndarray]:
@@ -162,6 +163,13 @@ def compute_bounds(network, region, method: str = "symbolic", executor=None,
                     deadline=deadline)
     if kind == "symbolic":
         return _finish(network, sym.los, sym.his, "symbolic", t0, sym.methods, sym.seconds,
+                       deadline=deadline, cut_short=sym.timed_out)
+    if kind == "alpha":
+        from nnresilience.bounds.crown import alpha_boxes
+
+        ab = alpha_boxes(network, lo0, hi0, sym.los, sym.his, deadline=deadline,
+                         reference_seconds=sum(sym.seconds))
+        return _finish(network, ab.los, ab.his, "alpha", t0, ab.methods, ab.seconds, ab.extra,
                        deadline=deadline, cut_short=sym.timed_out)
 
     from nnresilience.bounds.lp import lp_refiner
