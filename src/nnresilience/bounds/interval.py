@@ -30,6 +30,7 @@ from nnresilience.bounds.rounding import (
     down,
     enclose,
     maxabs,
+    merged_error,
     row_terms,
     sum_error,
     up,
@@ -58,6 +59,9 @@ def _affine_image(layer, lo: np.ndarray, hi: np.ndarray) -> tuple[np.ndarray, np
     r = np.asarray(absW @ rad).reshape(-1)
     mag = np.asarray(absW @ (np.abs(mid) + rad)).reshape(-1) + np.abs(layer.b)
     pad = up(2.0 * sum_error(mag, row_terms(W) + 3))
+    if getattr(layer, "merged_from", ()):
+        # the source network evaluates the merged chain layer by layer (rounding.py)
+        pad = up(pad + merged_error(layer, np.zeros(lo.size), maxabs(lo, hi)))
     # overflow gives inf - inf = nan: fmax/fmin turn it into an infinite (sound) bound
     return (np.fmax(down(c - r - pad), -np.inf), np.fmin(up(c + r + pad), np.inf))
 

@@ -141,6 +141,31 @@ def carry_error(layer, e_in: np.ndarray, abs_w=None) -> np.ndarray:
     return up(LIPSCHITZ[kind] * np.asarray(e_in, float))
 
 
+def merged_error(layer, e_in: np.ndarray, mag_in: np.ndarray) -> np.ndarray:
+    """``e_out`` of an affine layer that ``Network.merged()`` built from consecutive affine
+    layers (``layer.merged_from``): how far the *source* network's float64 value can be from
+    the exact value of the merged layer, given ``|h| <= mag_in`` and an input error ``e_in``.
+
+    Two parts. The source evaluates its layers one by one, each rounding on the magnitude
+    of *its* terms (``x + 1e8`` then ``- 1e8`` rounds at ``1e8`` even though the merged
+    layer is the identity): the error is carried and added layer by layer along the chain.
+    And the merged weights were multiplied in float64: each of the ``k - 1`` products of a
+    ``k``-layer chain is within ``gamma(n + 1)`` of the magnitudes ``|W_k| ... |W_1| m +``
+    bias terms (first order, with the chain's widest dot product ``n``).
+    """
+    chain = layer.merged_from
+    err = np.asarray(e_in, dtype=np.float64)
+    mag = np.asarray(mag_in, dtype=np.float64)
+    n_max = 1
+    for src in chain:
+        absw = src.abs_W()
+        n_max = max(n_max, _row_terms(src.W))
+        err = up(carry_error(src, err, absw) + affine_rounding(src, up(mag + err), absw))
+        mag = up(np.asarray(absw @ mag).reshape(-1) + np.abs(src.b))
+    products = max(1, len(chain) - 1)
+    return up(err + sum_error(mag, products * (n_max + 1)))
+
+
 class ForwardError:
     """``e_i``: how far the float64 forward value of entry ``i`` can be from the exact one.
 
@@ -159,7 +184,9 @@ class ForwardError:
             self.e.append(out)
             return out
         mag = maxabs(np.asarray(lo_in, float), np.asarray(hi_in, float))
-        if layer.kind == "affine":
+        if layer.kind == "affine" and getattr(layer, "merged_from", ()):
+            out = merged_error(layer, e_in, mag)
+        elif layer.kind == "affine":
             # |W| is recomputed rather than kept: holding one per layer made glibc return
             # and re-fault ~40 MB per MNIST 256x6 pass (measured)
             absw = layer.abs_W()

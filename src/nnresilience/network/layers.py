@@ -51,6 +51,10 @@ class Affine(Layer):
 
     W: np.ndarray | sp.spmatrix
     b: np.ndarray
+    # The consecutive affine layers this one replaces (set by ``Network.merged()``): the
+    # float64 forward pass of the *source* network evaluates them one by one, so the
+    # rounding rule needs them (``bounds/rounding.py``, ``merged_error``). Empty otherwise.
+    merged_from: tuple = field(default=(), repr=False)
     kind: ClassVar[str] = "affine"
 
     def __post_init__(self) -> None:
