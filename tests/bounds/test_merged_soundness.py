@@ -54,8 +54,8 @@ def test_merged_bounds_contain_source_forward(method, seed, big, act):
                    lo + rng.uniform(0, 1, (200, 2)) * (hi - lo)])
     Y = net.forward(X)                      # the source network: what a replay computes
     b = compute_bounds(merged, (lo, hi), method=method)
-    assert np.all(b.lo[-1] <= Y) and np.all(Y <= b.hi[-1]), (b.lo[-1], b.hi[-1], Y.min(0),
-                                                               Y.max(0))
+    inside = (b.lo[-1] <= Y) & (Y <= b.hi[-1])
+    assert np.all(inside), (b.lo[-1], b.hi[-1], Y.min(0), Y.max(0))
     for row in X[:5]:                       # one-row forward (another summation path)
         y = net.forward(row)
         assert np.all(b.lo[-1] <= y) and np.all(y <= b.hi[-1])
