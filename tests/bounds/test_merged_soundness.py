@@ -52,10 +52,11 @@ def test_merged_bounds_contain_source_forward(method, seed, big, act):
     hi = lo + rng.uniform(0.0, 1.0, 2)
     X = np.vstack([lo, hi, [lo[0], hi[1]], [hi[0], lo[1]],
                    lo + rng.uniform(0, 1, (200, 2)) * (hi - lo)])
-    Y = net.forward(X)                      # the source network: what a replay computes
+    ys = net.forward(X)                      # the source network: what a replay computes
     b = compute_bounds(merged, (lo, hi), method=method)
-    inside = (b.lo[-1] <= Y) & (Y <= b.hi[-1])
-    assert np.all(inside), (b.lo[-1], b.hi[-1], Y.min(0), Y.max(0))
+    lo_out, hi_out = b.lo[-1], b.hi[-1]
+    inside = (lo_out <= ys) & (ys <= hi_out)
+    assert np.all(inside), (b.lo[-1], b.hi[-1], ys.min(0), ys.max(0))
     for row in X[:5]:                       # one-row forward (another summation path)
         y = net.forward(row)
         assert np.all(b.lo[-1] <= y) and np.all(y <= b.hi[-1])
