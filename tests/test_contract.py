@@ -35,7 +35,7 @@ from nnresilience.contract import (
     weighted_norm,
     write_json,
 )
-from nnresilience.errors import InputDataError, ShapeMismatchError
+from nnresilience.errors import InputDataError, InvalidArgumentError, ShapeMismatchError
 from nnresilience.network import Network
 from nnresilience.network.layers import Affine
 from nnresilience.testing.bruteforce import random_network
@@ -278,12 +278,17 @@ def test_vacuous_clause_fails_once_the_class_becomes_confident():
 
 def test_contract_validation_errors(tmp_path, tiny_contract):
     net, c = tiny_contract
-    with pytest.raises(InputDataError, match="alpha"):
+    # alpha / k / norm / margin go through nnresilience.validate, as on the command line
+    with pytest.raises(InvalidArgumentError, match="alpha must be >= 1"):
         make_contract(net, 0.5, 1, "l1", (LO, HI))
-    with pytest.raises(InputDataError, match="norm"):
+    with pytest.raises(InvalidArgumentError, match="norm must be one of l1, linf"):
         make_contract(net, 1.5, 1, "l3", (LO, HI))
-    with pytest.raises(InputDataError, match="k must be"):
+    with pytest.raises(InvalidArgumentError, match="k must be in 1..2"):
         make_contract(net, 1.5, 3, "l1", (LO, HI))
+    with pytest.raises(InvalidArgumentError, match=r"margin must be in \[0, 1\)"):
+        make_contract(net, 1.5, 1, "l1", (LO, HI), margin=1.0)
+    with pytest.raises(InvalidArgumentError, match="domain box D: empty"):
+        make_contract(net, 1.5, 1, "l1", (HI, LO))
     with pytest.raises(InputDataError, match="scale of input 1"):
         make_contract(net, 1.5, 1, "l1", (LO, HI), scale=[1.0, -2.0])
     with pytest.raises(ShapeMismatchError):

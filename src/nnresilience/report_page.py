@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import datetime as _dt
 import math
-import os
 from pathlib import Path
 from typing import Any
 
@@ -80,17 +79,10 @@ def page(title: str, subtitle: str, sections: list[tuple[str, str]], figs: _Figu
 
 
 def write_page(text: str, path: str | Path) -> Path:
-    """Write the page atomically (sibling temp file, then rename)."""
-    out = Path(path)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = out.with_name(f".{out.name}.{os.getpid()}.tmp")
-    try:
-        tmp.write_text(text, encoding="utf-8")
-        os.replace(tmp, out)
-    finally:
-        if tmp.exists():
-            tmp.unlink()
-    return out
+    """Write the page atomically (:func:`nnresilience.io.write_atomic`)."""
+    from nnresilience.io import write_atomic
+
+    return write_atomic(path, text)
 
 
 def draw_pair(a: np.ndarray, b: np.ndarray, title: str, shape: tuple | None, figs: _Figures,
