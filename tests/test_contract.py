@@ -456,3 +456,28 @@ def test_workers_spec_goes_to_the_executor(monkeypatch):
     seen.clear()
     class_phis(net, [0, 1, 2], 1.05, 1, "l1", lo, hi, timeout=30.0)
     assert [s[0] for s in seen] == [[0], [1], [2]] and all(s[1] is None for s in seen)
+
+
+def test_page_under_a_deadline_drops_witness_pictures_not_tables(tiny_contract):
+    """A page drawn at the end of a command's time: past the deadline only the chart is
+    drawn, the witness pictures are left out (and the page says how many); every table
+    row is still there."""
+    import re
+
+    from nnresilience.report_contract import render_contract
+
+    net, c = tiny_contract
+    c = json.loads(dumps(c))
+    n_wit = sum(1 for cl in c["clauses"] if cl["witness"])
+    assert n_wit >= 1
+    full = render_contract(c)
+    late = render_contract(c, deadline=time.monotonic() - 1.0)
+
+    def imgs(html):
+        return int(re.search(r"data-images-expected='(\d+)'", html).group(1))
+
+    assert imgs(full) == 1 + n_wit and full.count("<img") == imgs(full)
+    assert imgs(late) == 1 and late.count("<img") == 1
+    assert f"{n_wit} witness pair picture(s) not drawn" in late
+    assert late.count("<tr>") == full.count("<tr>")
+    assert render_contract(c, deadline=time.monotonic() + 600).count("<img") == 1 + n_wit

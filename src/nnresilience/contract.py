@@ -513,8 +513,8 @@ def make_contract(network, alpha: float, k: int = 1, norm: str = "l1", domain=No
 
 
 @dataclass(frozen=True)
-class ContractQuery:
-    """The checked question of a contract: α, k, norm, the box D, the scale, the margin."""
+class Assumption:
+    """The checked assumption of a contract: α, k, norm, the box D, the per-input scale."""
 
     alpha: float
     k: int
@@ -522,6 +522,12 @@ class ContractQuery:
     lo: np.ndarray
     hi: np.ndarray
     scale: np.ndarray | None
+
+
+@dataclass(frozen=True)
+class ContractQuery(Assumption):
+    """What :func:`make_contract` computes: the assumption and the tolerances' margin."""
+
     margin: float
 
 
@@ -669,16 +675,10 @@ def check_contract(network, contract: dict[str, Any], *, settings=None,
 
 
 @dataclass(frozen=True)
-class CheckQuery:
-    """A contract's question, checked against the model it is re-checked on: the
-    classes that need a solve, the tolerances promised."""
+class CheckQuery(Assumption):
+    """A contract's assumption, checked against the model it is re-checked on, with the
+    tolerances promised and the classes that need a solve."""
 
-    alpha: float
-    k: int
-    norm: str
-    lo: np.ndarray
-    hi: np.ndarray
-    scale: np.ndarray | None
     wanted: dict[int, float]
     net_tol: float
     classes: list[int]

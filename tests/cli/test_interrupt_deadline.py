@@ -182,3 +182,20 @@ def test_progress_on_a_terminal_only(slow_query, tmp_path):
                          timeout=60)
     assert "s left" not in res.stderr                         # not a terminal: none
     assert json.loads(res.stdout)["status"] == "unknown"
+
+
+@pytest.mark.slow
+def test_contract_progress_on_a_terminal_only(slow_query, tmp_path):
+    """``contract -o -``: the status line (class being solved, time left) on a terminal,
+    the summary table on stderr, only the contract's JSON on stdout; none with --quiet."""
+    model, _ = slow_query
+    args = ["contract", model, "--alpha", "1.5", "--domain", "-1:1", "--timeout", 8, "-o",
+            "-"]
+    rc, out, tty = _pty_run(args)
+    assert rc == 0
+    assert json.loads(out)["command"] == "contract"
+    assert "contract" in tty and "Phi_m" in tty and "s left" in tty
+    assert "sensor contract" in tty                       # the table went to stderr
+    rc, out, tty = _pty_run(args, quiet=True)
+    assert rc == 0 and json.loads(out)["command"] == "contract"
+    assert "s left" not in tty and "sensor contract" in tty

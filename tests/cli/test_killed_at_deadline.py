@@ -53,6 +53,18 @@ def _hang_when(monkeypatch, stuck) -> None:
     monkeypatch.setattr(res, "phi_many", phi_many)
 
 
+def _no_time_for_the_page(monkeypatch, module: str) -> None:
+    """All of T goes to the computation (no warm-up, no time kept for the page), so the
+    hang is reached however busy the machine is."""
+    import importlib
+
+    import nnresilience.report_page as report_page
+
+    monkeypatch.setattr(importlib.import_module(f"nnresilience.cli.{module}"),
+                        "PAGE_RESERVE", 0.0)
+    monkeypatch.setattr(report_page, "warm_up", lambda: None)
+
+
 def _run(argv) -> tuple[int, float]:
     t0 = time.monotonic()
     rc = main([str(a) for a in argv])
@@ -61,9 +73,7 @@ def _run(argv) -> tuple[int, float]:
 
 def test_contract_keeps_finished_classes_and_drops_the_old_page(models, tmp_path,
                                                                 monkeypatch, capsys):
-    import nnresilience.cli.contract as cli_contract
-
-    monkeypatch.setattr(cli_contract, "PAGE_RESERVE", 0.0)   # the classes get the time
+    _no_time_for_the_page(monkeypatch, "contract")
     _hang_when(monkeypatch, lambda net, classes: classes == [1])
     out, page = tmp_path / "c.json", tmp_path / "c.html"
     page.write_text(OLD_PAGE)
@@ -105,9 +115,7 @@ def test_check_of_a_killed_run_is_unknown_exit_4(models, tmp_path, monkeypatch, 
 
 
 def test_compare_keeps_the_finished_model(models, tmp_path, monkeypatch, capsys):
-    import nnresilience.cli.contract as cli_contract
-
-    monkeypatch.setattr(cli_contract, "PAGE_RESERVE", 0.0)
+    _no_time_for_the_page(monkeypatch, "compare")
     seen: list[str] = []
 
     def second_model(net, classes):

@@ -30,13 +30,14 @@ from nnresilience.cli.contract import (
     SCHED_OPT,
     STOPPED,
     WORKERS_OPT,
+    answer,
     compute_budget,
     document,
     domain_box,
     executor_spec,
     finished_pieces,
-    reserve_for,
     say,
+    stage_page,
 )
 from nnresilience.cli.resilience import (
     BACK_OPT,
@@ -47,6 +48,10 @@ from nnresilience.cli.resilience import (
     _settings,
 )
 from nnresilience.errors import InvalidArgumentError
+
+# Seconds kept for the page (after matplotlib is warmed up): its three plots are all
+# drawn (Φ_m, α_max, the distribution: ~1 s each at load 6 on the shared 2-core machine).
+PAGE_RESERVE = 3.5
 
 
 def _npz_labels(path: Path) -> np.ndarray | None:
@@ -79,13 +84,14 @@ def _compare_work(reporter, nets, q, settings, spec, alpha_max_too: bool, page: 
 
     cmp = compare_models(nets, (q.lo, q.hi), q.alpha, q.k, q.norm, data=q.X, labels=q.labels,
                          settings=settings, workers=spec, alpha_max_too=alpha_max_too,
-                         timeout=compute_budget(reporter, reserve_for(page)),
+                         timeout=compute_budget(reporter, page, PAGE_RESERVE),
                          progress=reporter.progress)
     reporter.partial(("comparison", cmp))
     if not page:
         return cmp, None
     from nnresilience.report_compare import render_compare
 
+    reporter.progress({"phase": "drawing the page"})
     return cmp, render_compare(strict_json(cmp))
 
 
@@ -175,16 +181,10 @@ def compare_cmd(
                           validate.top_k(k, ref.n_outputs), validate.norm(norm), X, y)
         res = run.in_child(_compare_work, nets, q, settings, spec, not no_alpha_max,
                            page_out is not None)
-        if res.finished:
-            cmp, page = res.value
-        else:
-            cmp = _comparison_of_killed_run(res, run, nets, q, settings, spec)
-            page = None
+        cmp, page = answer(res, lambda: _comparison_of_killed_run(res, run, nets, q,
+                                                                  settings, spec))
         run.outputs.write(js, dumps({"command": "compare", **cmp}))
-        if page is not None:
-            run.outputs.write(page_out, page)
-        else:
-            run.outputs.remove(page_out)            # never leave an older run's page
+        stage_page(run, page_out, page)
         run.outputs.write(npz_out, npz_bytes(pairs_from_compare(cmp, source="compare")))
     _print(cmp, to_stderr=js == "-")
     if not res.finished:

@@ -52,8 +52,9 @@ EXIT_CLAUSE_FAILS = EXIT_FAILED_UNITS          # 1: a check found a failure
 EXIT_UNDECIDED = EXIT_TIMED_OUT                # 4: not decided in the time given
 
 # Seconds of the budget kept back from the computation: for handing the answer over and
-# writing the files, and for drawing an HTML page (matplotlib's first figure alone takes
-# ~1.5 s on a busy 2-core machine; measured 2.3 s for the CTG contract page at load 7).
+# writing the files, and for drawing an HTML page once matplotlib is warmed up (the
+# contract page's chart and a witness picture take ~1 s each at load 6 on the shared 2-core
+# machine; further witness pictures are drawn only while they fit before the deadline).
 OUTPUT_RESERVE = 0.3
 PAGE_RESERVE = 2.5
 STOPPED = "stopped at the deadline"
@@ -98,15 +99,23 @@ def domain_box(network, domain: str | None) -> tuple[np.ndarray, np.ndarray]:
     raise InvalidArgumentError("no input domain: give --domain LO:HI")
 
 
-def compute_budget(reporter, reserve: float) -> float | None:
+def compute_budget(reporter, page: bool, page_reserve: float | None = None
+                   ) -> float | None:
     """What the computation in the child gets: the time left of ``--timeout`` (counted
-    from the process start) less ``reserve`` for what comes after it."""
+    from the process start) less what comes after it -- handing the answer over, and the
+    page if one is asked for. For a page, matplotlib is warmed up first (imports, font
+    cache: seconds on a busy machine), so that cost is measured, not guessed."""
+    if page:
+        from nnresilience.report_page import warm_up
+
+        warm_up()
     left = reporter.budget.remaining()
-    return None if left is None else max(left - reserve, 0.0)
-
-
-def reserve_for(page: bool) -> float:
-    return OUTPUT_RESERVE + (PAGE_RESERVE if page else 0.0)
+    if left is None:
+        return None
+    reserve = OUTPUT_RESERVE
+    if page:
+        reserve += PAGE_RESERVE if page_reserve is None else page_reserve
+    return max(left - reserve, 0.0)
 
 
 def finished_pieces(partials: list[Any], phase: str) -> list[Any]:
@@ -119,6 +128,20 @@ def document(partials: list[Any], tag: str) -> Any:
     """The whole answer a child handed over (``reporter.partial((tag, doc))``) before it
     was killed while drawing the page, or None."""
     return next((p[1] for p in partials if isinstance(p, tuple) and p[0] == tag), None)
+
+
+def answer(res, on_killed) -> tuple[dict[str, Any], str | None]:
+    """``(document, page)`` of a finished child; of a killed one, ``on_killed()`` and no
+    page (there was no time to draw it)."""
+    return res.value if res.finished else (on_killed(), None)
+
+
+def stage_page(run: CommandRun, target: Any, page: str | None) -> None:
+    """Stage the page; a run without one removes a page an earlier run left there."""
+    if page is not None:
+        run.outputs.write(target, page)
+    else:
+        run.outputs.remove(target)
 
 
 def say(text: str, to_stderr: bool = False) -> None:
@@ -150,15 +173,15 @@ def _create_work(reporter, net, q, settings, spec, data, scale_source, model, pa
 
     contract = make_contract(
         net, q.alpha, q.k, q.norm, (q.lo, q.hi), scale=q.scale, scale_source=scale_source,
-        settings=settings, timeout=compute_budget(reporter, reserve_for(page)),
-        workers=spec, margin=q.margin, model_path=model, data=data,
-        progress=reporter.progress)
+        settings=settings, timeout=compute_budget(reporter, page), workers=spec,
+        margin=q.margin, model_path=model, data=data, progress=reporter.progress)
     reporter.partial(("contract", contract))
     if not page:
         return contract, None
     from nnresilience.report_contract import render_contract
 
-    return contract, render_contract(strict_json(contract))
+    reporter.progress({"phase": "drawing the page"})
+    return contract, render_contract(strict_json(contract), deadline=reporter.budget.deadline)
 
 
 def _contract_of_killed_run(out, run: CommandRun, net, q, settings, spec, scale_source,
@@ -227,17 +250,10 @@ def create(
         source = None if per_input_scale is None else str(per_input_scale)
         res = run.in_child(_create_work, net, q, settings, spec, X, source, model,
                            page_out is not None)
-        if res.finished:
-            contract, page = res.value
-        else:
-            contract = _contract_of_killed_run(res, run, net, q, settings, spec, source,
-                                               model)
-            page = None
+        contract, page = answer(res, lambda: _contract_of_killed_run(
+            res, run, net, q, settings, spec, source, model))
         run.outputs.write(out_json, dumps({"command": "contract", **contract}))
-        if page is not None:
-            run.outputs.write(page_out, page)
-        else:
-            run.outputs.remove(page_out)            # never leave an older run's page
+        stage_page(run, page_out, page)
         name = "contract" if out_json == "-" else str(out_json)
         run.outputs.write(npz_out, npz_bytes(pairs_from_contract(contract, source=name)))
     _print_contract(contract, out_json, to_stderr=out_json == "-")
@@ -255,14 +271,16 @@ def _check_work(reporter, net, contract, settings, spec, model, page: bool):
     from nnresilience.contract import check_contract, strict_json
 
     report = check_contract(net, contract, settings=settings, workers=spec,
-                            timeout=compute_budget(reporter, reserve_for(page)),
-                            model_path=model, progress=reporter.progress)
+                            timeout=compute_budget(reporter, page), model_path=model,
+                            progress=reporter.progress)
     reporter.partial(("report", report))
     if not page:
         return report, None
     from nnresilience.report_contract import render_contract
 
-    return report, render_contract(strict_json(contract), check=strict_json(report))
+    reporter.progress({"phase": "drawing the page"})
+    return report, render_contract(strict_json(contract), check=strict_json(report),
+                                   deadline=reporter.budget.deadline)
 
 
 def _report_of_killed_run(out, run: CommandRun, net, contract, q, settings, spec,
@@ -306,17 +324,10 @@ def check(
         q = check_query_of(net, contract)
         res = run.in_child(_check_work, net, contract, settings, spec, model,
                            page_out is not None)
-        if res.finished:
-            report, page = res.value
-        else:
-            report = _report_of_killed_run(res, run, net, contract, q, settings, spec,
-                                           model)
-            page = None
+        report, page = answer(res, lambda: _report_of_killed_run(
+            res, run, net, contract, q, settings, spec, model))
         run.outputs.write(js, dumps({"command": "contract check", **report}))
-        if page is not None:
-            run.outputs.write(page_out, page)
-        else:
-            run.outputs.remove(page_out)
+        stage_page(run, page_out, page)
     _print_check(report, to_stderr=js == "-")
     if not res.finished:
         say(f"TIMED OUT: the command was stopped at its deadline; clauses of classes "
