@@ -91,8 +91,10 @@ keeps every answer already stored, and the exit code is 130.
 - `--json -` writes only the JSON document on stdout; the human summary then goes to
   stderr (`contract -o -` likewise for the contract).
 - `contract --html`, `contract check --html`, `compare -o`: the page is drawn after the
-  computation, in the last 2.5 s of `--timeout` kept back for it; a run stopped at its
-  deadline writes its JSON but no page, and removes a page of an earlier run.
+  computation, in time kept back from `--timeout` for it (2.5 s, `compare` 3.5 s, once
+  matplotlib is loaded); witness pictures that no longer fit are left out (the page says
+  how many; the JSON has every pair). A run stopped at its deadline writes its JSON but
+  no page, and removes a page of an earlier run.
 - `campaign export --format witnesses-npz -o FILE.npz`: every witness pair (a, a+ε) of
   the store with its label, as plain arrays (keys in `docs/contracts.md`).
 

@@ -13,8 +13,10 @@ place together; a live status line is drawn on a terminal unless ``--quiet``. Th
 hands over each finished class as it goes: if it has to be killed at the deadline, the
 contract (or check report) is assembled from the classes that finished, the others
 promising nothing (tolerance 0) or coming out ``unknown``. The HTML page is drawn in the
-child after the computation, within the time kept back for it (:data:`PAGE_RESERVE`); a
-page that could not be finished in time is not written (an old one is removed).
+child after the computation, in the time kept back for it (:data:`PAGE_RESERVE`, counted
+after matplotlib has been warmed up); witness pictures that no longer fit before the
+deadline are left out (the page says how many). A killed run writes no page and removes
+an old one.
 
 Exit codes (the one list of ``cli/__init__.py``): ``contract`` 0 written, 2 bad input,
 130 interrupted. ``contract check`` answers with its verdict: 0 every clause holds, 1 some
