@@ -185,7 +185,8 @@ def compare_cmd(
                                                                   settings, spec))
         run.outputs.write(js, dumps({"command": "compare", **cmp}))
         stage_page(run, page_out, page)
-        run.outputs.write(npz_out, npz_bytes(pairs_from_compare(cmp, source="compare")))
+        if npz_out is not None:
+            run.outputs.write(npz_out, npz_bytes(pairs_from_compare(cmp, source="compare")))
     _print(cmp, to_stderr=js == "-")
     if not res.finished:
         say(f"TIMED OUT: the command was stopped at its deadline; models marked "

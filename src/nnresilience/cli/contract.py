@@ -256,8 +256,9 @@ def create(
             res, run, net, q, settings, spec, source, model))
         run.outputs.write(out_json, dumps({"command": "contract", **contract}))
         stage_page(run, page_out, page)
-        name = "contract" if out_json == "-" else str(out_json)
-        run.outputs.write(npz_out, npz_bytes(pairs_from_contract(contract, source=name)))
+        if npz_out is not None:
+            name = "contract" if out_json == "-" else str(out_json)
+            run.outputs.write(npz_out, npz_bytes(pairs_from_contract(contract, source=name)))
     _print_contract(contract, out_json, to_stderr=out_json == "-")
     if not res.finished:
         say(f"TIMED OUT: the command was stopped at its deadline; classes marked "
