@@ -15,7 +15,8 @@ import sys
 from pathlib import Path
 
 COMMANDS = [[], ["info"], ["eval"], ["bounds"], ["verify"], ["vnncomp"], ["resilience"],
-            ["alpha-max"], ["min-perturbation"], ["campaign", "run"], ["campaign", "show"],
+            ["alpha-max"], ["min-perturbation"], ["contract"], ["contract", "create"],
+            ["contract", "check"], ["compare"], ["campaign", "run"], ["campaign", "show"],
             ["campaign", "export"], ["report"], ["demo"], ["version"]]
 
 INTRO = """\
@@ -32,11 +33,11 @@ This is the one list of exit codes; every command uses them.
 
 | code | meaning |
 |---:|---|
-| 0 | the command produced its answer: any verdict, including `unknown` and an infeasible premise |
-| 1 | `campaign run`: some units failed (listed as `failed: NAME: TYPE: message`); the other answers are stored |
+| 0 | the command produced its answer: any verdict, including `unknown` and an infeasible premise; `contract check`: every clause holds |
+| 1 | a failure was found: `campaign run`: some units failed (listed as `failed: NAME: TYPE: message`), the other answers are stored; `contract check`: some clause of the contract fails on the model (a replayed witness breaks it) |
 | 2 | bad input: an unreadable or unsupported model, a VNN-LIB error, an option out of range, a malformed command line. One line `error: ...` on stderr names the problem; no usage text, no traceback |
 | 3 | a solver failure or an internal error: one line `error: ...`; `NNRES_DEBUG=1` also prints the traceback |
-| 4 | stopped by `--timeout` before finishing: `campaign run` with units left (run the same command again to resume), `demo` |
+| 4 | not finished in the time given: `campaign run` stopped by `--timeout` with units left (run the same command again to resume), `demo` stopped by `--timeout`; `contract check`: no clause fails but some are `unknown` within the time given (more time may decide them) |
 | 130 | interrupted: Ctrl-C, or SIGTERM from a batch system |
 
 ### Checked input
@@ -62,6 +63,9 @@ near. What is left is an honest answer:
 | `vnncomp` | result file `timeout` |
 | `bounds` | the bounds computed so far (always sound), `status` `timed_out` or `killed`, and a `TIMED OUT` line |
 | `resilience`, `alpha-max`, `min-perturbation` | each class or sample gets an equal share of T (times `--workers`); items finished are kept, the others are `unknown` |
+| `contract` | the classes share T (at least 1.5 s each while that much is left); a class not decided has tolerance 0 (it promises nothing); if the worker has to be killed, the classes it finished are kept and the others are `stopped at the deadline` |
+| `contract check` | the same per class; undecided clauses are `unknown` (exit 4) |
+| `compare` | the models, and within a model its stages, share T; if the worker has to be killed, the models it finished are kept and the others are `stopped at the deadline` |
 | `campaign run` | finished answers stay in the store, exit 4; a unit's own query timeout is kept the same way (answer `unknown`) |
 | `demo` | stops, exit 4 (`--cell-timeout` is the limit of one robustness cell) |
 
@@ -85,12 +89,20 @@ keeps every answer already stored, and the exit code is 130.
   `unsat`, `timeout`, `unknown` (the tool gave up before the time limit), or `error` (bad
   input, exit 2; internal error, exit 3). Only Ctrl-C leaves no file.
 - `--json -` writes only the JSON document on stdout; the human summary then goes to
-  stderr.
+  stderr (`contract -o -` likewise for the contract).
+- `contract --html`, `contract check --html`, `compare -o`: the page is drawn after the
+  computation, in time kept back from `--timeout` for it (2.5 s, `compare` 3.5 s, once
+  matplotlib is loaded); witness pictures that no longer fit are left out (the page says
+  how many; the JSON has every pair). A run stopped at its deadline writes its JSON but
+  no page, and removes a page of an earlier run.
+- `campaign export --format witnesses-npz -o FILE.npz`: every witness pair (a, a+ε) of
+  the store with its label, as plain arrays (keys in `docs/contracts.md`).
 
 ### Progress and terminal output
 
 Commands that can run for more than a moment (`verify`, `vnncomp`, `bounds`,
-`resilience`, `alpha-max`, `min-perturbation`, `campaign run`, `demo`) show a live status
+`resilience`, `alpha-max`, `min-perturbation`, `contract`, `contract check`, `compare`,
+`campaign run`, `demo`) show a live status
 line on stderr: the phase, boxes or domains open and closed, the best bound so far, the
 interval of Φ_m so far, the class or sample being worked on, time elapsed and time left.
 It is drawn only when stderr is a terminal; `--quiet` (`-q`) silences it. Output that
@@ -99,7 +111,10 @@ is not a terminal (a pipe, a file) is never wrapped: a table row stays on one li
 ## JSON documents
 
 All JSON is strict (RFC 8259): infinities and NaN are written as `null`, never
-`Infinity`. Every document has a `command` field.
+`Infinity`. Every document has a `command` field. The exception to `null`: the
+versioned documents of `contract`, `contract check` and `compare` write an unbounded value
+as the string `"inf"` (a tolerance of `"inf"` is a promise; `null` would read as
+"unknown").
 
 **`verify --json`**
 
@@ -150,6 +165,21 @@ timed_out, interrupted, aborted, seconds, store, stored_total, settings`.
 `query_id`, `kind`, `network_name`, `network_path`, `property_name`, `property_path`,
 `params`, `status`, `lower`, `upper`, `seconds`, `engine`, `created_at`, `info`,
 `result`). `campaign export --format json` writes the `answers` list.
+
+**`contract -o FILE`**: `command` (`"contract"`) and the contract, schema
+`nnresilience.contract` version 1 (`docs/contracts.md`): `model`, `assumption` (`alpha`,
+`k`, `norm`, `domain`, `per_input_scale`), `margin`, `clauses[]` (per class: `tolerance`,
+`phi {lower, upper, optimal}`, `witness`, `status`, `proof`), `network` (Ξ), `settings`,
+`run` (`timeout`, `workers`, `seconds`, `killed`).
+
+**`contract check --json`**: `command` (`"contract check"`), schema
+`nnresilience.contract-check`: `contract`, `model`, `model_changed`, `clauses[]`
+(`tolerance`, `verdict` `holds`/`fails`/`unknown`, `reason`, new `phi`, breaking
+`witness`), `network`, `summary`, `verdict`, `settings`, `run`.
+
+**`compare --json`**: `command` (`"compare"`), schema `nnresilience.compare`:
+`parameters`, `models[]` (`xi`, `phi[]`, `alpha_max[]`, `min_perturbation[]`,
+`summary`, `seconds`), `settings`, `seconds`, `killed`.
 
 **`info --json`**: `command`, the network facts (`name, format, input_shape, n_inputs,
 n_outputs, layers, input_domain, content_hash, ...`) and, with `--property`, `property`.

@@ -148,7 +148,7 @@ def test_cli_compare(tmp_path, capsys):
     (["--alpha", "0.2"], "alpha"),
     (["--data", "OUTSIDE"], "outside the domain"),
     (["--samples", "0", "--data", "SAMPLES"], "--samples"),
-    (["--data", "MISSING"], "no such input file"),
+    (["--data", "MISSING"], "nope.npy: no such file"),
 ])
 def test_cli_compare_bad_input(tmp_path, capsys, extra, needle):
     from nnresilience.cli import main

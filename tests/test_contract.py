@@ -35,7 +35,7 @@ from nnresilience.contract import (
     weighted_norm,
     write_json,
 )
-from nnresilience.errors import InputDataError, ShapeMismatchError
+from nnresilience.errors import InputDataError, InvalidArgumentError, ShapeMismatchError
 from nnresilience.network import Network
 from nnresilience.network.layers import Affine
 from nnresilience.testing.bruteforce import random_network
@@ -278,12 +278,17 @@ def test_vacuous_clause_fails_once_the_class_becomes_confident():
 
 def test_contract_validation_errors(tmp_path, tiny_contract):
     net, c = tiny_contract
-    with pytest.raises(InputDataError, match="alpha"):
+    # alpha / k / norm / margin go through nnresilience.validate, as on the command line
+    with pytest.raises(InvalidArgumentError, match="alpha must be >= 1"):
         make_contract(net, 0.5, 1, "l1", (LO, HI))
-    with pytest.raises(InputDataError, match="norm"):
+    with pytest.raises(InvalidArgumentError, match="norm must be one of l1, linf"):
         make_contract(net, 1.5, 1, "l3", (LO, HI))
-    with pytest.raises(InputDataError, match="k must be"):
+    with pytest.raises(InvalidArgumentError, match="k must be in 1..2"):
         make_contract(net, 1.5, 3, "l1", (LO, HI))
+    with pytest.raises(InvalidArgumentError, match=r"margin must be in \[0, 1\)"):
+        make_contract(net, 1.5, 1, "l1", (LO, HI), margin=1.0)
+    with pytest.raises(InvalidArgumentError, match="domain box D: empty"):
+        make_contract(net, 1.5, 1, "l1", (HI, LO))
     with pytest.raises(InputDataError, match="scale of input 1"):
         make_contract(net, 1.5, 1, "l1", (LO, HI), scale=[1.0, -2.0])
     with pytest.raises(ShapeMismatchError):
@@ -451,3 +456,28 @@ def test_workers_spec_goes_to_the_executor(monkeypatch):
     seen.clear()
     class_phis(net, [0, 1, 2], 1.05, 1, "l1", lo, hi, timeout=30.0)
     assert [s[0] for s in seen] == [[0], [1], [2]] and all(s[1] is None for s in seen)
+
+
+def test_page_under_a_deadline_drops_witness_pictures_not_tables(tiny_contract):
+    """A page drawn at the end of a command's time: past the deadline only the chart is
+    drawn, the witness pictures are left out (and the page says how many); every table
+    row is still there."""
+    import re
+
+    from nnresilience.report_contract import render_contract
+
+    net, c = tiny_contract
+    c = json.loads(dumps(c))
+    n_wit = sum(1 for cl in c["clauses"] if cl["witness"])
+    assert n_wit >= 1
+    full = render_contract(c)
+    late = render_contract(c, deadline=time.monotonic() - 1.0)
+
+    def imgs(html):
+        return int(re.search(r"data-images-expected='(\d+)'", html).group(1))
+
+    assert imgs(full) == 1 + n_wit and full.count("<img") == imgs(full)
+    assert imgs(late) == 1 and late.count("<img") == 1
+    assert f"{n_wit} witness pair picture(s) not drawn" in late
+    assert late.count("<tr>") == full.count("<tr>")
+    assert render_contract(c, deadline=time.monotonic() + 600).count("<img") == 1 + n_wit

@@ -55,7 +55,11 @@ def store(tmp_path_factory):
 
 
 def test_store_export_rows_are_real_witnesses(store, tmp_path):
-    net = _net()
+    from nnresilience.loaders import load_network
+
+    # the network the campaign ran: the ONNX file (float32 weights; a witness can sit on
+    # a near-tie where the float64 twin _net() ranks the classes the other way)
+    net = load_network(store.parent / "toy.onnx")
     out = tmp_path / "w.npz"
     n = export_store_witnesses(store, out)
     with np.load(out, allow_pickle=False) as z:
@@ -106,3 +110,35 @@ def test_empty_and_contract_exports(tmp_path):
         assert p["epsilon"] == pytest.approx(cl["witness"]["epsilon_norm"], abs=1e-12)
         assert p["epsilon"] == pytest.approx(
             float(np.abs((p["a_perturbed"] - p["a"]) / np.array([1.0, 0.5])).sum()))
+
+
+def test_campaign_export_witnesses_npz_cli(store, tmp_path, capsys):
+    """``nnres campaign export --format witnesses-npz`` writes what
+    export_store_witnesses writes (replacing an older file), honours --kind and
+    --network, and needs a file name."""
+    from nnresilience.cli import main
+
+    out = tmp_path / "w.npz"
+    out.write_text("an older export\n")
+    assert main(["campaign", "export", str(store), "--format", "witnesses-npz", "-o",
+                 str(out)]) == 0
+    want = pairs_from_store(store)
+    assert f"{len(want)} witness pair(s)" in capsys.readouterr().err
+    with np.load(out, allow_pickle=False) as z:
+        assert set(z.files) == set(KEYS) and z["a"].shape == (len(want), 2)
+        np.testing.assert_array_equal(z["a_perturbed"], [p["a_perturbed"] for p in want])
+        np.testing.assert_array_equal(z["label"], [p["label"] for p in want])
+        assert [str(s) for s in z["source"]] == [p["source"] for p in want]
+    assert main(["campaign", "export", str(store), "--format", "witnesses-npz", "--kind",
+                 "phi", "-o", str(out)]) == 0
+    with np.load(out, allow_pickle=False) as z:
+        assert z["a"].shape[0] == 2 and {s.split(":")[1] for s in map(str, z["source"])} \
+            == {"phi"}
+    assert main(["campaign", "export", str(store), "--format", "witnesses-npz",
+                 "--network", "other", "-o", str(out)]) == 0
+    with np.load(out, allow_pickle=False) as z:
+        assert z["a"].shape == (0, 0)
+    capsys.readouterr()
+    assert main(["campaign", "export", str(store), "--format", "witnesses-npz"]) == 2
+    assert "give -o FILE.npz" in capsys.readouterr().err
+    assert not list(tmp_path.glob(".*.tmp"))

@@ -21,13 +21,14 @@ from __future__ import annotations
 
 import math
 import time
-from dataclasses import asdict
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from nnresilience.contract import (
+    Progress,
     call_timeout,
     class_phis,
     file_sha256,
@@ -191,65 +192,131 @@ def _summary(rows: list[dict[str, Any]], labels) -> dict[str, Any]:
     return out
 
 
-def compare_models(models: list[tuple[str, Any, str | Path | None]], domain=None,
-                   alpha: float = 2.0, k: int = 1, norm: str = "l1", *,
-                   data: np.ndarray | None = None, labels: np.ndarray | None = None,
-                   settings=None, timeout: float | None = None, workers: Any = None,
-                   alpha_max_too: bool = True) -> dict[str, Any]:
-    """Compare ``models`` (``(name, network, path or None)`` triples) side by side.
+@dataclass(frozen=True)
+class CompareQuery:
+    """The checked question of a comparison: the same domain, samples and labels for
+    every model."""
 
-    ``data`` rows are the samples of the minimum-perturbation distributions (``labels``
-    default to each model's own prediction, so a misclassified sample is not a 0);
-    ``timeout`` is the budget of the whole call.
-    """
-    from nnresilience import __version__
-    from nnresilience.contract import check_query, utc_now
-    from nnresilience.resilience import DEFAULT
+    alpha: float
+    k: int
+    norm: str
+    lo: np.ndarray
+    hi: np.ndarray
+    X: np.ndarray | None
+    labels: np.ndarray | None
 
-    t0 = time.perf_counter()
-    settings = DEFAULT if settings is None else settings
+
+def compare_query(models: list[tuple[str, Any, Any]], domain=None, alpha: float = 2.0,
+                  k: int = 1, norm: str = "l1", data: np.ndarray | None = None,
+                  labels: np.ndarray | None = None) -> CompareQuery:
+    """Check a comparison's parameters against its models (bad input raises before any
+    work starts)."""
+    from nnresilience import validate
+    from nnresilience.contract import check_query
+
     _check_models(models)
     ref = models[0][1]
-    check_query(ref, alpha, k, norm)
+    alpha, k, norm = check_query(ref, alpha, k, norm)
     lo, hi = resolve_box(ref, domain)
     X = None if data is None else ref.check_input(np.asarray(data, float))
     if X is not None and (np.any(lo > X) or np.any(hi < X)):
         raise InputDataError("some samples lie outside the domain")
     if labels is not None:
-        labels = np.asarray(labels).reshape(-1).astype(int)
-        if X is None or labels.size != X.shape[0]:
+        if X is None:
             raise InputDataError("labels need --data with as many rows")
-    C = ref.n_outputs
+        labels = validate.labels(labels, ref.n_outputs, X.shape[0])
+    return CompareQuery(alpha, k, norm, lo, hi, X, labels)
+
+
+def compare_models(models: list[tuple[str, Any, str | Path | None]], domain=None,
+                   alpha: float = 2.0, k: int = 1, norm: str = "l1", *,
+                   data: np.ndarray | None = None, labels: np.ndarray | None = None,
+                   settings=None, timeout: float | None = None, workers: Any = None,
+                   alpha_max_too: bool = True, progress: Progress | None = None
+                   ) -> dict[str, Any]:
+    """Compare ``models`` (``(name, network, path or None)`` triples) side by side.
+
+    ``data`` rows are the samples of the minimum-perturbation distributions (``labels``
+    default to each model's own prediction, so a misclassified sample is not a 0);
+    ``timeout`` is the budget of the whole call. ``progress`` gets a dict per stage of
+    each model, and one per finished model carrying its entry under ``"result"`` (a
+    killed caller keeps the finished models: :mod:`nnresilience.killable`).
+    """
+    from nnresilience.resilience import DEFAULT
+
+    t0 = time.perf_counter()
+    settings = DEFAULT if settings is None else settings
+    q = compare_query(models, domain, alpha, k, norm, data, labels)
+    C = models[0][1].n_outputs
     w = worker_count(workers)
     r_phi = C if w == 1 else math.ceil(C / w)
     r_alpha = C if alpha_max_too else 0
     # a sample's minimum perturbation is a staged search (attack, bisection, final MIP):
     # it gets three rounds where one class's Φ_m (one MIP) gets one
-    r_samples = 0 if X is None else SAMPLE_WEIGHT * math.ceil(X.shape[0] / w)
+    r_samples = 0 if q.X is None else SAMPLE_WEIGHT * math.ceil(q.X.shape[0] / w)
     budget = _Budget(timeout, len(models) * (r_phi + r_alpha + r_samples))
+
+    def say(i: int, name: str, stage: str, **extra: Any) -> None:
+        if progress is not None:
+            progress({"phase": stage, "item": name, "done": i, "total": len(models),
+                      **extra})
+
     out_models = []
-    for name, net, path in models:
+    for i, (name, net, path) in enumerate(models):
         tm = time.perf_counter()
-        per = class_phis(net, range(C), alpha, k, norm, lo, hi, settings=settings,
+        say(i, name, "Phi_m")
+        per = class_phis(net, range(C), q.alpha, q.k, q.norm, q.lo, q.hi, settings=settings,
                          timeout=budget.take(r_phi), workers=workers)
         phis = _phi_rows(per)
-        alphas = (_alpha_rows(net, list(range(C)), lo, hi, settings, budget, r_alpha)
+        if alpha_max_too:
+            say(i, name, "alpha_max")
+        alphas = (_alpha_rows(net, list(range(C)), q.lo, q.hi, settings, budget, r_alpha)
                   if alpha_max_too else [])
-        samples = _sample_rows(net, X, labels, norm, k, lo, hi, settings, budget, r_samples,
-                               workers)
-        out_models.append({
+        if q.X is not None:
+            say(i, name, "minimum perturbation")
+        samples = _sample_rows(net, q.X, q.labels, q.norm, q.k, q.lo, q.hi, settings, budget,
+                               r_samples, workers)
+        entry = {
             "name": name, "path": None if path is None else str(path),
             "content_hash": net.content_hash(),
             "file_sha256": None if path is None else file_sha256(path),
             "layers": [lay["description"] for lay in net.summary()],
             "xi": _xi(phis, settings.opt_tol), "phi": phis, "alpha_max": alphas,
-            "min_perturbation": samples, "summary": _summary(samples, labels),
-            "seconds": round(time.perf_counter() - tm, 3)})
+            "min_perturbation": samples, "summary": _summary(samples, q.labels),
+            "seconds": round(time.perf_counter() - tm, 3)}
+        out_models.append(entry)
+        say(i + 1, name, "model done", result=entry)
+    return assemble_compare(q, out_models, settings=settings, timeout=timeout,
+                            workers=workers, seconds=time.perf_counter() - t0)
+
+
+def stopped_model(name: str, net, path: str | Path | None,
+                  why: str = "stopped at the deadline") -> dict[str, Any]:
+    """The entry of a model whose answers were lost when the work was killed: the same
+    keys, no rows, every number unknown."""
+    return {"name": name, "path": None if path is None else str(path),
+            "content_hash": net.content_hash(),
+            "file_sha256": None if path is None else file_sha256(path),
+            "layers": [lay["description"] for lay in net.summary()],
+            "xi": {"lower": None, "upper": None, "argmin_class": None, "optimal": False,
+                   "message": why},
+            "phi": [], "alpha_max": [], "min_perturbation": [], "summary": {},
+            "seconds": 0.0, "message": why}
+
+
+def assemble_compare(q: CompareQuery, entries: list[dict[str, Any]], *, settings,
+                     timeout: float | None = None, workers: Any = None,
+                     seconds: float = 0.0, killed: bool = False) -> dict[str, Any]:
+    """The comparison document from the models' entries."""
+    from nnresilience import __version__
+    from nnresilience.contract import utc_now
+
+    X, labels = q.X, q.labels
     return {
         "schema": SCHEMA, "schema_version": SCHEMA_VERSION, "created": utc_now(),
         "tool": {"name": "nnresilience", "version": __version__},
-        "parameters": {"alpha": float(alpha), "k": int(k), "norm": norm,
-                       "domain": {"lo": lo.tolist(), "hi": hi.tolist()},
+        "parameters": {"alpha": float(q.alpha), "k": int(q.k), "norm": q.norm,
+                       "domain": {"lo": q.lo.tolist(), "hi": q.hi.tolist()},
                        "samples": None if X is None else int(X.shape[0]),
                        "sample_inputs": None if X is None else X.tolist(),
                        "labels": None if labels is None else labels.tolist(),
@@ -257,6 +324,6 @@ def compare_models(models: list[tuple[str, Any, str | Path | None]], domain=None
                                                                          "prediction",
                        "timeout": timeout,
                        "workers": None if workers is None else str(workers)},
-        "models": out_models, "settings": asdict(settings),
-        "seconds": round(time.perf_counter() - t0, 3),
+        "models": entries, "settings": asdict(settings),
+        "seconds": round(seconds, 3), "killed": killed,
     }

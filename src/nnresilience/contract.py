@@ -35,9 +35,9 @@ import datetime as _dt
 import hashlib
 import json
 import math
-import os
 import time
-from dataclasses import asdict
+from collections.abc import Callable
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
@@ -50,6 +50,7 @@ SCHEMA = "nnresilience.contract"
 CHECK_SCHEMA = "nnresilience.contract-check"
 SCHEMA_VERSION = 1
 NORMS = ("l1", "linf")          # L2 comes with the MIQP objective (issue 14, second part)
+Progress = Callable[[dict[str, Any]], None]
 DEFAULT_MARGIN = 1e-3
 _REPAIR_STEPS = (0.0, 1e-12, 1e-10, 1e-8, 1e-6)
 
@@ -282,34 +283,40 @@ def task_timeout(total: float | None, rounds: int, workers: Any = None) -> float
 
 # ----------------------------------------------------------------------- Φ per class
 def resolve_box(network, domain) -> tuple[np.ndarray, np.ndarray]:
+    """The domain box D as two float arrays, checked (finite, non-empty, one bound per
+    input) by :func:`nnresilience.validate.box`."""
+    from nnresilience import validate
     from nnresilience.resilience import resolve_domain
 
     lo, hi = resolve_domain(network, domain)
-    if lo.size != network.n_inputs:
-        raise ShapeMismatchError(f"domain has {lo.size} values, the network has "
-                                 f"{network.n_inputs} inputs")
-    if not (np.all(np.isfinite(lo)) and np.all(np.isfinite(hi))):
-        raise InputDataError("the domain box D must be finite (give --domain LO:HI)")
-    if np.any(lo > hi):
-        i = int(np.argmax(lo > hi))
-        raise InputDataError(f"empty domain: lower {lo[i]} > upper {hi[i]} at X_{i}")
-    return lo, hi
+    return validate.box(lo, hi, network.n_inputs, "the domain box D")
 
 
-def check_query(network, alpha: float, k: int, norm: str) -> None:
-    """Refuse a bad α / k / norm before anything runs (and before any file is written)."""
-    if not (isinstance(alpha, (int, float)) and math.isfinite(alpha) and alpha >= 1.0):
-        raise InputDataError(f"alpha must be a finite number >= 1, got {alpha}")
-    if norm not in NORMS:
-        raise InputDataError(f"norm must be one of {', '.join(NORMS)}, got {norm!r}")
-    if not 1 <= int(k) <= network.n_outputs - 1:
-        raise InputDataError(f"k must be in 1..{network.n_outputs - 1} (d - 1), got {k}")
+def check_query(network, alpha: float, k: int, norm: str) -> tuple[float, int, str]:
+    """α / k / norm through :mod:`nnresilience.validate` (one rule for the CLI and the
+    API), before anything runs or any file is written; returns them canonical."""
+    from nnresilience import validate
+
+    return (validate.alpha(alpha, "alpha"), validate.top_k(k, network.n_outputs, "k"),
+            validate.norm(norm, "norm", NORMS))
+
+
+def check_margin(margin: Any, name: str = "margin") -> float:
+    """The relative margin of the tolerances: a number in [0, 1)."""
+    from nnresilience import validate
+    from nnresilience.errors import InvalidArgumentError
+
+    m = validate.nonnegative(margin, name)
+    if m >= 1.0:
+        raise InvalidArgumentError(f"{name} must be in [0, 1), got {margin!r}")
+    return m
 
 
 def class_phis(network, classes, alpha: float, k: int, norm: str, lo: np.ndarray,
                hi: np.ndarray, *, scale: np.ndarray | None = None, settings=None,
                timeout: float | None = None, workers: Any = None,
-               data: np.ndarray | None = None) -> list[dict[str, Any]]:
+               data: np.ndarray | None = None, progress: Progress | None = None
+               ) -> list[dict[str, Any]]:
     """Φ_m of each class (optionally under a per-input scale), one dict per class:
     ``result`` (the :class:`ResilienceResult`, in scaled coordinates when scaled),
     ``lower``/``upper``/``optimal``/``feasible`` in the contract's norm, and ``a``/``b``:
@@ -322,9 +329,12 @@ def class_phis(network, classes, alpha: float, k: int, norm: str, lo: np.ndarray
     (``result.message`` says so). With workers (a count, ``'dask:N'``,
     ``'tcp://...'``), all classes go to the executor at once and each gets the share of its
     wave (:func:`task_timeout`; a remote cluster of unknown size counts as one worker).
+
+    ``progress`` gets a dict per class started and one per class finished; the latter
+    carries the class's dict under ``"result"``, so a killed caller keeps the finished
+    classes (:mod:`nnresilience.killable`).
     """
     from nnresilience.resilience import DEFAULT, phi_many
-    from nnresilience.results import ResilienceResult
 
     settings = DEFAULT if settings is None else settings
     classes = [int(c) for c in classes]
@@ -334,48 +344,84 @@ def class_phis(network, classes, alpha: float, k: int, norm: str, lo: np.ndarray
         lo_q, hi_q = scaled_domain(lo, hi, scale)
         data_q = None if data is None else np.asarray(data, float) / scale
     run = dict(settings=settings, data=data_q)
-    if is_parallel(workers) or timeout is None:
-        rounds = math.ceil(len(classes) / worker_count(workers))
+    n = len(classes)
+
+    def replayed(r, done: int) -> dict[str, Any]:
+        c = _replay_class(network, r, alpha, k, norm, lo, hi, scale, settings)
+        if progress is not None:
+            progress({"phase": "Phi_m", "cls": c["cls"], "done": done, "total": n,
+                      "lower": c["lower"], "upper": c["upper"], "result": c})
+        return c
+
+    if is_parallel(workers):
+        if progress is not None:
+            progress({"phase": "Phi_m", "done": 0, "total": n, "workers": str(workers)})
+        rounds = math.ceil(n / worker_count(workers))
         results = phi_many(net_q, classes, alpha, k, norm, (lo_q, hi_q), workers=workers,
                            timeout=task_timeout(timeout, rounds, workers), **run)
-    else:
-        deadline = time.perf_counter() + float(timeout) - 0.2
-        results = []
-        for i, c in enumerate(classes):
-            slot = next_slot(deadline - time.perf_counter(), len(classes) - i)
-            if slot is None:
-                results.append(ResilienceResult(
-                    "phi", None, None, False, True, cls=c, alpha=alpha, k=k, norm=norm,
-                    message="not run: the time budget was spent on the other classes"))
-                continue
-            results += phi_many(net_q, [c], alpha, k, norm, (lo_q, hi_q),
-                                timeout=call_timeout(slot), **run)
+        return [replayed(r, i + 1) for i, r in enumerate(results)]
+    deadline = None if timeout is None else time.perf_counter() + float(timeout) - 0.2
     out = []
-    log_alpha = math.log(alpha)
-    for r in results:
-        a = b = None
-        upper = None
-        note = r.message
-        if r.a is not None and r.a_perturbed is not None:
-            ua, ub = np.asarray(r.a, float), np.asarray(r.a_perturbed, float)
-            xa, xb = (ua, ub) if scale is None else (ua * scale, ub * scale)
-            pair = exact_pair(network, xa, xb, r.cls, log_alpha, k, lo, hi)
-            if pair is None:
-                note = "the solver's witness failed the exact float64 replay"
-            else:
-                a, b = pair
-                upper = weighted_norm(b - a, norm, scale)
-        lower = r.lower
-        if lower is not None and upper is not None:
-            lower = min(lower, upper)
-        optimal = bool(r.optimal and upper is not None and lower is not None
-                       and upper - lower <= settings.opt_tol * max(1.0, upper))
-        if r.feasible and lower is not None and math.isinf(lower):
-            optimal = True          # Φ = +inf: proven, no witness exists
-        out.append({"cls": r.cls, "result": r, "feasible": bool(r.feasible),
-                    "lower": lower, "upper": upper, "optimal": optimal, "a": a, "b": b,
-                    "message": note})
+    for i, c in enumerate(classes):
+        share = None
+        if deadline is not None:
+            slot = next_slot(deadline - time.perf_counter(), n - i)
+            if slot is None:
+                out.append(replayed(not_run("phi", c, alpha, k, norm, "not run: less than "
+                                            f"{MIN_SLOT:g} s of the time budget was left"),
+                                    i + 1))
+                continue
+            share = call_timeout(slot)
+        if progress is not None:
+            progress({"phase": "Phi_m", "cls": c, "done": i, "total": n})
+        r = phi_many(net_q, [c], alpha, k, norm, (lo_q, hi_q), timeout=share, **run)[0]
+        out.append(replayed(r, i + 1))
     return out
+
+
+def not_run(quantity: str, cls: int | None, alpha: float | None, k: int, norm: str,
+            why: str):
+    """A :class:`ResilienceResult` for a class or sample that got no solver time."""
+    from nnresilience.results import ResilienceResult
+
+    return ResilienceResult(quantity, None, None, False, True, cls=cls, alpha=alpha, k=k,
+                            norm=norm, message=why)
+
+
+def stopped_class(cls: int, alpha: float, k: int, norm: str,
+                  why: str = "stopped at the deadline") -> dict[str, Any]:
+    """The :func:`class_phis` entry of a class whose answer was lost when the work was
+    killed: nothing proven, nothing witnessed."""
+    return {"cls": int(cls), "result": not_run("phi", cls, alpha, k, norm, why),
+            "feasible": True, "lower": None, "upper": None, "optimal": False, "a": None,
+            "b": None, "message": why}
+
+
+def _replay_class(network, r, alpha: float, k: int, norm: str, lo: np.ndarray,
+                  hi: np.ndarray, scale: np.ndarray | None, settings) -> dict[str, Any]:
+    """One class's entry of :func:`class_phis`: the witness mapped back to the original
+    coordinates and replayed exactly; the interval in the contract's norm."""
+    a = b = None
+    upper = None
+    note = r.message
+    if r.a is not None and r.a_perturbed is not None:
+        ua, ub = np.asarray(r.a, float), np.asarray(r.a_perturbed, float)
+        xa, xb = (ua, ub) if scale is None else (ua * scale, ub * scale)
+        pair = exact_pair(network, xa, xb, r.cls, math.log(alpha), k, lo, hi)
+        if pair is None:
+            note = "the solver's witness failed the exact float64 replay"
+        else:
+            a, b = pair
+            upper = weighted_norm(b - a, norm, scale)
+    lower = r.lower
+    if lower is not None and upper is not None:
+        lower = min(lower, upper)
+    optimal = bool(r.optimal and upper is not None and lower is not None
+                   and upper - lower <= settings.opt_tol * max(1.0, upper))
+    if r.feasible and lower is not None and math.isinf(lower):
+        optimal = True          # Φ = +inf: proven, no witness exists
+    return {"cls": r.cls, "result": r, "feasible": bool(r.feasible), "lower": lower,
+            "upper": upper, "optimal": optimal, "a": a, "b": b, "message": note}
 
 
 def _proof(r, settings) -> dict[str, Any]:
@@ -444,38 +490,78 @@ def make_contract(network, alpha: float, k: int = 1, norm: str = "l1", domain=No
                   scale: Any = None, scale_source: str | None = None, settings=None,
                   timeout: float | None = None, workers: Any = None,
                   margin: float = DEFAULT_MARGIN, model_path: str | Path | None = None,
-                  data: np.ndarray | None = None) -> dict[str, Any]:
+                  data: np.ndarray | None = None, progress: Progress | None = None
+                  ) -> dict[str, Any]:
     """Compute Φ_m of every class and Ξ and return the contract as a JSON-ready dict.
 
     ``timeout`` is the wall-clock budget of the whole call (shared by the classes);
     ``workers`` runs classes in parallel (an int, ``'dask:N'`` or ``'tcp://...'``).
     ``scale`` (one value per input, or a scalar) measures ε as ``ε_i / s_i``.
+    ``progress``: see :func:`class_phis`.
     """
-    from nnresilience import __version__
     from nnresilience.resilience import DEFAULT
 
     t0 = time.perf_counter()
     settings = DEFAULT if settings is None else settings
-    check_query(network, alpha, k, norm)
-    if not (math.isfinite(margin) and 0.0 <= margin < 1.0):
-        raise InputDataError(f"margin must be in [0, 1), got {margin}")
+    q = contract_query(network, alpha, k, norm, domain, scale, margin)
+    per = class_phis(network, range(network.n_outputs), q.alpha, q.k, q.norm, q.lo, q.hi,
+                     scale=q.scale, settings=settings, timeout=timeout, workers=workers,
+                     data=data, progress=progress)
+    return assemble_contract(network, q, per, settings=settings, scale_source=scale_source,
+                             timeout=timeout, workers=workers, model_path=model_path,
+                             seconds=time.perf_counter() - t0)
+
+
+@dataclass(frozen=True)
+class Assumption:
+    """The checked assumption of a contract: α, k, norm, the box D, the per-input scale."""
+
+    alpha: float
+    k: int
+    norm: str
+    lo: np.ndarray
+    hi: np.ndarray
+    scale: np.ndarray | None
+
+
+@dataclass(frozen=True)
+class ContractQuery(Assumption):
+    """What :func:`make_contract` computes: the assumption and the tolerances' margin."""
+
+    margin: float
+
+
+def contract_query(network, alpha: float, k: int, norm: str, domain, scale: Any = None,
+                   margin: float = DEFAULT_MARGIN) -> ContractQuery:
+    """Check every parameter of a contract for ``network`` (bad input raises before any
+    work starts)."""
+    alpha, k, norm = check_query(network, alpha, k, norm)
+    margin = check_margin(margin)
     lo, hi = resolve_box(network, domain)
     s = None if scale is None else check_scale(scale, network.n_inputs)
-    classes = list(range(network.n_outputs))
-    per = class_phis(network, classes, alpha, k, norm, lo, hi, scale=s, settings=settings,
-                     timeout=timeout, workers=workers,
-                     data=data)
+    return ContractQuery(alpha, k, norm, lo, hi, s, margin)
+
+
+def assemble_contract(network, q: ContractQuery, per: list[dict[str, Any]], *, settings,
+                      scale_source: str | None = None, timeout: float | None = None,
+                      workers: Any = None, model_path: str | Path | None = None,
+                      seconds: float = 0.0, killed: bool = False) -> dict[str, Any]:
+    """The contract document from the per-class answers of :func:`class_phis` (cheap:
+    a killed command assembles it from the classes that finished, see
+    :func:`stopped_class`)."""
+    from nnresilience import __version__
+
     clauses = []
     for c in per:
         m = c["cls"]
         name = (network.output_names[m] if network.output_names
                 and len(network.output_names) == network.n_outputs else None)
-        tol = _tolerance(c["lower"], c["feasible"], margin)
+        tol = _tolerance(c["lower"], c["feasible"], q.margin)
         clauses.append({
             "id": f"class:{m}", "class": m, "class_name": name,
             "status": _class_status(c), "tolerance": tol,
             "phi": {"lower": c["lower"], "upper": c["upper"], "optimal": c["optimal"]},
-            "witness": _witness(c["a"], c["b"], network, m, norm, s),
+            "witness": _witness(c["a"], c["b"], network, m, q.norm, q.scale),
             "message": c["message"] or "", "proof": _proof(c["result"], settings)})
     tols = [cl["tolerance"] for cl in clauses]
     lowers = [c["lower"] if c["lower"] is not None else 0.0 for c in per if c["feasible"]]
@@ -492,12 +578,12 @@ def make_contract(network, alpha: float, k: int = 1, norm: str = "l1", domain=No
         "tool": {"name": "nnresilience", "version": __version__},
         "model": _model_block(network, model_path),
         "assumption": {
-            "alpha": float(alpha), "k": int(k), "norm": norm,
-            "domain": {"lo": lo.tolist(), "hi": hi.tolist()},
-            "per_input_scale": None if s is None else s.tolist(),
+            "alpha": float(q.alpha), "k": int(q.k), "norm": q.norm,
+            "domain": {"lo": q.lo.tolist(), "hi": q.hi.tolist()},
+            "per_input_scale": None if q.scale is None else q.scale.tolist(),
             "scale_source": scale_source,
         },
-        "margin": float(margin),
+        "margin": float(q.margin),
         "clauses": clauses,
         "network": {
             "id": "network:xi", "tolerance": min(tols) if tols else math.inf,
@@ -508,23 +594,16 @@ def make_contract(network, alpha: float, k: int = 1, norm: str = "l1", domain=No
         },
         "settings": asdict(settings),
         "run": {"timeout": timeout, "workers": None if workers is None else str(workers),
-                "seconds": round(time.perf_counter() - t0, 3)},
+                "seconds": round(seconds, 3), "killed": killed},
     }
 
 
 def write_json(obj: Any, path: str | Path) -> Path:
-    """Write ``obj`` as strict JSON atomically (a sibling temp file, then a rename: a
-    reader never sees half a contract, a failed write leaves no file)."""
-    p = Path(path)
-    p.parent.mkdir(parents=True, exist_ok=True)
-    tmp = p.with_name(f".{p.name}.{os.getpid()}.tmp")
-    try:
-        tmp.write_text(dumps(obj), encoding="utf-8")
-        os.replace(tmp, p)
-    finally:
-        if tmp.exists():
-            tmp.unlink()
-    return p
+    """Write ``obj`` as strict JSON (:func:`dumps`) atomically: a reader never sees half a
+    contract, a failed write leaves no file."""
+    from nnresilience.io import write_atomic
+
+    return write_atomic(path, dumps(obj))
 
 
 write_contract = write_json
@@ -572,28 +651,49 @@ def validate_contract(d: Any, where: str = "contract") -> None:
 # ----------------------------------------------------------------------------- check
 def check_contract(network, contract: dict[str, Any], *, settings=None,
                    timeout: float | None = None, workers: Any = None,
-                   model_path: str | Path | None = None) -> dict[str, Any]:
+                   model_path: str | Path | None = None, progress: Progress | None = None
+                   ) -> dict[str, Any]:
     """Re-evaluate every clause of ``contract`` on ``network`` (a retrained model, say).
 
     A clause with tolerance T **holds** when the new proven lower bound of Φ_m is >= T
     (or the class's premise is empty: vacuous); it **fails** when a witness pair of the
     new model, replayed exactly here, has ``||ε|| < T``; otherwise it is **unknown**
     within ``timeout`` (the whole call's budget). The network clause uses Ξ's tolerance.
+    ``progress``: see :func:`class_phis`.
     """
-    from nnresilience import __version__
     from nnresilience.resilience import DEFAULT
 
     t0 = time.perf_counter()
-    validate_contract(contract)
     settings = DEFAULT if settings is None else settings
+    q = check_query_of(network, contract)
+    per = class_phis(network, q.classes, q.alpha, q.k, q.norm, q.lo, q.hi, scale=q.scale,
+                     settings=settings, timeout=timeout, workers=workers,
+                     progress=progress) if q.classes else []
+    return assemble_check(network, contract, q, per, settings=settings, timeout=timeout,
+                          workers=workers, model_path=model_path,
+                          seconds=time.perf_counter() - t0)
+
+
+@dataclass(frozen=True)
+class CheckQuery(Assumption):
+    """A contract's assumption, checked against the model it is re-checked on, with the
+    tolerances promised and the classes that need a solve."""
+
+    wanted: dict[int, float]
+    net_tol: float
+    classes: list[int]
+
+
+def check_query_of(network, contract: dict[str, Any]) -> CheckQuery:
+    """Validate ``contract`` and match it to ``network`` (sizes), before any work."""
+    validate_contract(contract)
     asm = contract["assumption"]
     n_in, n_out = int(contract["model"]["n_inputs"]), int(contract["model"]["n_outputs"])
     if network.n_inputs != n_in or network.n_outputs != n_out:
         raise ShapeMismatchError(
             f"the contract is for a network with {n_in} inputs and {n_out} outputs; this "
             f"one has {network.n_inputs} and {network.n_outputs}")
-    alpha, k, norm = float(asm["alpha"]), int(asm["k"]), asm["norm"]
-    check_query(network, alpha, k, norm)
+    alpha, k, norm = check_query(network, float(asm["alpha"]), int(asm["k"]), asm["norm"])
     lo = np.asarray(asm["domain"]["lo"], float)
     hi = np.asarray(asm["domain"]["hi"], float)
     s = asm.get("per_input_scale")
@@ -606,22 +706,32 @@ def check_contract(network, contract: dict[str, Any], *, settings=None,
     # without a solve, and its class's time goes to the others (unless the network
     # clause needs that class)
     classes = sorted(m for m, t in wanted.items() if t > 0.0 or net_tol > 0.0)
-    per = class_phis(network, classes, alpha, k, norm, lo, hi, scale=s, settings=settings,
-                     timeout=timeout, workers=workers) if classes else []
+    return CheckQuery(alpha, k, norm, lo, hi, s, wanted, net_tol, classes)
+
+
+def assemble_check(network, contract: dict[str, Any], q: CheckQuery,
+                   per: list[dict[str, Any]], *, settings, timeout: float | None = None,
+                   workers: Any = None, model_path: str | Path | None = None,
+                   seconds: float = 0.0, killed: bool = False) -> dict[str, Any]:
+    """The check report from the per-class answers of :func:`class_phis` (a killed
+    command assembles it from the classes that finished: the others are unknown)."""
+    from nnresilience import __version__
+
     by_class = {c["cls"]: c for c in per}
     clauses = []
-    for m in sorted(wanted):
+    for m in sorted(q.wanted):
         if m not in by_class:
-            clauses.append({"id": f"class:{m}", "class": m, "tolerance": wanted[m],
+            clauses.append({"id": f"class:{m}", "class": m, "tolerance": q.wanted[m],
                             "phi": None, "verdict": "holds", "witness": None,
                             "reason": "the clause promises nothing (tolerance 0)",
                             "proof": None})
             continue
         c = by_class[m]
         clauses.append({"id": f"class:{m}", "class": m,
-                        **_verdict(c, wanted[m], network, norm, s),
+                        **_verdict(c, q.wanted[m], network, q.norm, q.scale),
                         "proof": _proof(c["result"], settings)})
-    network_clause = {"id": "network:xi", **_network_verdict(per, net_tol, network, norm, s)}
+    network_clause = {"id": "network:xi",
+                      **_network_verdict(per, q.net_tol, network, q.norm, q.scale)}
     counts = {v: sum(1 for cl in clauses if cl["verdict"] == v)
               for v in ("holds", "fails", "unknown")}
     new_hash = network.content_hash()
@@ -638,7 +748,7 @@ def check_contract(network, contract: dict[str, Any], *, settings=None,
                     and network_clause["verdict"] == "holds" else "unknown"),
         "settings": asdict(settings),
         "run": {"timeout": timeout, "workers": None if workers is None else str(workers),
-                "seconds": round(time.perf_counter() - t0, 3)},
+                "seconds": round(seconds, 3), "killed": killed},
     }
 
 

@@ -25,19 +25,21 @@ key                shape / dtype  meaning
 =================  =============  ====================================================
 
 The vector ε itself is ``a_perturbed - a``. Pairs of networks with different input sizes
-cannot share one array: select one network (``network=``) then.
+cannot share one array: select one network (``network=``, ``--network``) then. From the
+command line: ``nnres campaign export STORE --format witnesses-npz -o FILE.npz``.
 """
 
 from __future__ import annotations
 
-import os
-from collections.abc import Iterable
+import io
+from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from nnresilience.errors import InputDataError
+from nnresilience.io import write_atomic
 
 KEYS = ("a", "a_perturbed", "label", "perturbed_label", "norm", "epsilon", "source", "model")
 
@@ -80,18 +82,21 @@ class _Models:
 
 
 # ------------------------------------------------------------------------- sources
-def pairs_from_store(store, network: str | None = None) -> list[dict[str, Any]]:
+def pairs_from_store(store, network: str | None = None, *, kind: str | None = None,
+                     latest: bool = True) -> list[dict[str, Any]]:
     """Every witness pair of a campaign store (a path or an open
     :class:`~nnresilience.store.CampaignStore`): Φ_m and minimum-perturbation witnesses,
     and violated robustness queries (centre, counterexample). ``network`` keeps only the
-    rows of that network (file stem or path). VNN-LIB ``verify`` rows have no unperturbed
-    point and are skipped."""
+    rows of that network (file stem or path), ``kind`` only that kind of query; by default
+    only the latest answer of each question counts (``latest=False``: every stored answer,
+    as ``campaign export --all``). VNN-LIB ``verify`` rows have no unperturbed point and
+    are skipped."""
     from nnresilience.store import CampaignStore
 
     if isinstance(store, CampaignStore):
-        return _pairs_from_records(store.all(), network, str(store.path))
+        return _pairs_from_records(store.all(kind, latest=latest), network, str(store.path))
     with CampaignStore(store, readonly=True) as st:
-        return _pairs_from_records(st.all(), network, str(store))
+        return _pairs_from_records(st.all(kind, latest=latest), network, str(store))
 
 
 def _pairs_from_records(records, network: str | None, where: str) -> list[dict[str, Any]]:
@@ -187,7 +192,8 @@ def witness_arrays(pairs: list[dict[str, Any]]) -> dict[str, np.ndarray]:
     if len(sizes) > 1:
         models = sorted({p["model"] for p in pairs})
         raise InputDataError(f"witness pairs of networks with different input sizes {sizes} "
-                             f"({', '.join(models)}): export one network at a time")
+                             f"({', '.join(models)}): export one network at a time "
+                             "(--network NAME)")
     d = sizes[0] if sizes else 0
 
     def strings(key: str) -> np.ndarray:
@@ -208,21 +214,30 @@ def witness_arrays(pairs: list[dict[str, Any]]) -> dict[str, np.ndarray]:
     }
 
 
-def write_witnesses_npz(pairs: list[dict[str, Any]], path: str | Path) -> int:
-    """Write ``pairs`` to ``path`` (.npz, atomically); return how many rows were written."""
-    arrays = witness_arrays(pairs)
-    out = Path(path)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = out.with_name(f".{out.stem}.{os.getpid()}.tmp.npz")
-    try:
-        np.savez(tmp, **arrays)
-        os.replace(tmp, out)
-    finally:
-        if tmp.exists():
-            tmp.unlink()
+def npz_bytes(pairs: list[dict[str, Any]]) -> bytes:
+    """The ``.npz`` file of ``pairs`` as bytes (so a command can stage it with its other
+    outputs and write it atomically)."""
+    buf = io.BytesIO()
+    np.savez(buf, **witness_arrays(pairs))
+    return buf.getvalue()
+
+
+Writer = Callable[[Path, bytes], Any]
+
+
+def write_witnesses_npz(pairs: list[dict[str, Any]], path: str | Path,
+                        writer: Writer = write_atomic) -> int:
+    """Write ``pairs`` to ``path`` (.npz; atomically by default, or through ``writer``,
+    e.g. a command's staged outputs); return how many rows were written."""
+    writer(Path(path), npz_bytes(pairs))
     return len(pairs)
 
 
-def export_store_witnesses(store, path: str | Path, network: str | None = None) -> int:
-    """What ``nnres campaign export STORE --format witnesses-npz -o PATH`` calls."""
-    return write_witnesses_npz(pairs_from_store(store, network), path)
+def export_store_witnesses(store, path: str | Path, network: str | None = None, *,
+                           kind: str | None = None, latest: bool = True,
+                           writer: Writer = write_atomic) -> int:
+    """Every witness pair of ``store`` (see :func:`pairs_from_store`) to ``path``; what
+    ``nnres campaign export STORE --format witnesses-npz -o PATH`` calls. Returns the
+    number of pairs."""
+    return write_witnesses_npz(pairs_from_store(store, network, kind=kind, latest=latest),
+                               path, writer)

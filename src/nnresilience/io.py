@@ -161,13 +161,17 @@ def json_text(obj: Any) -> str:
     return json.dumps(jsonable(obj), indent=2, allow_nan=False) + "\n"
 
 
-def write_atomic(path: str | Path, text: str) -> Path:
-    """Write one file so a reader never sees half of it: a sibling temp file, then rename."""
+def write_atomic(path: str | Path, data: str | bytes) -> Path:
+    """Write one file so a reader never sees half of it: a sibling temp file, then rename.
+    ``data`` is text (UTF-8) or bytes (an ``.npz``, an image)."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
     try:
-        tmp.write_text(text, encoding="utf-8")
+        if isinstance(data, bytes):
+            tmp.write_bytes(data)
+        else:
+            tmp.write_text(data, encoding="utf-8")
         os.replace(tmp, path)
     finally:
         with contextlib.suppress(FileNotFoundError):

@@ -17,6 +17,7 @@ import numpy as np
 from nnresilience.contract import json_number
 from nnresilience.report_page import (
     Figures,
+    FigureTime,
     draw_pair,
     esc,
     figure,
@@ -126,24 +127,22 @@ def _chart(c: dict[str, Any], figs: Figures) -> str:
             "it.</figcaption></figure>")
 
 
-def _witnesses(c: dict[str, Any], figs: Figures, limit: int = 12) -> str:
+def _witnesses(c: dict[str, Any], figs: Figures, clock: FigureTime, limit: int = 12) -> str:
     shape = input_image_shape(int(c["model"]["n_inputs"]), c["model"].get("input_shape"))
     parts = []
-    for cl in c["clauses"]:
-        w = cl.get("witness")
-        if not w:
-            continue
+    for cl in [cl for cl in c["clauses"] if cl.get("witness")][:limit]:
+        w = cl["witness"]
         cap = (f"‖ε‖ = {fmt(w['epsilon_norm'])}; label {w['label']} → "
                f"{w['perturbed_label']}; premise margin {fmt(w['premise_margin'])} ≥ "
                f"ln α; replayed: {w['replayed']}")
-        parts.append(draw_pair(w["a"], w["a_perturbed"], f"class {cl['class']}: witness",
-                               shape, figs, cap))
-        if len(parts) >= limit:
-            break
-    return "".join(parts) or "<p class='empty'>No witness pair (none found in time).</p>"
+        parts.append(clock.draw(draw_pair, w["a"], w["a_perturbed"],
+                                f"class {cl['class']}: witness", shape, figs, cap))
+    if not parts:
+        return "<p class='empty'>No witness pair (none found in time).</p>"
+    return "".join(parts) + clock.note()
 
 
-def _check_section(chk: dict[str, Any], figs: Figures) -> str:
+def _check_section(chk: dict[str, Any], figs: Figures, clock: FigureTime) -> str:
     rows = []
     for cl in chk["clauses"] + [chk["network"]]:
         p = cl.get("phi") or {}
@@ -160,25 +159,31 @@ def _check_section(chk: dict[str, Any], figs: Figures) -> str:
             + ", ".join(f"{n} {esc(k)}" for k, n in chk["summary"].items()) + "</div>")
     fails = [cl for cl in chk["clauses"] if cl.get("witness")]
     shape = input_image_shape(int(model["n_inputs"]), model.get("input_shape"))
-    pics = "".join(draw_pair(cl["witness"]["a"], cl["witness"]["a_perturbed"],
-                             f"{cl['id']}: breaking witness on the checked model", shape,
-                             figs, f"‖ε‖ = {fmt(cl['witness']['epsilon_norm'])} < tolerance "
-                                   f"{fmt(cl['tolerance'])}") for cl in fails[:12])
+    pics = "".join(clock.draw(draw_pair, cl["witness"]["a"], cl["witness"]["a_perturbed"],
+                              f"{cl['id']}: breaking witness on the checked model", shape,
+                              figs, f"‖ε‖ = {fmt(cl['witness']['epsilon_norm'])} < "
+                                    f"tolerance {fmt(cl['tolerance'])}")
+                   for cl in fails[:12]) + clock.note("breaking witness")
     return (head + "<div class='scroll'><table id='verdicts'><tr><th>clause</th>"
             "<th>tolerance</th><th>verdict</th><th>new Φ lower</th><th>new Φ upper</th>"
             f"<th>why</th></tr>{''.join(rows)}</table></div>{pics}")
 
 
 def render_contract(contract: dict[str, Any], check: dict[str, Any] | None = None,
-                    title: str | None = None) -> str:
-    """The page as a string: the contract, and the verdicts of ``check`` if given."""
+                    title: str | None = None, deadline: float | None = None) -> str:
+    """The page as a string: the contract, and the verdicts of ``check`` if given.
+    ``deadline`` (``time.monotonic``): witness pictures that no longer fit are left out
+    (:class:`~nnresilience.report_page.FigureTime`); the tables are always complete."""
     figs = Figures()
+    clock = FigureTime(deadline)
+    chart = clock.draw(_chart, contract, figs, optional=False)     # first: times a figure
     sections = []
     if check is not None:
-        sections.append(("Re-check against a model", _check_section(check, figs)))
+        sections.append(("Re-check against a model", _check_section(check, figs, clock)))
     sections += [("Assumption", _assumption(contract)),
-                 ("Guarantee per class", _clause_table(contract) + _chart(contract, figs)),
-                 ("Witness pairs (perturbations not tolerated)", _witnesses(contract, figs))]
+                 ("Guarantee per class", _clause_table(contract) + chart),
+                 ("Witness pairs (perturbations not tolerated)",
+                  _witnesses(contract, figs, clock))]
     name = contract["model"].get("name") or "model"
     title = title or (f"Sensor contract check: {name}" if check else f"Sensor contract: {name}")
     sub = f"schema {contract['schema']} v{contract['schema_version']}"

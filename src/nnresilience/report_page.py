@@ -10,8 +10,9 @@ tests read them back from headless Chromium (:mod:`nnresilience.testing.browser`
 from __future__ import annotations
 
 import datetime as _dt
+import io
 import math
-import os
+import time
 from pathlib import Path
 from typing import Any
 
@@ -19,8 +20,8 @@ import numpy as np
 
 from nnresilience.report import _CSS, _SCRIPT, _as_image, _e, _figure, _Figures, image_shape
 
-__all__ = ["Figures", "as_image", "esc", "figure", "fmt", "input_image_shape", "page",
-           "write_page"]
+__all__ = ["Figures", "FigureTime", "as_image", "esc", "figure", "fmt", "input_image_shape",
+           "page", "warm_up", "write_page"]
 
 Figures = _Figures
 figure = _figure
@@ -41,6 +42,45 @@ window.addEventListener('load', function () {
   document.body.dataset.scrollWidth = String(document.documentElement.scrollWidth);
 });
 """
+
+
+def warm_up() -> None:
+    """Import matplotlib and draw one tiny PNG (font cache, Agg canvas): a command that
+    will draw a page under a deadline pays this before its computation, where the time
+    it takes is simply taken from the budget instead of being guessed."""
+    fig = _figure(1.0, 1.0)
+    fig.add_subplot().plot([0, 1], [0, 1])
+    fig.savefig(io.BytesIO(), format="png", dpi=20)
+
+
+class FigureTime:
+    """Draws the figures a page can do without before ``deadline`` (``time.monotonic``;
+    None = no limit) only while one more fits, judged by the slowest figure so far: a
+    page drawn at the end of a command's time loses witness pictures, never the promise.
+    ``skipped`` counts what was left out (the page says so; the JSON has every pair)."""
+
+    def __init__(self, deadline: float | None = None) -> None:
+        self.deadline = deadline
+        self.slowest = 0.0
+        self.skipped = 0
+
+    def draw(self, fn: Any, *args: Any, optional: bool = True, **kwargs: Any) -> str:
+        """``fn(*args, **kwargs)`` timed; an optional figure that no longer fits is
+        skipped (returns '')."""
+        if optional and self.deadline is not None \
+                and time.monotonic() + self.slowest >= self.deadline:
+            self.skipped += 1
+            return ""
+        t0 = time.monotonic()
+        out = fn(*args, **kwargs)
+        self.slowest = max(self.slowest, time.monotonic() - t0)
+        return out
+
+    def note(self, what: str = "witness pair") -> str:
+        if not self.skipped:
+            return ""
+        return (f"<p class='empty'>{self.skipped} {_e(what)} picture(s) not drawn: the "
+                "command's time limit came first (every pair is in the JSON).</p>")
 
 
 def fmt(v: Any, digits: int = 6) -> str:
@@ -80,17 +120,10 @@ def page(title: str, subtitle: str, sections: list[tuple[str, str]], figs: _Figu
 
 
 def write_page(text: str, path: str | Path) -> Path:
-    """Write the page atomically (sibling temp file, then rename)."""
-    out = Path(path)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = out.with_name(f".{out.name}.{os.getpid()}.tmp")
-    try:
-        tmp.write_text(text, encoding="utf-8")
-        os.replace(tmp, out)
-    finally:
-        if tmp.exists():
-            tmp.unlink()
-    return out
+    """Write the page atomically (:func:`nnresilience.io.write_atomic`)."""
+    from nnresilience.io import write_atomic
+
+    return write_atomic(path, text)
 
 
 def draw_pair(a: np.ndarray, b: np.ndarray, title: str, shape: tuple | None, figs: _Figures,

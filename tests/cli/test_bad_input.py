@@ -118,6 +118,25 @@ def files(tmp_path_factory) -> dict[str, Path]:
     f["cfg_res"] = cfg("res.toml", "[settings.resilience]\npreset = 'default'\nbigm = 3\n")
     f["cfg_engine"] = cfg("engine.json", {"settings": {"engine": "magic"}})
     f["camp_txt"] = cfg("campaign.txt", "tiny.onnx,p.vnnlib,10\n")
+    # contracts (hand-written: what `nnres contract check` reads, nothing computed)
+    contract = {"schema": "nnresilience.contract", "schema_version": 1,
+                "model": {"name": "tiny", "n_inputs": 2, "n_outputs": 3},
+                "assumption": {"alpha": 1.5, "k": 1, "norm": "l1",
+                               "domain": {"lo": [-1, -1], "hi": [1, 1]}},
+                "clauses": [{"id": f"class:{m}", "class": m, "tolerance": 0.01}
+                            for m in range(3)],
+                "network": {"id": "network:xi", "tolerance": 0.01}}
+    f["contract"] = cfg("contract.json", contract)
+    f["contract_v99"] = cfg("contract_v99.json", {**contract, "schema_version": 99})
+    f["contract_3in"] = cfg("contract_3in.json", {
+        **contract, "model": {"name": "wide", "n_inputs": 3, "n_outputs": 3},
+        "assumption": {**contract["assumption"],
+                       "domain": {"lo": [-1, -1, -1], "hi": [1, 1, 1]}}})
+    f["contract_alpha"] = cfg("contract_alpha.json", {
+        **contract, "assumption": {**contract["assumption"], "alpha": 0.5}})
+    np.save(d / "scale_neg.npy", np.array([1.0, -2.0]))
+    f["scale_neg"] = d / "scale_neg.npy"
+    f["wide"] = save_onnx(Network([Affine(np.ones((3, 3)), np.zeros(3))]), d / "wide.onnx")
     # stores
     f["not_sqlite"] = cfg("notes.sqlite", "just some text\n")
     f["foreign"] = d / "foreign.sqlite"
@@ -132,6 +151,7 @@ def files(tmp_path_factory) -> dict[str, Path]:
 def _cases():
     m, p = "{model}", "{prop}"
     o = "{out}"
+    c, j = o + "/c.json", o + "/cmp.json"
     return [
         # ------------------------------------------------------------------ models
         ("model-missing", ["verify", "{out}/none.onnx", p], ["none.onnx", "no such file"]),
@@ -281,11 +301,114 @@ def _cases():
          ["--format", "xml"]),
         ("export-store-not-sqlite", ["campaign", "export", "{not_sqlite}", "-o",
                                      o + "/e.csv"], ["notes.sqlite"]),
+        ("export-witnesses-stdout", ["campaign", "export", "{foreign}", "--format",
+                                     "witnesses-npz"], ["witnesses-npz", "-o FILE.npz"]),
+        ("export-witnesses-cex", ["campaign", "export", "{foreign}", "--format",
+                                  "witnesses-npz", "-o", o + "/w.npz", "--counterexamples",
+                                  o + "/cex"], ["--counterexamples", "witnesses-npz"]),
+        # ------------------------------------------------------- contract (create)
+        ("contract-alpha", ["contract", m, "--alpha", "0.5", "--domain", "-1:1", "-o", c],
+         ["--alpha", ">= 1"]),
+        ("contract-alpha-missing", ["contract", m, "--domain", "-1:1", "-o", c], ["--alpha"]),
+        ("contract-k", ["contract", m, "--alpha", "1.5", "--k", "3", "--domain", "-1:1", "-o",
+                        c], ["--k", "1..2"]),
+        ("contract-norm", ["contract", m, "--alpha", "1.5", "--norm", "l7", "--domain", "-1:1",
+                           "-o", c], ["--norm", "l7"]),
+        ("contract-no-domain", ["contract", m, "--alpha", "1.5", "-o", c],
+         ["no input domain", "--domain"]),
+        ("contract-domain-empty", ["contract", m, "--alpha", "1.5", "--domain", "1:-1", "-o",
+                                   c], ["--domain", "empty"]),
+        ("contract-margin", ["contract", m, "--alpha", "1.5", "--domain", "-1:1", "--margin",
+                             "1.5", "-o", c], ["--margin", "[0, 1)"]),
+        ("contract-timeout", ["contract", m, "--alpha", "1.5", "--domain", "-1:1",
+                              "--timeout", "0", "-o", c], ["--timeout", "positive"]),
+        ("contract-workers", ["contract", m, "--alpha", "1.5", "--domain", "-1:1",
+                              "--workers", "0", "-o", c], ["--workers", "at least 1"]),
+        ("contract-scheduler", ["contract", m, "--alpha", "1.5", "--domain", "-1:1",
+                                "--scheduler", "localhost:8786", "-o", c], ["--scheduler"]),
+        ("contract-two-executors", ["contract", m, "--alpha", "1.5", "--domain", "-1:1",
+                                    "--workers", "2", "--scheduler", "tcp://x:1", "-o", c],
+         ["choose one"]),
+        ("contract-preset", ["contract", m, "--alpha", "1.5", "--domain", "-1:1", "--preset",
+                             "fastest", "-o", c], ["--preset", "fastest"]),
+        ("contract-scale-missing", ["contract", m, "--alpha", "1.5", "--domain", "-1:1",
+                                    "--per-input-scale", o + "/none.npy", "-o", c],
+         ["--per-input-scale", "none.npy", "no such file"]),
+        ("contract-scale-negative", ["contract", m, "--alpha", "1.5", "--domain", "-1:1",
+                                     "--per-input-scale", "{scale_neg}", "-o", c],
+         ["scale of input 1"]),
+        ("contract-scale-count", ["contract", m, "--alpha", "1.5", "--domain", "-1:1",
+                                  "--per-input-scale", "{x3}", "-o", c], ["6 values", "2"]),
+        ("contract-data-width", ["contract", m, "--alpha", "1.5", "--domain", "-1:1",
+                                 "--data", "{x3}", "-o", c], ["--data", "x3.npy"]),
+        ("contract-output-dir", ["contract", m, "--alpha", "1.5", "--domain", "-1:1", "-o",
+                                 "{dir}"], ["--output", "directory"]),
+        ("contract-output-is-model", ["contract", m, "--alpha", "1.5", "--domain", "-1:1",
+                                      "-o", m], ["--output", "input file"]),
+        ("contract-html-is-output", ["contract", m, "--alpha", "1.5", "--domain", "-1:1",
+                                     "-o", c, "--html", c], ["same file"]),
+        ("contract-witnesses-stdout", ["contract", m, "--alpha", "1.5", "--domain", "-1:1",
+                                       "-o", c, "--witnesses", "-"], ["--witnesses", "stdout"]),
+        ("contract-model-unsupported", ["contract", "{cos}", "--alpha", "1.5", "--domain",
+                                        "-1:1", "-o", c], ["'Cos'"]),
+        # -------------------------------------------------------- contract check
+        ("check-contract-missing", ["contract", "check", m, o + "/none.json"],
+         ["none.json", "no such file"]),
+        ("check-contract-not-json", ["contract", "check", m, "{json_syntax}"],
+         ["syntax.json", "not a JSON contract"]),
+        ("check-not-a-contract", ["contract", "check", m, "{json_key}"],
+         ["not an nnresilience contract"]),
+        ("check-schema-version", ["contract", "check", m, "{contract_v99}"],
+         ["schema version 99"]),
+        ("check-contract-alpha", ["contract", "check", m, "{contract_alpha}"],
+         ["alpha=0.5"]),
+        ("check-model-sizes", ["contract", "check", m, "{contract_3in}"],
+         ["3 inputs and 3 outputs", "this one has 2 and 3"]),
+        ("check-model-missing", ["contract", "check", o + "/none.onnx", "{contract}"],
+         ["none.onnx", "no such file"]),
+        ("check-timeout", ["contract", "check", m, "{contract}", "--timeout", "nan"],
+         ["--timeout", "finite"]),
+        ("check-json-dir", ["contract", "check", m, "{contract}", "--json", "{dir}"],
+         ["--json", "directory"]),
+        ("check-html-is-contract", ["contract", "check", m, "{contract}", "--html",
+                                    "{contract}"], ["--html", "input file"]),
+        ("check-backend", ["contract", "check", m, "{contract}", "--backend", "nosolver"],
+         ["nosolver"]),
+        # ---------------------------------------------------------------- compare
+        ("compare-one-model", ["compare", m, "--domain", "-1:1", "--json", j],
+         ["at least two models"]),
+        ("compare-nothing-to-write", ["compare", m, m, "--domain", "-1:1"],
+         ["nothing to write"]),
+        ("compare-model-missing", ["compare", m, o + "/none.onnx", "--domain", "-1:1",
+                                   "--json", j], ["none.onnx", "no such file"]),
+        ("compare-sizes", ["compare", m, "{wide}", "--domain", "-1:1", "--json", j],
+         ["wide has 3 inputs", "must share"]),
+        ("compare-alpha", ["compare", m, m, "--domain", "-1:1", "--alpha", "nan", "--json",
+                           j], ["--alpha", "finite"]),
+        ("compare-k", ["compare", m, m, "--domain", "-1:1", "--k", "0", "--json", j],
+         ["--k", "1..2"]),
+        ("compare-labels-without-data", ["compare", m, m, "--domain", "-1:1", "--labels",
+                                         "{y_bad}", "--json", j], ["--labels needs --data"]),
+        ("compare-labels-range", ["compare", m, m, "--domain", "-1:1", "--data", "{x}",
+                                  "--labels", "{y_bad}", "--json", j], ["label 7", "0..2"]),
+        ("compare-labels-count", ["compare", m, m, "--domain", "-1:1", "--data", "{x}",
+                                  "--labels", "{y_short}", "--json", j],
+         ["1 labels for 2 samples"]),
+        ("compare-samples", ["compare", m, m, "--domain", "-1:1", "--data", "{x}",
+                             "--samples", "0", "--json", j], ["--samples", "at least 1"]),
+        ("compare-data-outside", ["compare", m, m, "--domain", "0:1", "--data", "{x}",
+                                  "--json", j], ["outside the domain"]),
+        ("compare-data-nan", ["compare", m, m, "--domain", "-1:1", "--data", "{xnan}",
+                              "--json", j], ["xnan.npy", "non-finite"]),
+        ("compare-page-stdout", ["compare", m, m, "--domain", "-1:1", "-o", "-"],
+         ["--output", "stdout"]),
+        ("compare-json-is-model", ["compare", m, m, "--domain", "-1:1", "--json", m],
+         ["--json", "input file"]),
     ]
 
 
 CASES = _cases()
-SUBPROCESS_CASES = {"timeout-inf", "k-too-big", "campaign-workers"}
+SUBPROCESS_CASES = {"timeout-inf", "k-too-big", "campaign-workers", "check-model-sizes"}
 
 
 def test_corpus_is_large_and_distinct():

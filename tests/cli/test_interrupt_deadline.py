@@ -39,16 +39,20 @@ def _wait_for_child(proc: subprocess.Popen, members, timeout: float = 60.0) -> N
         time.sleep(0.05)
 
 
-@pytest.mark.parametrize("command", ["verify", "resilience", "bounds"])
+@pytest.mark.parametrize("command", ["verify", "resilience", "bounds", "contract"])
 def test_ctrl_c_ends_within_a_second_and_leaves_no_process(command, slow_query, members,
                                                            tmp_path):
     model, prop = slow_query
     js = tmp_path / "out.json"
+    page = tmp_path / "page.html"
     args = {"verify": ["verify", model, prop, "--json", js],
             "resilience": ["resilience", model, "--class", "0", "--domain", "-1:1",
                            "--json", js],
-            "bounds": ["bounds", model, prop, "--method", "milp:3", "--json", js]}[command]
+            "bounds": ["bounds", model, prop, "--method", "milp:3", "--json", js],
+            "contract": ["contract", model, "--alpha", "1.5", "--domain", "-1:1", "-o", js,
+                         "--html", page]}[command]
     js.write_text("{}")                       # a stale output: must not survive
+    page.write_text("<html>an earlier run</html>")
     proc = _start(args)
     try:
         _wait_for_child(proc, members)
@@ -69,6 +73,9 @@ def test_ctrl_c_ends_within_a_second_and_leaves_no_process(command, slow_query, 
     time.sleep(0.2)
     assert members(proc.pid) == [], "processes left after Ctrl-C"
     assert not js.exists(), "an interrupted run must not leave an output file"
+    if command == "contract":
+        assert not page.exists(), "an interrupted run must not leave an old page"
+    assert not list(tmp_path.glob(".*.tmp")), "temp files left behind"
 
 
 def _run_timed(args) -> tuple[subprocess.CompletedProcess, float]:
@@ -84,7 +91,7 @@ PROMISE = T + max(1.0, 0.05 * T)
 
 @pytest.mark.slow
 @pytest.mark.parametrize("command", ["verify", "vnncomp", "resilience", "bounds",
-                                     "campaign"])
+                                     "campaign", "contract", "compare"])
 def test_timeout_is_a_promise_from_outside(command, slow_query, members, tmp_path):
     model, prop = slow_query
     js, result = tmp_path / "out.json", tmp_path / "result.txt"
@@ -97,13 +104,27 @@ def test_timeout_is_a_promise_from_outside(command, slow_query, members, tmp_pat
             "bounds": ["bounds", model, prop, "--method", "milp:3", "--timeout", T,
                        "--json", js],
             "campaign": ["campaign", "run", csv, "--store", tmp_path / "s.sqlite",
-                         "--timeout", T, "--quiet"]}[command]
+                         "--timeout", T, "--quiet"],
+            "contract": ["contract", model, "--alpha", "1.5", "--domain", "-1:1",
+                         "--timeout", T, "-o", js],
+            "compare": ["compare", model, model, "--domain", "-1:1", "--alpha", "1.5",
+                        "--timeout", T, "--json", js]}[command]
     res, took = _run_timed(args)
     assert took <= PROMISE, f"{command} --timeout {T} took {took:.2f} s (> {PROMISE})"
     if command == "campaign":
         assert res.returncode == 4, res.stderr        # stopped by --timeout, unit left
         return
     assert res.returncode == 0, res.stderr
+    if command in ("contract", "compare"):
+        doc = json.loads(js.read_text())
+        assert doc["command"] == command
+        if command == "contract":        # Φ_m of the slow net is far from solved in 4 s
+            for cl in doc["clauses"]:
+                assert not cl["phi"]["optimal"]
+                assert 0.0 <= cl["tolerance"] <= (cl["phi"]["lower"] or 0.0)
+        else:
+            assert [m["xi"]["optimal"] for m in doc["models"]] == [False, False]
+        return
     if command == "vnncomp":
         assert result.read_text() == "timeout\n"
         return
@@ -161,3 +182,20 @@ def test_progress_on_a_terminal_only(slow_query, tmp_path):
                          timeout=60)
     assert "s left" not in res.stderr                         # not a terminal: none
     assert json.loads(res.stdout)["status"] == "unknown"
+
+
+@pytest.mark.slow
+def test_contract_progress_on_a_terminal_only(slow_query, tmp_path):
+    """``contract -o -``: the status line (class being solved, time left) on a terminal,
+    the summary table on stderr, only the contract's JSON on stdout; none with --quiet."""
+    model, _ = slow_query
+    args = ["contract", model, "--alpha", "1.5", "--domain", "-1:1", "--timeout", 8, "-o",
+            "-"]
+    rc, out, tty = _pty_run(args)
+    assert rc == 0
+    assert json.loads(out)["command"] == "contract"
+    assert "contract" in tty and "Phi_m" in tty and "s left" in tty
+    assert "sensor contract" in tty                       # the table went to stderr
+    rc, out, tty = _pty_run(args, quiet=True)
+    assert rc == 0 and json.loads(out)["command"] == "contract"
+    assert "s left" not in tty and "sensor contract" in tty

@@ -181,3 +181,38 @@ def test_export_drops_counterexamples_of_answers_no_longer_violated(tiny, tmp_pa
     assert [p.name for p in cex_dir.iterdir()] == ["tiny_reach.counterexample"]
     assert not old.exists()
     _no_temp_files(tmp_path)
+
+
+def test_contract_outputs_removed_after_internal_error(tiny, tmp_path, monkeypatch, capsys):
+    """A crash in the worker (simulated: make_contract raises) is exit 3 and leaves none of
+    the contract, page and witness files of an earlier run."""
+    import nnresilience.contract as contract_mod
+
+    def boom(*a, **k):
+        raise RuntimeError("simulated solver crash")
+
+    monkeypatch.setattr(contract_mod, "make_contract", boom)
+    out, page = _stale(tmp_path / "c.json"), _stale(tmp_path / "c.html")
+    npz = _stale(tmp_path / "w.npz")
+    assert main(["contract", str(tiny["model"]), "--alpha", "1.5", "--domain", "-1:1",
+                 "-o", str(out), "--html", str(page), "--witnesses", str(npz)]) == 3
+    err = capsys.readouterr().err.strip().splitlines()
+    assert err == ["error: internal error: RuntimeError: simulated solver crash"]
+    assert not out.exists() and not page.exists() and not npz.exists()
+    _no_temp_files(tmp_path)
+
+
+def test_contract_check_replaces_old_report_and_page(tiny, tmp_path):
+    """A check rewrites --json and --html with this run's verdict (never the old text)."""
+    out = tmp_path / "c.json"
+    assert main(["contract", str(tiny["model"]), "--alpha", "1.5", "--domain", "-1:1",
+                 "-o", str(out)]) == 0
+    js, page = _stale(tmp_path / "chk.json"), _stale(tmp_path / "chk.html")
+    rc = main(["contract", "check", str(tiny["model"]), str(out), "--json", str(js),
+               "--html", str(page)])
+    report = json.loads(js.read_text())
+    assert report["command"] == "contract check"
+    assert rc == {"holds": 0, "fails": 1, "unknown": 4}[report["verdict"]]
+    assert report["summary"]["fails"] == 0            # the same model never fails
+    assert "Sensor contract check" in page.read_text()
+    _no_temp_files(tmp_path)

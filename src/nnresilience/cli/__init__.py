@@ -5,13 +5,17 @@ Each command module (``cli/info.py``, ``cli/verify.py``, ...) registers its comm
 (the list in ``docs/cli.md``):
 
 * 0: the command produced its answer (any verdict, including ``unknown``);
-* 1: ``campaign run``: some units failed (listed), the others are stored;
+  ``contract check``: every clause holds;
+* 1: a failure was found: ``campaign run``: some units failed (listed), the others are
+  stored; ``contract check``: some clause fails (a replayed witness breaks it);
 * 2: bad input -- an :class:`~nnresilience.errors.NNResError` (unreadable model, VNN-LIB
   syntax error, an option out of range) or a malformed command line; one line
   ``error: ...`` on stderr, no usage text, no traceback;
 * 3: a solver failure or an internal error (one line; ``NNRES_DEBUG=1`` shows the
   traceback);
-* 4: ``campaign run --timeout`` stopped with units left (run it again to resume);
+* 4: not finished in the time given: ``campaign run --timeout`` stopped with units left
+  (run it again to resume), ``demo``; ``contract check``: no clause fails, some are
+  unknown (more time may decide them);
 * 130: interrupted (Ctrl-C, or SIGTERM from a batch system).
 """
 

@@ -240,12 +240,17 @@ def show(
         console.print(t)
 
 
+WITNESSES_NPZ = "witnesses-npz"
+
+
 @campaign_app.command("export")
 def export(
     store: Path = typer.Argument(..., help="SQLite campaign store."),
     fmt: str = typer.Option("vnncomp-csv", "--format", "-f", help="vnncomp-csv (the "
                             "competition's results.csv: category,onnx,vnnlib,result,"
-                            "runtime), csv (one row per answer, with a header) or json."),
+                            "runtime), csv (one row per answer, with a header), json, or "
+                            "witnesses-npz (every witness pair (a, a+eps) with its label, "
+                            "training-set ready; needs -o FILE.npz)."),
     output: str = typer.Option("-", "--output", "-o", help="File to write ('-' = stdout)."),
     counterexamples: Path = typer.Option(None, "--counterexamples", help="Folder for one "
                                          "VNN-COMP counterexample file per violated answer "
@@ -254,10 +259,12 @@ def export(
     category: str = typer.Option(None, "--category", help="vnncomp-csv: the benchmark "
                                  "category column (default: the model's folder name)."),
     kind: str = typer.Option(None, "--kind", help="Only this kind."),
+    network: str = typer.Option(None, "--network", help="Only the answers of this network "
+                                "(file stem or path)."),
     all_answers: bool = ALL_OPT,
 ) -> None:
-    """Export the answers of STORE (VNN-COMP results.csv, csv or json) and the
-    counterexamples of violated ones."""
+    """Export the answers of STORE (VNN-COMP results.csv, csv, json or the witness pairs
+    as .npz) and the counterexamples of violated ones."""
     from nnresilience.campaign import (
         EXPORT_FORMATS,
         KINDS,
@@ -268,9 +275,27 @@ def export(
 
     with CommandRun("campaign export") as cmd:
         out = cmd.output(output, "--output", (store,))
-        validate.choice(fmt, EXPORT_FORMATS, "--format")
+        validate.choice(fmt, (*EXPORT_FORMATS, WITNESSES_NPZ), "--format")
         if kind is not None:
             validate.choice(kind, KINDS, "--kind")
+        if fmt == WITNESSES_NPZ:
+            if out == "-":
+                raise InvalidArgumentError("--format witnesses-npz writes a binary .npz: "
+                                           "give -o FILE.npz")
+            if counterexamples is not None:
+                raise InvalidArgumentError("--counterexamples does not go with --format "
+                                           "witnesses-npz (its pairs hold the "
+                                           "counterexamples)")
+            with CampaignStore(validate.input_file(store, "campaign store"),
+                               readonly=True) as st:
+                cmd.start()
+                from nnresilience.export_witnesses import export_store_witnesses
+
+                n = export_store_witnesses(st, out, network, kind=kind,
+                                           latest=not all_answers, writer=cmd.outputs.write)
+            err_console.print(f"{n} witness pair(s) exported to {out} ({fmt})",
+                              highlight=False, markup=False, soft_wrap=True)
+            return
         cex_dir = counterexamples
         if cex_dir is None and out not in (None, "-"):
             cex_dir = Path(out).with_name(Path(out).stem + "_counterexamples")
@@ -281,6 +306,8 @@ def export(
             validate.output_file(cex_dir / "x.counterexample", "--counterexamples")
         with CampaignStore(validate.input_file(store, "campaign store"), readonly=True) as st:
             records = st.all(kind, latest=not all_answers)
+        if network is not None:
+            records = [r for r in records if network in (r.network_name, r.network_path)]
         cmd.start()
         cmd.outputs.write(out, export_rows(records, fmt, category))
         files = counterexample_files(records) if cex_dir is not None else {}

@@ -77,17 +77,23 @@ class Outputs:
         self.started = True
 
     # ------------------------------------------------------------------ staging
-    def write(self, target: str | Path | None, text: str) -> None:
-        """Stage ``text`` for ``target`` (``'-'`` = stdout at commit; None = no-op)."""
+    def write(self, target: str | Path | None, data: str | bytes) -> None:
+        """Stage ``data`` (text, or bytes such as an ``.npz``) for ``target`` (``'-'`` =
+        stdout at commit, text only; None = no-op)."""
         if target is None:
             return
         if str(target) == STDOUT:
-            self._stdout.append(text)
+            if not isinstance(data, str):
+                raise TypeError("only text can be written to stdout")
+            self._stdout.append(data)
             return
         final = Path(target)
         final.parent.mkdir(parents=True, exist_ok=True)
         tmp = final.with_name(f".{final.name}.{os.getpid()}.tmp")
-        tmp.write_text(text, encoding="utf-8")
+        if isinstance(data, bytes):
+            tmp.write_bytes(data)
+        else:
+            tmp.write_text(data, encoding="utf-8")
         self._staged[final] = tmp
         self._drop.discard(final)
 
