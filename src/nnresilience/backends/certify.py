@@ -14,8 +14,8 @@ explicit point satisfied its rows to 5e-14 with the unsafe margin at +1e-5. Two 
 keep such an error from becoming a wrong answer:
 
 1. **Never decide on a bare "infeasible".** Decisions are made on a *margin* form (maximise
-   how deep into the unsafe set a point gets), which always has a feasible point; its
-   "infeasible" is a solver failure and proves nothing (``feasible_by_construction``).
+   how deep into the unsafe set a point gets), which always has a feasible point; an
+   "infeasible" proves nothing (:func:`certify` reports it as a failure).
 2. **Keep a distance** ``τ`` from every threshold: a dual bound ``D`` on a minimised
    objective proves only ``optimum >= D - τ_obj``, and a decision needs ``D - τ_obj`` to
    clear the threshold.
@@ -121,30 +121,28 @@ class Certificate:
 
 
 def certify(res: SolveResult, arrays: MilpArrays, tol: Tolerances, *,
-            feasible_by_construction: bool, tau: float | None = None) -> Certificate:
+            tau: float | None = None) -> Certificate:
     """The proven lower bound on the minimised objective of ``arrays`` solved as ``res``.
 
-    ``feasible_by_construction``: the model always has a feasible point (margin forms,
-    relaxed problems whose feasibility was shown by a replayed witness); an
-    "infeasible" then is a solver failure and proves nothing. Otherwise "infeasible"
-    proves the optimum is ``+inf`` — use that only for models whose emptiness is itself
-    certified some other way (every path in this package uses margin forms instead).
-    A cutoff that nothing beats is reported by the backends as ``LIMIT`` with
-    ``dual_bound = cutoff``; it counts like any dual bound (minus ``τ_obj``).
+    "Infeasible" proves nothing here, whatever the model: on a margin form (which always
+    has a feasible point) it is a solver failure, and on any other model it is exactly
+    the claim that tolerances make unreliable (``failed=True``, ``lower = -inf``). Callers
+    that need "no point exists" decide a margin form instead. A cutoff that nothing
+    beats is reported by the backends as ``LIMIT`` with ``dual_bound = cutoff``; it counts
+    like any dual bound (minus ``τ_obj``).
     """
     t = model_tau(arrays, tol) if tau is None else float(tau)
     t_obj = objective_tau(arrays, tol)
     raw = res.dual_bound
     if res.status is SolveStatus.INFEASIBLE:
-        if feasible_by_construction:
-            return Certificate(-math.inf, raw, t, t_obj, failed=True,
-                               reason="solver reported infeasible for a model with a "
-                                      "feasible point (numerical failure)")
-        return Certificate(math.inf, raw, t, t_obj, reason="infeasible")
+        return Certificate(-math.inf, raw, t, t_obj, failed=True,
+                           reason="solver reported infeasible (not trusted as a proof)")
     if res.status in (SolveStatus.ERROR, SolveStatus.UNBOUNDED):
         return Certificate(-math.inf, raw, t, t_obj, failed=True,
                            reason=f"solver status {res.status.value}")
     if raw is None or math.isnan(raw) or raw == -math.inf:
         return Certificate(-math.inf, raw, t, t_obj, reason="no dual bound")
-    lower = float(raw) - t_obj if math.isfinite(raw) else float(raw)
-    return Certificate(lower, float(raw), t, t_obj, reason="dual bound")
+    if raw == math.inf:                         # a finite model has a finite optimum
+        return Certificate(-math.inf, raw, t, t_obj, failed=True,
+                           reason="infinite dual bound without infeasibility")
+    return Certificate(float(raw) - t_obj, float(raw), t, t_obj, reason="dual bound")
