@@ -117,7 +117,7 @@ def tight_second_opinion(req: RecheckRequest) -> EngineAnswer | None:
     tau = model_tau(req.arrays, tol)
     need = tau + objective_tau(req.arrays, tol)
     res = backend.solve(req.arrays, SolveLimits(time_limit=left, cutoff=_above(need)))
-    cert = certify(res, req.arrays, tol, feasible_by_construction=True, tau=tau)
+    cert = certify(res, req.arrays, tol, tau=tau)
     stats = {"recheck_backend": backend.name, "recheck_tau": tau,
              "recheck_lower": cert.lower, "recheck_status": res.status.value}
     if cert.clears(tau):
@@ -243,7 +243,7 @@ class MilpEngine(Engine):
         limits = SolveLimits(time_limit=remaining, threads=int(options.get("threads", 1)),
                              cutoff=_above(need), verbose=bool(options.get("verbose", False)))
         res = backend.solve(arrays, limits)
-        cert = certify(res, arrays, tol, feasible_by_construction=True, tau=tau)
+        cert = certify(res, arrays, tol, tau=tau)
         stats.update({"solve_seconds": res.seconds, "status": res.status.value,
                       "native_status": res.stats.get("native_status", ""),
                       "nodes": int(res.stats.get("nodes", 0)),
