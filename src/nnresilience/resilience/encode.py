@@ -62,6 +62,7 @@ class ResilienceMip:
     stats: dict = field(default_factory=dict)
     premise_rows: np.ndarray | None = None
     flip_rows: np.ndarray | None = None
+    enc: object | None = None          # NetworkEncoding of a single-copy model (MIP start)
 
 
 def network_bounds(network, lo: np.ndarray, hi: np.ndarray, settings: ResilienceSettings,
@@ -254,7 +255,7 @@ def build_premise_mip(network, m: int, lo: np.ndarray, hi: np.ndarray, bounds: N
                            np.r_[np.ones(n), -np.ones(n), -np.ones(n)], n, 0.0, np.inf)
     model.set_objective(t, -1.0)
     return ResilienceMip(model, a, None, t, None, out, None, int(enc.n_binaries),
-                         time.perf_counter() - t0, premise_rows=prem)
+                         time.perf_counter() - t0, premise_rows=prem, enc=enc)
 
 
 # ------------------------------------------------------------------ coupling cuts

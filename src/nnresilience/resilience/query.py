@@ -30,6 +30,7 @@ from typing import Any
 
 import numpy as np
 
+from nnresilience.encode.milp import network_start
 from nnresilience.resilience.common import (
     Clock,
     Progress,
@@ -72,16 +73,27 @@ def _premise_margin(net, cls: int, lo, hi, bounds, settings: ResilienceSettings,
     """
     others = np.delete(np.arange(net.n_outputs), cls)
     t_up = float(np.min(bounds.hi[-1][cls] - bounds.lo[-1][others]))
+    # any input is a witness of its own margin: the best of a few samples is a lower end
+    # even when the solver finds no point in time, and the MIP starts from it
+    rng = np.random.default_rng(0)
+    P = np.vstack([(lo + hi) / 2.0, rng.uniform(lo, hi, size=(255, lo.size))])
+    Y = net.forward(P)
+    marg = Y[:, cls] - Y[:, others].max(axis=1)
+    j = int(np.argmax(marg))
+    a, best = P[j], float(marg[j])
     mip = build_premise_mip(net, cls, lo, hi, bounds, settings)
-    best, a = None, None
+    if mip.enc is not None:
+        network_start(mip.model, mip.enc, net, a)
     sol = solve_relaxed(mip, settings, clock)
     if sol is not None:
         stats.update(solver_stats(sol, mip))
         if not sol.cert.failed and math.isfinite(sol.cert.lower):
             t_up = min(t_up, -sol.cert.lower)
         if sol.x is not None:
-            a = np.clip(sol.x[mip.a], lo, hi)
-            best = premise_margin(net.forward(a), cls)
+            cand = np.clip(sol.x[mip.a], lo, hi)
+            got = premise_margin(net.forward(cand), cls)
+            if got > best:
+                a, best = cand, got
     if best is not None:
         t_up = max(t_up, best)
     return best, t_up, a
