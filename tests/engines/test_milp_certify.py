@@ -73,7 +73,7 @@ def planted_near_tie(seed: int, margin: float, sizes=(2, 4, 4, 2), wmax: float =
     return net, case, x
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def _planted(n: int, start: int = 0) -> tuple:
     out, seed = [], start
     while len(out) < n:
@@ -90,7 +90,7 @@ def _planted(n: int, start: int = 0) -> tuple:
 
 @pytest.mark.parametrize("backend", ["highs", "scip"])
 def test_planted_near_ties_are_never_holds(backend):
-    for net, case, x in _planted(12):
+    for net, case, _ in _planted(12):
         ans = MilpEngine(backend=backend).check(net, case, None, timeout=30)
         assert ans.status is not Status.HOLDS, ans.stats
         if ans.status is Status.VIOLATED and ans.stats["replayed"]:
@@ -223,7 +223,7 @@ def test_holds_carries_its_margin_and_misclassification_still_decides():
     case = Case(InputRegion(np.array([0.1]), np.array([1.0])), misclassification(0, 2))
     ans = MilpEngine().check(net, case, None, timeout=30)
     assert ans.status is Status.HOLDS
-    assert ans.stats["margin_bound"] < -ans.stats["tau"] and ans.stats["margin_bound"] >= -0.6 - 1e-5
+    assert -0.6 - 1e-5 <= ans.stats["margin_bound"] < -ans.stats["tau"]
     wide = Case(InputRegion(np.array([-1.0]), np.array([1.0])), misclassification(0, 2))
     ans = MilpEngine().check(net, wide, None, timeout=30)
     assert ans.status is Status.VIOLATED and ans.stats["replayed"]

@@ -104,6 +104,43 @@ class Clock:
         self.progress(event)
 
 
+    def beat(self, phase: str, lower=None, upper=None) -> Callable[[], None] | None:
+        """A heartbeat for a long solver call (None without a progress hook): reports
+        ``phase`` with ``solving: True`` each time it is called."""
+        if self.progress is None:
+            return None
+        return lambda: self.report(phase, lower, upper, solving=True)
+
+
+HEARTBEAT = 2.0      # seconds between progress reports while a solver runs
+
+
+def _solve_with_heartbeat(backend, arrays, limits, heartbeat):
+    """``backend.solve`` in a helper thread while this one reports every
+    :data:`HEARTBEAT` seconds. HiGHS releases the GIL while it solves, so the reports come
+    on time; a solver that holds it (SCIP) only delays them."""
+    import threading
+
+    box: dict = {}
+
+    def work() -> None:
+        try:
+            box["res"] = backend.solve(arrays, limits)
+        except BaseException as exc:  # noqa: BLE001 - re-raised in the caller's thread
+            box["exc"] = exc
+
+    th = threading.Thread(target=work, name="nnres-solve", daemon=True)
+    th.start()
+    while True:
+        th.join(HEARTBEAT)
+        if not th.is_alive():
+            break
+        heartbeat()
+    if "exc" in box:
+        raise box["exc"]
+    return box["res"]
+
+
 def make_backend(settings: ResilienceSettings, quadratic: bool = False,
                  tighten: float = 1.0):
     """The configured backend; ``tighten > 1`` divides its tolerances by that factor
@@ -153,7 +190,7 @@ def relax_rows(arrays, mip: ResilienceMip, amount: float):
 def solve_certified(mip: ResilienceMip, settings: ResilienceSettings, time_left: float | None,
                     *, relax: bool, stop_first: bool = False,
                     cutoff: float | None = None, tighten: float | None = None,
-                    arrays=None) -> Solved:
+                    arrays=None, heartbeat: Callable[[], None] | None = None) -> Solved:
     """Solve ``mip`` with the time left; ``relax`` loosens its premise/flip rows by ``τ``.
 
     ``τ`` is computed from the model and the backend's tolerances
@@ -174,23 +211,28 @@ def solve_certified(mip: ResilienceMip, settings: ResilienceSettings, time_left:
     limits = SolveLimits(time_limit=time_left, threads=settings.threads,
                          mip_gap=settings.mip_gap, stop_at_first_solution=stop_first,
                          use_priorities=settings.priorities, use_start=True, cutoff=cutoff)
-    res = backend.solve(arr, limits)
+    if heartbeat is None:
+        res = backend.solve(arr, limits)
+    else:
+        res = _solve_with_heartbeat(backend, arr, limits, heartbeat)
     cert = certify(res, arr, tol, tau=tau)
     return Solved(res, arr, backend.name, tau, cert, time.perf_counter() - t0, factor)
 
 
 def solve_relaxed(mip: ResilienceMip, settings: ResilienceSettings, clock: Clock, *,
-                  stop_first: bool = False, cutoff: float | None = None) -> Solved | None:
+                  stop_first: bool = False, cutoff: float | None = None,
+                  heartbeat: Callable[[], None] | None = None) -> Solved | None:
     """The relaxed problem at ``settings.tolerance_factor``; if that fails numerically
     (error, a distrusted "infeasible") and time is left, once more at the solver's default
     tolerances. None when there was no time to solve at all."""
     if not clock.can_solve():
         return None
     sol = solve_certified(mip, settings, clock.left(), relax=True, stop_first=stop_first,
-                          cutoff=cutoff)
+                          cutoff=cutoff, heartbeat=heartbeat)
     if sol.cert.failed and sol.factor > 1.0 and clock.can_solve():
         again = solve_certified(mip, settings, clock.left(), relax=True,
-                                stop_first=stop_first, cutoff=cutoff, tighten=1.0)
+                                stop_first=stop_first, cutoff=cutoff, tighten=1.0,
+                                heartbeat=heartbeat)
         if not again.cert.failed or again.x is not None:
             return again
     return sol

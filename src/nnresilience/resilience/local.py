@@ -139,7 +139,8 @@ def _once(network, x, label, norm, k, domain, settings, clock: Clock, radius,
 
     lower = 0.0
     clock.report("mip")
-    sol = solve_relaxed(mip, settings, clock, stop_first=stop_first)
+    sol = solve_relaxed(mip, settings, clock, stop_first=stop_first,
+                        heartbeat=clock.beat("mip"))
     if sol is not None:
         stats.update(solver_stats(sol, mip))
         offer(sol, mip)
@@ -154,7 +155,8 @@ def _once(network, x, label, norm, k, domain, settings, clock: Clock, radius,
         clock.report("tightened", lower, upper_now())
         mip_t = build_local_mip(net, x, m, k, norm, blo, bhi, bounds, settings,
                                 radius=radius if norm == "l1" else None, flip_shift=sol.tau)
-        sol_t = solve_certified(mip_t, settings, clock.left(), relax=False, tighten=sol.factor)
+        sol_t = solve_certified(mip_t, settings, clock.left(), relax=False, tighten=sol.factor,
+                                heartbeat=clock.beat("tightened", lower, upper_now()))
         stats["tightened_status"] = sol_t.status
         offer(sol_t, mip_t)
     upper = upper_now()

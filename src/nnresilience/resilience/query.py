@@ -84,7 +84,7 @@ def _premise_margin(net, cls: int, lo, hi, bounds, settings: ResilienceSettings,
     mip = build_premise_mip(net, cls, lo, hi, bounds, settings)
     if mip.enc is not None:
         network_start(mip.model, mip.enc, net, a)
-    sol = solve_relaxed(mip, settings, clock)
+    sol = solve_relaxed(mip, settings, clock, heartbeat=clock.beat("mip"))
     if sol is not None:
         stats.update(solver_stats(sol, mip))
         if not sol.cert.failed and math.isfinite(sol.cert.lower):
@@ -218,7 +218,8 @@ def _phi_solve(net, q: Query, bounds, settings: ResilienceSettings, clock: Clock
     lower = 0.0
     mip = build()
     clock.report("mip", lower, upper_now())
-    sol = solve_relaxed(mip, settings, clock, cutoff=cutoff)
+    sol = solve_relaxed(mip, settings, clock, cutoff=cutoff,
+                        heartbeat=clock.beat("mip", lower, upper_now()))
     if sol is None:
         return lower, best, None
     stats.update(solver_stats(sol, mip))
@@ -230,7 +231,8 @@ def _phi_solve(net, q: Query, bounds, settings: ResilienceSettings, clock: Clock
             clock.report("tightened", lower, upper_now())
             mip_t = build(sol.tau)
             sol_t = solve_certified(mip_t, settings, clock.left(), relax=False,
-                                    tighten=sol.factor, cutoff=cutoff)
+                                    tighten=sol.factor, cutoff=cutoff,
+                                    heartbeat=clock.beat("tightened", lower, upper_now()))
             stats["tightened_status"] = sol_t.status
             offer(_phi_witness(net, q, sol_t, mip_t), "tightened")
     return lower, best, sol
