@@ -97,6 +97,25 @@ def test_planted_near_ties_are_never_holds(backend):
             assert case.region.contains(ans.x) and case.unsafe.satisfied(net.forward(ans.x))
 
 
+# Two planted instances on which SCIP 10.0 answered the plain feasibility MILP (what the
+# engine used to solve) with "infeasible", i.e. the old engine said ``holds`` for a real
+# counterexample (found by benchmarks/milp_certify.py, 2 in 200). The margin form finds the
+# planted point; whatever a solver version does, ``holds`` would be wrong.
+SCIP_WRONG_INFEASIBLE = (10009, 10067)
+
+
+@pytest.mark.parametrize("seed", SCIP_WRONG_INFEASIBLE)
+@pytest.mark.parametrize("backend", ["scip", "highs"])
+def test_issue11_wrong_infeasible_instances(seed, backend):
+    margin = float(10 ** np.random.default_rng(seed).uniform(-7, np.log10(3e-5)))
+    net, case, x = planted_near_tie(seed, margin)
+    assert case.unsafe.satisfied(net.forward(x))           # the plant is a counterexample
+    ans = MilpEngine(backend=backend).check(net, case, None, timeout=30)
+    assert ans.status is not Status.HOLDS, ans.stats
+    if ans.status is Status.VIOLATED and ans.stats["replayed"]:
+        assert case.region.contains(ans.x) and case.unsafe.satisfied(net.forward(ans.x))
+
+
 # ------------------------------------------------------------------ lying solvers
 class _Liar(Backend):
     """A real backend whose answers are doctored the way issue 11 saw them."""
