@@ -1,10 +1,11 @@
 """Deadlines of the resilience entry points, measured from outside the process.
 
 Each entry point runs in its own ``python`` subprocess on a hard shared instance with
-timeout T; the wall time is taken by this script around the subprocess (so interpreter
-start, model loading and any overrun all count), and compared with the promise
-T + max(1 s, 5 % of T) *plus the measured start-up time* of the same subprocess doing
-everything but the call. The answer's interval is printed too. One markdown table.
+timeout T. Two times are reported: the call's own duration, measured in the subprocess
+around the Python call (what the API promises: T + max(1 s, 5 % of T)), and the wall time
+of the whole subprocess taken by this script from outside (interpreter start, model
+loading, the call, exit; the start-up alone is measured by a run that does everything but
+the call). The answer's interval is printed too. One markdown table.
 
 Usage (from the repository root; the machine is shared, so walls are noisy)::
 
@@ -19,6 +20,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import os
 import subprocess
 import sys
@@ -51,7 +53,8 @@ def out(r):
         d = {"rows": len(r), "with_upper": sum(x.upper is not None for x in r)}
     if hasattr(r, "status"):
         d = {"status": r.status.value}
-    print("RESULT " + json.dumps(d, default=str))
+    print("RESULT " + json.dumps({"call": CALL, **d}, default=str))
+CALL = None
 """
 
 # name -> (instance label, setup code, call code)
@@ -103,24 +106,26 @@ def main(argv=None) -> int:
         print(f"shared benchmarks not found at {bench}", file=sys.stderr)
         return 2
     names = args.only or list(CASES)
-    print("| entry point | instance | T (s) | start-up (s) | wall (s) | wall − start-up | "
-          "bound T+max(1,5%) | kept | answer |")
+    print("| entry point | instance | T (s) | call (s) | bound T+max(1,5%) | kept | "
+          "process start-up (s) | process wall, outside (s) | answer |")
     print("|---|---|---|---|---|---|---|---|---|")
     for name in names:
         label, setup, call = CASES[name]
         start, _ = _run(PRELUDE + setup + "\nout(None)\n", bench, 0.0, 600)
         for T in args.timeouts:
             bound = T + max(1.0, 0.05 * T)
-            wall, text = _run(PRELUDE + setup + "\n" + call + "\nout(r)\n", bench, T,
+            timed = f"_t0 = time.monotonic()\n{call}\nCALL = time.monotonic() - _t0\n"
+            wall, text = _run(PRELUDE + setup + "\n" + timed + "out(r)\n", bench, T,
                               10 * T + 120)
-            net = wall - start
             try:
-                ans = json.dumps(json.loads(text))
-            except ValueError:
-                ans = text
-            print(f"| {name} | {label} | {T:g} | {start:.1f} | {wall:.1f} | {net:.1f} | "
-                  f"{bound:.1f} | {'yes' if net <= bound else '**no**'} | {ans} |",
-                  flush=True)
+                ans = json.loads(text)
+                inside = float(ans.pop("call"))
+                ans = json.dumps(ans)
+            except (ValueError, KeyError, TypeError):
+                inside, ans = math.nan, text
+            print(f"| {name} | {label} | {T:g} | {inside:.2f} | {bound:.1f} | "
+                  f"{'yes' if inside <= bound else '**no**'} | {start:.1f} | {wall:.1f} | "
+                  f"{ans} |", flush=True)
     return 0
 
 
