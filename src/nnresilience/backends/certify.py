@@ -38,11 +38,12 @@ distance kept, and answers closer to a threshold than that go to a second opinio
 from __future__ import annotations
 
 import math
+import time
 from dataclasses import dataclass
 
 import numpy as np
 
-from nnresilience.backends.base import SolveResult, SolveStatus, Tolerances
+from nnresilience.backends.base import SolveLimits, SolveResult, SolveStatus, Tolerances
 from nnresilience.encode.model import MilpArrays
 
 
@@ -121,7 +122,7 @@ class Certificate:
 
 
 def certify(res: SolveResult, arrays: MilpArrays, tol: Tolerances, *,
-            tau: float | None = None) -> Certificate:
+            tau: float | None = None, attained: float | None = None) -> Certificate:
     """The proven lower bound on the minimised objective of ``arrays`` solved as ``res``.
 
     "Infeasible" proves nothing here, whatever the model: on a margin form (which always
@@ -130,6 +131,11 @@ def certify(res: SolveResult, arrays: MilpArrays, tol: Tolerances, *,
     that need "no point exists" decide a margin form instead. A cutoff that nothing
     beats is reported by the backends as ``LIMIT`` with ``dual_bound = cutoff``; it counts
     like any dual bound (minus ``τ_obj``).
+
+    ``attained``: an objective value some feasible point is known to reach (a replayed
+    witness, a sampled input, the column bounds). A dual bound above it is the solver
+    contradicting itself — e.g. "nothing beats the cutoff" for a cutoff that a known point
+    beats, which is how an "infeasible" reaches us through a cutoff — and proves nothing.
     """
     t = model_tau(arrays, tol) if tau is None else float(tau)
     t_obj = objective_tau(arrays, tol)
@@ -145,4 +151,20 @@ def certify(res: SolveResult, arrays: MilpArrays, tol: Tolerances, *,
     if raw == math.inf:                         # a finite model has a finite optimum
         return Certificate(-math.inf, raw, t, t_obj, failed=True,
                            reason="infinite dual bound without infeasibility")
+    if attained is not None and float(raw) - t_obj > attained:
+        return Certificate(-math.inf, float(raw), t, t_obj, failed=True,
+                           reason=f"solver bound {float(raw):.6g} above the value "
+                                  f"{attained:.6g} a known point attains")
     return Certificate(float(raw) - t_obj, float(raw), t, t_obj, reason="dual bound")
+
+
+def safe_solve(backend, arrays: MilpArrays, limits: SolveLimits) -> SolveResult:
+    """``backend.solve``, with a solver that raises (SCIP: "error in LP solver" on badly
+    scaled models) reported as an ``ERROR`` result: no point, no bound, so :func:`certify`
+    proves nothing from it and the caller answers ``unknown``."""
+    t0 = time.perf_counter()
+    try:
+        return backend.solve(arrays, limits)
+    except Exception as exc:  # noqa: BLE001 - any solver crash is "no answer", not a proof
+        return SolveResult(SolveStatus.ERROR, None, None, None, time.perf_counter() - t0,
+                           {"native_status": f"exception: {exc}"[:200]})

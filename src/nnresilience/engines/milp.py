@@ -42,6 +42,8 @@ from nnresilience.engines.base import Engine, EngineAnswer
 from nnresilience.results import Status
 
 BOX_TOL = 1e-9
+#: Inputs of the region (besides its centre) whose margins the engine evaluates first.
+SAMPLES = 8
 #: Factor by which the default re-check tightens the second backend's tolerances.
 RECHECK_TIGHTEN = 1e3
 #: Share of the time left that bound computation may take when the engine computes them.
@@ -75,6 +77,7 @@ class RecheckRequest:
     tau: float
     lower: float
     deadline: float | None
+    attained: float = math.inf      # an objective value a known point attains
 
 
 Recheck = Callable[[RecheckRequest], EngineAnswer | None]
@@ -92,7 +95,11 @@ def _tightened_backend(primary: str, quadratic: bool):
             continue
         native = {k: v / RECHECK_TIGHTEN for group in TOLERANCE_OPTIONS[name]
                   for k, v in group.items()}
-        return cls(params=native) if name == "scip" else cls(options=native)
+        if name == "scip":
+            # SCIP's own Ctrl-C handler would swallow the user's interrupt (and stays
+            # installed when a solve ends in an LP error)
+            return cls(params={**native, "misc/catchctrlc": False})
+        return cls(options=native)
     return None
 
 
@@ -104,7 +111,7 @@ def tight_second_opinion(req: RecheckRequest) -> EngineAnswer | None:
     hook is called), so two solvers agree and the second within a much narrower band.
     A replayed point from it is a counterexample. Anything else: None (unknown).
     """
-    from nnresilience.backends.certify import certify, model_tau, objective_tau
+    from nnresilience.backends.certify import certify, model_tau, objective_tau, safe_solve
 
     t0 = time.perf_counter()
     backend = _tightened_backend(req.backend, bool(req.arrays.quad))
@@ -116,8 +123,10 @@ def tight_second_opinion(req: RecheckRequest) -> EngineAnswer | None:
     tol = backend.tolerances()
     tau = model_tau(req.arrays, tol)
     need = tau + objective_tau(req.arrays, tol)
-    res = backend.solve(req.arrays, SolveLimits(time_limit=left, cutoff=_above(need)))
-    cert = certify(res, req.arrays, tol, tau=tau)
+    res = safe_solve(backend, req.arrays,
+                      SolveLimits(time_limit=left,
+                                  cutoff=_above(need) if need < req.attained else None))
+    cert = certify(res, req.arrays, tol, tau=tau, attained=req.attained)
     stats = {"recheck_backend": backend.name, "recheck_tau": tau,
              "recheck_lower": cert.lower, "recheck_status": res.status.value}
     if cert.clears(tau):
@@ -204,7 +213,7 @@ class MilpEngine(Engine):
               **options: Any) -> EngineAnswer:
         """Decide ``case``; options: ``threads`` (1), ``priorities`` (True), ``verbose``,
         ``recheck`` (overrides the engine's)."""
-        from nnresilience.backends.certify import certify, model_tau, objective_tau
+        from nnresilience.backends.certify import certify, model_tau, objective_tau, safe_solve
         from nnresilience.backends.registry import get_backend
 
         t0 = time.perf_counter()
@@ -236,14 +245,34 @@ class MilpEngine(Engine):
                       "build_seconds": time.perf_counter() - tb, "tau": tau,
                       "tau_obj": tau_obj, "tolerances": [tol.feasibility, tol.integrality],
                       "margin_cap": cap})
+        # Objective values known to be attained: -t_lo (any point, t at its lower bound)
+        # and -margin of a few inputs of the region (true network values satisfy every
+        # row). A solver bound above them contradicts itself (certify rejects it); such an
+        # input that already violates the condition is the answer.
+        attained = -float(arrays.lb[mar.t])
+        X = np.vstack([(case.region.lo + case.region.hi) / 2.0,
+                       case.region.sample(SAMPLES, np.random.default_rng(0))])
+        X = case.region.clip(X)
+        margins = np.array([case.unsafe.max_margin(y) for y in network.forward(X)])
+        j = int(np.argmax(margins))
+        if margins[j] >= 0.0 and _replays(network, case, X[j]):
+            stats.update(replayed=True, margin_found=float(margins[j]), status="sampled")
+            return answer(Status.VIOLATED, X[j], "a sampled input violates (replayed)", stats)
+        attained = min(attained, -min(float(margins[j]), cap))
+        stats["attained"] = attained
         remaining = None if deadline is None else deadline - time.perf_counter()
         if remaining is not None and remaining <= 0:
             stats["status"] = "timeout before solve"
             return answer(Status.UNKNOWN, None, "time budget exhausted", stats)
+        # a cutoff the known points beat could only be "met" by a solver failure: then
+        # holds is out of reach (τ too large for this model) and the solve only looks for
+        # a counterexample
+        cutoff = _above(need) if need < attained else None
+        stats["holds_reachable"] = cutoff is not None
         limits = SolveLimits(time_limit=remaining, threads=int(options.get("threads", 1)),
-                             cutoff=_above(need), verbose=bool(options.get("verbose", False)))
-        res = backend.solve(arrays, limits)
-        cert = certify(res, arrays, tol, tau=tau)
+                             cutoff=cutoff, verbose=bool(options.get("verbose", False)))
+        res = safe_solve(backend, arrays, limits)
+        cert = certify(res, arrays, tol, tau=tau, attained=attained)
         stats.update({"solve_seconds": res.seconds, "status": res.status.value,
                       "native_status": res.stats.get("native_status", ""),
                       "nodes": int(res.stats.get("nodes", 0)),
@@ -272,7 +301,7 @@ class MilpEngine(Engine):
             stats["band"] = True
             if hook is not None:
                 req = RecheckRequest(network, case, bounds, arrays, mar.t, enc.inputs,
-                                     backend.name, tau, cert.lower, deadline)
+                                     backend.name, tau, cert.lower, deadline, attained)
                 got = hook(req)
                 if got is not None:
                     stats.update(got.stats)

@@ -124,8 +124,10 @@ def _solve_with_heartbeat(backend, arrays, limits, heartbeat):
     box: dict = {}
 
     def work() -> None:
+        from nnresilience.backends.certify import safe_solve
+
         try:
-            box["res"] = backend.solve(arrays, limits)
+            box["res"] = safe_solve(backend, arrays, limits)
         except BaseException as exc:  # noqa: BLE001 - re-raised in the caller's thread
             box["exc"] = exc
 
@@ -190,16 +192,19 @@ def relax_rows(arrays, mip: ResilienceMip, amount: float):
 def solve_certified(mip: ResilienceMip, settings: ResilienceSettings, time_left: float | None,
                     *, relax: bool, stop_first: bool = False,
                     cutoff: float | None = None, tighten: float | None = None,
-                    arrays=None, heartbeat: Callable[[], None] | None = None) -> Solved:
+                    arrays=None, heartbeat: Callable[[], None] | None = None,
+                    attained: float | None = None) -> Solved:
     """Solve ``mip`` with the time left; ``relax`` loosens its premise/flip rows by ``τ``.
 
     ``τ`` is computed from the model and the backend's tolerances
     (:func:`nnresilience.backends.certify.model_tau`); the certificate's ``lower`` is the
     solver's dual bound less the objective's tolerance. ``tighten`` divides the backend's
-    tolerances (default ``settings.tolerance_factor``); ``τ`` follows them.
+    tolerances (default ``settings.tolerance_factor``); ``τ`` follows them. ``attained``:
+    an objective value a known feasible point reaches (a bound above it is rejected). A
+    solver that raises is reported as an ``ERROR`` result (no bound, no point).
     """
     from nnresilience.backends.base import SolveLimits
-    from nnresilience.backends.certify import certify, model_tau
+    from nnresilience.backends.certify import certify, model_tau, safe_solve
 
     t0 = time.perf_counter()
     base = mip.model.arrays() if arrays is None else arrays
@@ -212,27 +217,28 @@ def solve_certified(mip: ResilienceMip, settings: ResilienceSettings, time_left:
                          mip_gap=settings.mip_gap, stop_at_first_solution=stop_first,
                          use_priorities=settings.priorities, use_start=True, cutoff=cutoff)
     if heartbeat is None:
-        res = backend.solve(arr, limits)
+        res = safe_solve(backend, arr, limits)
     else:
         res = _solve_with_heartbeat(backend, arr, limits, heartbeat)
-    cert = certify(res, arr, tol, tau=tau)
+    cert = certify(res, arr, tol, tau=tau, attained=attained)
     return Solved(res, arr, backend.name, tau, cert, time.perf_counter() - t0, factor)
 
 
 def solve_relaxed(mip: ResilienceMip, settings: ResilienceSettings, clock: Clock, *,
                   stop_first: bool = False, cutoff: float | None = None,
-                  heartbeat: Callable[[], None] | None = None) -> Solved | None:
+                  heartbeat: Callable[[], None] | None = None,
+                  attained: float | None = None) -> Solved | None:
     """The relaxed problem at ``settings.tolerance_factor``; if that fails numerically
     (error, a distrusted "infeasible") and time is left, once more at the solver's default
     tolerances. None when there was no time to solve at all."""
     if not clock.can_solve():
         return None
     sol = solve_certified(mip, settings, clock.left(), relax=True, stop_first=stop_first,
-                          cutoff=cutoff, heartbeat=heartbeat)
+                          cutoff=cutoff, heartbeat=heartbeat, attained=attained)
     if sol.cert.failed and sol.factor > 1.0 and clock.can_solve():
         again = solve_certified(mip, settings, clock.left(), relax=True,
                                 stop_first=stop_first, cutoff=cutoff, tighten=1.0,
-                                heartbeat=heartbeat)
+                                heartbeat=heartbeat, attained=attained)
         if not again.cert.failed or again.x is not None:
             return again
     return sol

@@ -164,7 +164,7 @@ def _once(network, x, label, norm, k, domain, settings, clock: Clock, radius,
     if upper is None and (sol is None or sol.x is None) and clock.can_solve():
         # nothing found: is there any flip at all (in the ball, or in D)?
         clock.report("decision", lower)
-        r = radius if radius is not None else None
+        r = radius
         if r is not None:
             status, b, st = _decide_ball(net, x, m, k, norm, lo, hi, r, settings, clock)
         else:

@@ -84,7 +84,7 @@ def _premise_margin(net, cls: int, lo, hi, bounds, settings: ResilienceSettings,
     mip = build_premise_mip(net, cls, lo, hi, bounds, settings)
     if mip.enc is not None:
         network_start(mip.model, mip.enc, net, a)
-    sol = solve_relaxed(mip, settings, clock, heartbeat=clock.beat("mip"))
+    sol = solve_relaxed(mip, settings, clock, heartbeat=clock.beat("mip"), attained=-best)
     if sol is not None:
         stats.update(solver_stats(sol, mip))
         if not sol.cert.failed and math.isfinite(sol.cert.lower):
@@ -219,7 +219,8 @@ def _phi_solve(net, q: Query, bounds, settings: ResilienceSettings, clock: Clock
     mip = build()
     clock.report("mip", lower, upper_now())
     sol = solve_relaxed(mip, settings, clock, cutoff=cutoff,
-                        heartbeat=clock.beat("mip", lower, upper_now()))
+                        heartbeat=clock.beat("mip", lower, upper_now()),
+                        attained=None if ini is None else ini[2] * (1 + 1e-6) + 1e-6)
     if sol is None:
         return lower, best, None
     stats.update(solver_stats(sol, mip))

@@ -93,8 +93,7 @@ def run_units(fn: Callable[[Any, float | None], Any], items: list, timeout: floa
             rest = left()
             if rest is not None and rest <= 0:
                 break
-            for j, r in win.next_done(rest):
-                i = j
+            for i, r in win.next_done(rest):
                 out[i] = r
                 state["open"] -= 1
                 report(i, r)
