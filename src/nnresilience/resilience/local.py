@@ -22,6 +22,7 @@ from nnresilience.resilience.common import (
     decide,
     is_optimal,
     norm_lower,
+    polish,
     resolve_domain,
     solve_certified,
     solve_relaxed,
@@ -149,6 +150,12 @@ def _once(network, x, label, norm, k, domain, settings, clock: Clock, radius,
 
     def upper_now() -> float | None:
         return None if best is None else best[1]
+
+    if sol is not None and not stop_first and (
+            upper_now() is None or upper_now() - lower > 1e-9 * max(1.0, upper_now())):
+        pol = polish(mip, sol, settings, clock)       # the relaxed pattern, solved exactly
+        if pol is not None:
+            offer(pol, mip)
 
     if sol is not None and not sol.cert.failed and not stop_first \
             and not is_optimal(lower, upper_now(), settings) and clock.can_solve():

@@ -37,6 +37,7 @@ from nnresilience.resilience.common import (
     decide,
     is_optimal,
     norm_lower,
+    polish,
     resolve_domain,
     solve_certified,
     solve_relaxed,
@@ -182,7 +183,8 @@ def _phi_solve(net, q: Query, bounds, settings: ResilienceSettings, clock: Clock
     """The staged solve of MIP (6): ``(lower, best witness (a, b, norm) or None, first sol)``.
 
     1. the *relaxed* problem (premise and flip rows loosened by ``τ``): its certified dual
-       bound is ``lower``, its point (replayed exactly, repaired if needed) a witness;
+       bound is ``lower``, its point (replayed exactly, repaired if needed) a witness, and
+       its activation pattern, solved exactly as an LP (:func:`~.common.polish`), another;
     2. if the interval is still open: the *tightened* problem (rows moved by ``τ`` the
        other way): its points replay exactly, so it supplies a witness when the relaxed
        one failed (issue 11, item 1: a margin peaking at ``ln α - 5e-7``).
@@ -227,15 +229,21 @@ def _phi_solve(net, q: Query, bounds, settings: ResilienceSettings, clock: Clock
     offer(_phi_witness(net, q, sol, mip), "relaxed")
     if not sol.cert.failed:
         lower = max(lower, norm_lower(sol.cert))
-        if not is_optimal(lower, upper_now(), settings) and clock.can_solve():
-            # no exact witness (or a poor one): the tightened problem's points replay
-            clock.report("tightened", lower, upper_now())
-            mip_t = build(sol.tau)
-            sol_t = solve_certified(mip_t, settings, clock.left(), relax=False,
-                                    tighten=sol.factor, cutoff=cutoff,
-                                    heartbeat=clock.beat("tightened", lower, upper_now()))
-            stats["tightened_status"] = sol_t.status
-            offer(_phi_witness(net, q, sol_t, mip_t), "tightened")
+    if upper_now() is None or upper_now() - lower > 1e-9 * max(1.0, upper_now()):
+        # the relaxed point's activation pattern, solved exactly: a sharper witness
+        pol = polish(mip, sol, settings, clock)
+        if pol is not None:
+            offer(_phi_witness(net, q, pol, mip), "pattern")
+    if not sol.cert.failed and not is_optimal(lower, upper_now(), settings) \
+            and clock.can_solve():
+        # no exact witness (or a poor one): the tightened problem's points replay
+        clock.report("tightened", lower, upper_now())
+        mip_t = build(sol.tau)
+        sol_t = solve_certified(mip_t, settings, clock.left(), relax=False,
+                                tighten=sol.factor, cutoff=cutoff,
+                                heartbeat=clock.beat("tightened", lower, upper_now()))
+        stats["tightened_status"] = sol_t.status
+        offer(_phi_witness(net, q, sol_t, mip_t), "tightened")
     return lower, best, sol
 
 
