@@ -5,6 +5,10 @@ A backend takes :class:`~nnresilience.encode.model.MilpArrays` in one call and r
 native statuses through its own table). ``dual_bound`` is the solver's *proven* bound on
 the optimum (for a minimisation, a value no feasible point beats); callers use it, never
 the incumbent, when a solve stops early.
+
+A solver's "infeasible" or dual bound is only true up to its feasibility and integrality
+tolerances; :meth:`Backend.tolerances` says what they are, so that
+:mod:`nnresilience.backends.certify` can turn a result into a bound that survives them.
 """
 
 from __future__ import annotations
@@ -42,6 +46,38 @@ class SolveLimits:
     isolate: bool | None = None
 
 
+@dataclass(frozen=True)
+class Tolerances:
+    """What a backend's answer is only true up to.
+
+    ``feasibility``: the violation a solver accepts on a row or a variable bound, *relative*
+    to the row's scale (absolute for rows of magnitude <= 1; solvers scale rows and columns
+    internally, so for large rows the accepted violation grows with the row).
+    ``integrality``: how far an integer column may be from an integer.
+    """
+
+    feasibility: float
+    integrality: float
+
+    def tightened(self, factor: float) -> Tolerances:
+        return Tolerances(self.feasibility / factor, self.integrality / factor)
+
+
+#: Native options behind each tolerance and their documented defaults, per backend:
+#: ``(feasibility options, integrality options)``. HiGHS checks MIP rows and integrality
+#: with ``mip_feasibility_tolerance`` and LP rows with ``primal_feasibility_tolerance``;
+#: SCIP uses ``numerics/feastol`` for rows, bounds and integrality; Gurobi has
+#: ``FeasibilityTol`` and ``IntFeasTol``. The largest value of each kind counts.
+TOLERANCE_OPTIONS: dict[str, tuple[dict[str, float], dict[str, float]]] = {
+    "highs": ({"mip_feasibility_tolerance": 1e-6, "primal_feasibility_tolerance": 1e-7},
+              {"mip_feasibility_tolerance": 1e-6}),
+    "scip": ({"numerics/feastol": 1e-6}, {"numerics/feastol": 1e-6}),
+    "gurobi": ({"FeasibilityTol": 1e-6}, {"IntFeasTol": 1e-5}),
+}
+#: For a backend we know nothing about: an order of magnitude looser than the above.
+FALLBACK_TOLERANCES = Tolerances(1e-5, 1e-5)
+
+
 @dataclass(frozen=True, eq=False)
 class SolveResult:
     status: SolveStatus
@@ -77,6 +113,25 @@ class Backend:
     def available(cls) -> bool:
         """True if the solver package can be imported (checked without importing it)."""
         return bool(cls.module) and importlib.util.find_spec(cls.module) is not None
+
+    def tolerances(self) -> Tolerances:
+        """The feasibility and integrality tolerances this instance solves with.
+
+        Each is the largest of the solver's options of that kind (:data:`TOLERANCE_OPTIONS`),
+        taking a value set through the native options a backend keeps in ``options`` /
+        ``params`` over the documented default. Unknown backends get
+        :data:`FALLBACK_TOLERANCES`.
+        """
+        known = TOLERANCE_OPTIONS.get(self.name)
+        if known is None:
+            return FALLBACK_TOLERANCES
+        native = {**(getattr(self, "options", None) or {}),
+                  **(getattr(self, "params", None) or {})}
+
+        def pick(defaults: dict[str, float]) -> float:
+            return max(float(native.get(key, val)) for key, val in defaults.items())
+
+        return Tolerances(pick(known[0]), pick(known[1]))
 
     def solve(self, model: MilpArrays, limits: SolveLimits) -> SolveResult:
         """Solve ``model`` within ``limits`` (returns by ``time_limit`` + a small grace)."""
