@@ -247,3 +247,36 @@ def test_holds_carries_its_margin_and_misclassification_still_decides():
     ans = MilpEngine().check(net, wide, None, timeout=30)
     assert ans.status is Status.VIOLATED and ans.stats["replayed"]
     assert net.forward(ans.x)[1] >= net.forward(ans.x)[0]
+
+
+def test_a_cutoff_bounds_what_a_solve_proves():
+    """Under an objective cutoff only "nothing below the cutoff" is proven: a dual bound
+    above it is capped, an "optimal" point that does not beat it is only a point.
+    Regression: HiGHS called a 3-5-4-3 ReLU misclassification model with cutoff ~1.3e-5
+    "optimal" at -t = 0.166 (dual bound 0.166) while a sampled input reaches 0.110 and
+    the true maximum margin is -0.070; the engine answered unknown instead of holds."""
+    from nnresilience.backends.base import _within_cutoff
+
+    lim = SolveLimits(time_limit=1.0, cutoff=0.01)
+    lying = SolveResult(SolveStatus.OPTIMAL, np.zeros(2), 0.166, 0.166)
+    got = _within_cutoff(lying, lim)
+    assert got.status is SolveStatus.LIMIT and got.dual_bound == 0.01
+    honest = SolveResult(SolveStatus.OPTIMAL, np.zeros(2), 0.005, 0.004)
+    assert _within_cutoff(honest, lim) is honest
+    assert _within_cutoff(lying, SolveLimits(time_limit=1.0)) is lying
+
+    import sys
+    from pathlib import Path
+    sys.path.insert(0, str(Path(__file__).parent))
+    from test_milp import _random_case
+
+    from nnresilience.bounds.interval import interval_bounds
+    from nnresilience.testing.bruteforce import random_network
+    rng = np.random.default_rng(732)
+    net = random_network(rng, [3, 5, 4, 3], kind="relu")
+    case = _random_case(rng, net)
+    val, _ = brute_force_max_margin(net, case)
+    assert val < -0.05
+    ans = MilpEngine(backend="highs").check(net, case, interval_bounds(
+        net, case.region.lo, case.region.hi), timeout=30)
+    assert ans.status is Status.HOLDS, ans.message
