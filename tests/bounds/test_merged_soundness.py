@@ -67,3 +67,20 @@ def test_merge_records_its_sources():
     m = Network([a, b, c, ReLU(2)]).merged()
     assert m.layers[0].merged_from == (a, b, c)
     assert Network([ReLU(2), a]).merged().layers[0].merged_from == ()
+
+
+@settings(max_examples=25, deadline=None)
+@given(seed=st.integers(0, 2**31 - 1), big=st.sampled_from([1e6, 1e8, 2.0**40, 2.0**52]))
+def test_merged_forward_is_the_source_forward(seed, big):
+    """Every answer is replayed on ``forward``; engines that work on ``merged()`` replay on
+    it, so it must be the source's float64 function bit for bit, not the rounded product
+    (which differs by up to ``big`` ulps here)."""
+    rng = np.random.default_rng(seed)
+    net = _cancelling_net(rng, big, "relu")
+    X = rng.uniform(-1, 1, (64, 2))
+    m = net.merged()
+    assert np.array_equal(m.forward(X), net.forward(X))
+    fused = Network([Affine(layer.W, layer.b) for layer in m.layers[:1]] + m.layers[1:])
+    # the rounded product alone is a different function at these magnitudes
+    if big >= 2.0**40:
+        assert not np.array_equal(fused.forward(X), net.forward(X))

@@ -89,6 +89,12 @@ class Affine(Layer):
         return abs(self.W) if sp.issparse(self.W) else np.abs(self.W)
 
     def forward(self, x: np.ndarray) -> np.ndarray:
+        # A merged layer evaluates its source layers one by one: the float64 value every
+        # answer is replayed in is the source network's, not the rounded product's.
+        if self.merged_from:
+            for layer in self.merged_from:
+                x = layer.forward(x)
+            return x
         return np.asarray(self.W @ x.T).T + self.b
 
     def interval(self, lo: np.ndarray, hi: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
