@@ -78,6 +78,72 @@ def _backward(layer, h: np.ndarray, g: np.ndarray) -> np.ndarray:
     raise NotImplementedError(f"falsifier: no gradient for layer kind {kind!r}")
 
 
+def term_margin_and_grad(network: Network, case, X: np.ndarray, term: np.ndarray
+                         ) -> tuple[np.ndarray, np.ndarray]:
+    """Margin of term ``term[s]`` (min over its rows of ``b - A y``) at each row ``X[s]``,
+    and its gradient: a targeted version of :func:`margin_and_grad`, so a batch can push
+    each restart towards a different disjunct of the unsafe set at once."""
+    vals = network.forward_all(X)
+    Y = vals[-1]
+    B = Y.shape[0]
+    best = np.full(B, -np.inf)
+    gy = np.zeros_like(Y)
+    for t, cond in enumerate(case.unsafe.terms):
+        sel = np.flatnonzero(term == t)
+        if sel.size == 0:
+            continue
+        m = cond.margins(Y[sel])
+        r = np.argmin(m, axis=1)
+        best[sel] = m[np.arange(sel.size), r]
+        gy[sel] = -cond.A[r]
+    g = gy
+    for layer, h in zip(reversed(network.layers), reversed(vals[:-1]), strict=True):
+        g = _backward(layer, h, g)
+    return best, g
+
+
+def attack(network: Network, case, starts: np.ndarray, *, lo: np.ndarray | None = None,
+           hi: np.ndarray | None = None, terms: np.ndarray | None = None, steps: int = 20,
+           step0: float = 0.05, deadline: float | None = None) -> np.ndarray | None:
+    """Targeted signed-gradient ascent from every start towards every term at once.
+
+    ``starts`` (K, n); ``lo``/``hi`` (K, n) optional sub-boxes of the region each start
+    stays in (a search domain's box); ``terms``: the disjunct indices to target (default
+    all). Each (start, term) pair is one restart: ``K * len(terms)`` rows in one batch.
+    Steps shrink linearly from ``step0`` of the box width. Returns the first point whose
+    float64 replay is unsafe, else None.
+    """
+    region = case.region
+    starts = np.atleast_2d(np.asarray(starts, dtype=np.float64))
+    K, n = starts.shape
+    T = np.arange(len(case.unsafe.terms)) if terms is None else np.asarray(terms, int)
+    if K == 0 or T.size == 0:
+        return None
+    blo = np.broadcast_to(region.lo, (K, n)) if lo is None else np.maximum(lo, region.lo)
+    bhi = np.broadcast_to(region.hi, (K, n)) if hi is None else np.minimum(hi, region.hi)
+    X = np.repeat(np.clip(starts, blo, bhi), T.size, axis=0)
+    blo = np.repeat(blo, T.size, axis=0)
+    bhi = np.repeat(bhi, T.size, axis=0)
+    term = np.tile(T, K)
+    width = bhi - blo
+    if region.norm == "l1" and region.radius is not None:
+        width = np.minimum(width, region.radius)
+    X = region.clip(X)
+    hit = _hits(network, case, X)
+    if hit is not None:
+        return hit
+    for k in range(steps):
+        if deadline is not None and time.monotonic() > deadline:
+            return None
+        _, g = term_margin_and_grad(network, case, X, term)
+        step = step0 * (1.0 - k / max(steps, 1)) + step0 * 0.02
+        X = region.clip(np.clip(X + step * width * np.sign(g), blo, bhi))
+        hit = _hits(network, case, X)
+        if hit is not None:
+            return hit
+    return None
+
+
 def _hits(network: Network, case, X: np.ndarray) -> np.ndarray | None:
     """First row of ``X`` that lies in the region and whose output is unsafe, exactly."""
     Y = network.forward(X)
@@ -175,3 +241,50 @@ def repair(network: Network, case, x: np.ndarray, steps: int = 30,
         if hit is not None:
             return hit
     return None
+
+
+# ------------------------------------------------------------ replaying a candidate
+def replay(network, case_or_prop, x: np.ndarray) -> bool:
+    """Does ``x`` violate the case (or any case of the property), exactly, in float64?"""
+    x = np.asarray(x, dtype=np.float64).reshape(-1)
+    cases = getattr(case_or_prop, "cases", None) or (case_or_prop,)
+    y = network.forward(x)
+    return any(c.region.contains(x) and bool(c.unsafe.satisfied(y)) for c in cases)
+
+
+def _onnx_check(network, case, x: np.ndarray) -> bool | None:
+    """onnxruntime's opinion of ``x`` (None when the network is not from ONNX)."""
+    if network.source_format != "onnx" or not network.source:
+        return None
+    from nnresilience.loaders.onnx import onnxruntime_forward
+
+    y = onnxruntime_forward(network, x)
+    if y is None:
+        return None
+    return bool(case.unsafe.satisfied(np.asarray(y, dtype=np.float64).reshape(-1)))
+
+
+def confirm(network, case, x: np.ndarray | None, onnx_replay: bool = True,
+            deadline: float | None = None):
+    """Turn a candidate into a replayed :class:`~nnresilience.results.Counterexample`, or
+    None if it is not one.
+
+    The candidate is clipped into the region's box (and L1 ball), replayed in float64 and,
+    if it misses the unsafe set, repaired by small ascent steps. Only an exactly violating
+    point is returned.
+    """
+    from nnresilience.results import Counterexample
+
+    if x is None:
+        return None
+    x = np.asarray(x, dtype=np.float64).reshape(-1)
+    if x.size != case.region.dim or not np.all(np.isfinite(x)):
+        return None
+    x = case.region.clip(x)
+    if not replay(network, case, x):
+        x = repair(network, case, x, deadline=deadline)
+        if x is None or not replay(network, case, x):
+            return None
+    y = network.forward(x)
+    ort = _onnx_check(network, case, x) if onnx_replay else None
+    return Counterexample.from_arrays(x, y, ort)
