@@ -307,7 +307,7 @@ class SymbolicBounder:
         err = [np.zeros_like(lo)]                 # forward error e_i of each entry
         empty = np.any(lo > hi, axis=1)
         inherit = warm is not None and self.intermediate == "inherit"
-        w_lo, w_hi = (warm if warm is not None else (None, None))
+        w_lo, w_hi, w_lower = (warm if warm is not None else (None, None, None))
         n_backsub = 0
         for i, layer in enumerate(self.layers):
             nlo, nhi = self._interval_step(i, layer, los[i], his[i])
@@ -335,17 +335,28 @@ class SymbolicBounder:
             los.append(nlo)
             his.append(nhi)
             err.append(e)
-        # spec rows: back-substitute C from the output entry
+        # spec rows: back-substitute C from the output entry (past the deadline: only
+        # the interval image of the output box, sound and instant)
         Cb = np.broadcast_to(self.C, (B,) + self.C.shape)
-        low, x_best, scores = self._backsub(Cb, L, los, his, row_weight=row_weight,
-                                            want_extras=True)
+        if deadline is not None and time.monotonic() > deadline:
+            low = np.full((B, self.C.shape[0]), -np.inf)
+            mid = (los[0] + his[0]) / 2.0
+            x_best = np.broadcast_to(mid[:, None, :], (B,) + (self.C.shape[0], lo.shape[1]))
+            scores = {}
+        else:
+            low, x_best, scores = self._backsub(Cb, L, los, his, row_weight=row_weight,
+                                                want_extras=True)
         low = down(low - up((err[L] @ np.abs(self.C).T) * (1.0 + 2.0 * gamma(
             self.C.shape[1] + 2))))
         # interval image of C y as a second opinion (tighter for very small boxes)
         ilo = self._interval_rows(los[L], his[L])
         lower = np.maximum(low, ilo)
+        if w_lower is not None:
+            # the parent's bound holds on the child (a subset): back-substitution alone
+            # is not monotone under splits (the box step ignores the split constraint)
+            lower = np.maximum(lower, w_lower)
         lower[empty] = np.inf
-        state = ([a for a in los], [a for a in his])
+        state = ([a for a in los], [a for a in his], lower)
         return BoundResult(lower, None, los, his, x_best, scores, state,
                            {"seconds": time.perf_counter() - t0, "batch": B,
                             "backsub_layers": n_backsub})
@@ -514,22 +525,27 @@ def crown_available() -> bool:
 
 
 def make_bounder(network, C: np.ndarray, method: str = "auto", device: str = "cpu",
-                 **options: Any):
+                 symbolic_options: dict | None = None, alpha_options: dict | None = None):
     """A bounder for ``network`` (merged) and spec rows ``C``.
 
     ``method``: ``"symbolic"`` (this module's batched back-substitution),
-    ``"alpha"`` (the optimised ``CrownBounder``; an error if it is not installed) or
-    ``"auto"`` (``alpha`` when installed, else ``symbolic``).
+    ``"alpha"`` (the optimised ``CrownBounder``; an error if it is not installed or
+    refuses the network) or ``"auto"`` (``alpha`` when installed and it accepts the
+    network, else ``symbolic``).
     """
-    if method == "auto":
-        method = "alpha" if crown_available() else "symbolic"
-    if method in ("alpha", "crown"):
+    if method not in ("auto", "alpha", "crown", "symbolic"):
+        raise ValueError(f"unknown bounder {method!r}: use auto, symbolic or alpha")
+    if method in ("alpha", "crown") or (method == "auto" and crown_available()):
         from nnresilience.bounds.crown import CrownBounder  # type: ignore[import-not-found]
+        from nnresilience.errors import NNResError
 
-        return CrownAdapter(CrownBounder(network, C, device=device, **options))
-    if method == "symbolic":
-        return SymbolicBounder(network, C, device=device, **options)
-    raise ValueError(f"unknown bounder {method!r}: use auto, symbolic or alpha")
+        try:
+            return CrownAdapter(CrownBounder(network, C, device=device,
+                                             **(alpha_options or {})))
+        except (NNResError, ValueError, NotImplementedError):
+            if method != "auto":
+                raise
+    return SymbolicBounder(network, C, device=device, **(symbolic_options or {}))
 
 
 class CrownAdapter:

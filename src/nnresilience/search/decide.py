@@ -63,6 +63,7 @@ class SearchSettings:
     intermediate: str = "inherit"       # symbolic bounder with neuron splits
     leaf_seconds: float | None = None   # cap per leaf call (None: the time left)
     seed: int = 0
+    blas_threads: int | None = 1        # see blas_threads()
     onnx_replay: bool = True
     engine_options: dict = field(default_factory=dict)
 
@@ -106,13 +107,8 @@ class CaseProblem:
         self.row_pad = _forward_error_rows(network, self.net, case, self.A)
         self.rule = self.s.resolved_rule(case)
         intermediate = "recompute" if self.rule == "input" else self.s.intermediate
-        opts = {"intermediate": intermediate} if self.s.bounder != "alpha" else {}
-        if self.s.bounder == "auto":
-            from nnresilience.search.bounder import crown_available
-
-            if crown_available():
-                opts = {}
-        self.bounder = make_bounder(self.net, self.A, self.s.bounder, self.s.device, **opts)
+        self.bounder = make_bounder(self.net, self.A, self.s.bounder, self.s.device,
+                                    symbolic_options={"intermediate": intermediate})
         self.leaf_unstable = self.s.leaf_unstable if self.s.leaf_unstable is not None \
             else (4 if self.rule == "input" else 12)
         self.rng = np.random.default_rng(self.s.seed)
@@ -337,12 +333,25 @@ def decide_case(network, case, engine=None, settings: SearchSettings | None = No
 
         return decide_shared(network, case, engine, settings, deadline, report, executor, st)
     eng = _engine(engine)
-    problem = CaseProblem(network, case, eng, settings, st)
-    frontier = Frontier(settings.max_bytes)
-    root = problem.root()
-    frontier.push(root, np.zeros(1))
-    out = run(problem, frontier, deadline=deadline, stats=st, report=report)
+    with blas_threads(settings.blas_threads):
+        problem = CaseProblem(network, case, eng, settings, st)
+        frontier = Frontier(settings.max_bytes)
+        frontier.push(problem.root(), np.zeros(1))
+        out = run(problem, frontier, deadline=deadline, stats=st, report=report)
     return _answer(problem, out, st)
+
+
+def blas_threads(n: int | None):
+    """Context capping BLAS threads (``None``: leave them). The search's matrix products
+    are small; on this 2-core machine under load, OpenBLAS with 2 threads ran a
+    (16, 256) x (256, 256) product 25x slower than with 1 (busy-waiting threads)."""
+    import contextlib
+
+    if n is None:
+        return contextlib.nullcontext()
+    from threadpoolctl import threadpool_limits
+
+    return threadpool_limits(int(n))
 
 
 def _engine(engine):

@@ -112,7 +112,7 @@ def run(problem: Problem, frontier: Frontier, *, deadline: float | None = None,
         for k in ("seconds_bound", "seconds_falsify", "seconds_leaf", "seconds_branch"):
             st[k] = round(st[k], 4)
         lower = frontier.min_key() if len(frontier) else np.inf
-        if status in ("timeout", "budget"):
+        if status == "budget" or (status == "timeout" and budget_end is not None):
             doms, keys = frontier.drain()
             return SearchOutcome(status, witness, message or status, lower, doms, keys, st)
         return SearchOutcome(status, witness, message, lower, stats=st)

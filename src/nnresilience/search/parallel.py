@@ -72,6 +72,7 @@ def _unit(network, case, engine, settings, doms: Domains, keys: np.ndarray,
     is measured in this process (monotonic clocks are not shared between processes):
     ``time_left`` is the global time remaining at submission.
     """
+    from nnresilience.search.decide import blas_threads
     from nnresilience.search.driver import run
 
     t, cpu = time.monotonic(), time.process_time()
@@ -80,7 +81,9 @@ def _unit(network, case, engine, settings, doms: Domains, keys: np.ndarray,
     frontier = Frontier(settings.max_bytes)
     frontier.push(doms, keys)
     st = problem.stats
-    out = run(problem, frontier, deadline=deadline, budget_end=t + unit_seconds, stats=st)
+    with blas_threads(settings.blas_threads):
+        out = run(problem, frontier, deadline=deadline, budget_end=t + unit_seconds,
+                  stats=st)
     st["bounder"] = getattr(problem.bounder, "name", "")
     st["unit_seconds"] = time.monotonic() - t
     st["unit_cpu_seconds"] = time.process_time() - cpu
