@@ -275,11 +275,14 @@ def _search(network, case, leaf, rule, deadline, bounds_method, opts, seed, onnx
     from nnresilience.search.decide import SearchSettings, decide_case, describe
     from nnresilience.search.parallel import resolve_pool
 
-    bounder = bounds_method if bounds_method in ("symbolic", "alpha") else "auto"
+    # the search's own bounder: the optimised one when installed (``alpha`` insists on
+    # it); engine_options={"bounder": "symbolic"} forces the numpy fallback
+    bounder = "alpha" if bounds_method == "alpha" else "auto"
     search_opts = {k: opts.pop(k) for k in list(opts)
                    if k in SearchSettings.__dataclass_fields__}
-    settings = SearchSettings(rule=rule, bounder=bounder, device=device, seed=seed,
-                              onnx_replay=onnx_replay, engine_options=opts, **search_opts)
+    search_opts.setdefault("bounder", bounder)
+    settings = SearchSettings(rule=rule, device=device, seed=seed, onnx_replay=onnx_replay,
+                              engine_options=opts, **search_opts)
     pool, owned = resolve_pool(executor)
     try:
         ans = decide_case(network, case, leaf, settings, deadline, report=report,

@@ -56,7 +56,7 @@ class SearchSettings:
     leaf_unstable: int | None = None    # None: 4 for input splitting, 12 for neurons
     lookahead_depth: int = 10
     smear_points: int = 15
-    falsify_share: float = 0.25         # of the search time, at most
+    falsify_share: float = 0.1          # of the search time, at most
     falsify_domains: int = 4            # domains attacked per batch
     falsify_steps: int = 12
     max_bytes: int = 1 << 30            # frontier memory before depth-first
@@ -171,7 +171,7 @@ class CaseProblem:
         end = time.monotonic() + 0.5
         x = attack(self.network, self.case, X, lo=lo, hi=hi, terms=terms,
                    steps=self.s.falsify_steps, deadline=end if deadline is None
-                   else min(end, deadline))
+                   else min(end, deadline), device=self.s.device)
         if x is None:
             return None
         return confirm(self.network, self.case, x, self.s.onnx_replay, deadline)

@@ -34,10 +34,12 @@ import numpy as np
 
 from nnresilience.search.domains import Domains, Frontier
 
-#: Target seconds per bound call: batches grow or shrink to take about this long, which
-#: keeps deadline checks and progress reports frequent.
-BATCH_SECONDS = 0.25
-MAX_BATCH = 512
+#: Batches double while a bound call takes less than this (bounders with a fixed cost
+#: per call, like iterative optimisation, need large batches) and halve when a call
+#: takes more than twice as long (deadline checks and progress reports stay frequent).
+CALL_SECONDS = 1.0
+FIRST_BATCH = 4
+MAX_BATCH = 1024
 
 
 @dataclass
@@ -103,7 +105,7 @@ def run(problem: Problem, frontier: Frontier, *, deadline: float | None = None,
     for k, v in new_stats().items():
         st.setdefault(k, v)
     t_start = time.monotonic()
-    batch = 1
+    batch = FIRST_BATCH
     undecided: list[str] = []
     done_batches = 0
 
@@ -132,7 +134,10 @@ def run(problem: Problem, frontier: Frontier, *, deadline: float | None = None,
         bounded = problem.bound(doms, deadline)
         dt = time.monotonic() - t
         st["seconds_bound"] += dt
-        batch = int(np.clip(n * BATCH_SECONDS / max(dt, 1e-4), 1, MAX_BATCH))
+        if n >= batch and dt < CALL_SECONDS:
+            batch = min(2 * batch, MAX_BATCH)
+        elif dt > 2 * CALL_SECONDS:
+            batch = max(1, batch // 2)
         closed = np.asarray(bounded.closed, dtype=bool)
         st["closed_bound"] += int(closed.sum())
         open_idx = np.flatnonzero(~closed)
