@@ -27,7 +27,7 @@ from nnresilience.cli.app import app, console, emit_json, err_console, write_ato
 from nnresilience.errors import NNResError
 from nnresilience.results import Status, VerificationResult
 
-ENGINES = ("auto", "milp", "reluplex", "none")
+ENGINES = ("auto", "bab", "milp", "reluplex", "none")
 GRACE_SECONDS = 2.0
 
 
@@ -168,7 +168,7 @@ def _counterexample_json(res: VerificationResult) -> dict[str, Any]:
 def verify_cmd(
     model: Path = typer.Argument(..., metavar="MODEL", help="Model file (.onnx, .nnet, .pt)."),
     prop_file: Path = typer.Argument(..., metavar="PROPERTY", help="VNN-LIB property file."),
-    engine: str = typer.Option("auto", help="Complete engine: auto|milp|reluplex|none."),
+    engine: str = typer.Option("auto", help="Complete engine: auto|bab|milp|reluplex|none."),
     timeout: float | None = typer.Option(None, help="Seconds for the whole query."),
     bounds: str = typer.Option("symbolic", help="Bounds: interval|symbolic|lp|milp:W."),
     json_out: str | None = typer.Option(None, "--json", help="Write the result as JSON "
@@ -179,6 +179,8 @@ def verify_cmd(
     falsify_budget: float = typer.Option(1.0, help="Seconds of falsification per case."),
     workers: int = typer.Option(1, help="Processes sharing the input-splitting search "
                                 "(1 = serial in this process)."),
+    device: str = typer.Option("cpu", help="Torch device of the optimised bounds and the "
+                               "falsifier where they use torch (cpu, cuda)."),
 ) -> None:
     """Decide a property: prints holds (unsat), violated (sat) or unknown (timeout)."""
     started = time.monotonic()
@@ -189,7 +191,7 @@ def verify_cmd(
         raise typer.BadParameter("--workers must be at least 1")
     res = run_verify(network, prop, timeout, started, engine=engine,
                      bounds_method=bounds, falsify_budget=falsify_budget, seed=seed,
-                     executor=workers if workers > 1 else None)
+                     executor=workers if workers > 1 else None, device=device)
     out = err_console if json_out == "-" else console
     for line in _summary(res):
         out.print(line, highlight=False, markup=False, soft_wrap=True)
