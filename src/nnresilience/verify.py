@@ -335,6 +335,7 @@ def _verify(network, prop, engine, deadline, bounds_method, falsify_budget, seed
             ) -> VerificationResult:
     prop.check_network(network)
     outcomes = [CaseOutcome(i) for i in range(len(prop.cases))]
+    work = list(zip(prop.cases, outcomes, strict=True))
 
     def finish(status: Status, message: str = "",
                cex: Counterexample | None = None) -> VerificationResult:
@@ -352,10 +353,51 @@ def _verify(network, prop, engine, deadline, bounds_method, falsify_budget, seed
                                   seconds=time.monotonic() - t0, message=message,
                                   stats=stats)
 
-    # 1. sound bounds on every case: a case whose unsafe set the output bounds exclude
-    #    holds at once (cheap with interval/symbolic bounds; most robustness cells end here).
-    case_bounds: dict[int, tuple[Any, np.ndarray]] = {}
-    for case, out in zip(prop.cases, outcomes, strict=True):
+    # 1. sound bounds on every case (a case they prove holds at once)
+    root = _bounds_stage(network, work, deadline, bounds_method, tell)
+    if all(o.status is Status.HOLDS for o in outcomes):
+        return finish(Status.HOLDS)
+    # 2. the falsifier on every open case: a replayed counterexample ends the query
+    found = _falsify_stage(network, work, deadline, falsify_budget, seed, onnx_replay,
+                           device, tell)
+    if found is not None:
+        return finish(Status.VIOLATED, "counterexample found by the falsifier", found)
+    # 3. the engine (or the search with an engine at its leaves), case by case
+    for case, out in work:
+        if out.status is Status.HOLDS:
+            continue
+        if (deadline is not None and time.monotonic() >= deadline) or out.index not in root:
+            out.message = "timeout"
+            continue
+        t = time.monotonic()
+        nb, row_lo = root[out.index]
+        reduced = reduced_case(case, row_lo)
+        out.stats["terms_left"] = len(reduced.unsafe.terms)
+        name = choose_engine(network, case, nb, engine)
+        out.stats["engine"] = name
+        tell({"phase": "engine", "case": out.index, "engine": name})
+        try:
+            status, cex, msg = _engine_stage(network, reduced, nb, name, engine, input_split,
+                                             deadline, bounds_method, dict(opts), seed,
+                                             onnx_replay, device, executor, tell, out)
+        except NNResError as exc:
+            if isinstance(exc, EngineUnsupportedError) and engine != "auto":
+                raise
+            status, cex, msg = Status.UNKNOWN, None, f"{type(exc).__name__}: {exc}"
+        out.seconds += time.monotonic() - t
+        out.status, out.counterexample, out.message = status, cex, msg
+        if status is Status.VIOLATED:
+            return finish(Status.VIOLATED, msg, cex)
+    if all(o.status is Status.HOLDS for o in outcomes):
+        return finish(Status.HOLDS)
+    return finish(Status.UNKNOWN, _unknown_message(outcomes, deadline))
+
+
+def _bounds_stage(network, work, deadline, bounds_method, tell) -> dict[int, tuple]:
+    """Root bounds of every case; a case whose unsafe rows they exclude holds. Returns
+    ``{case index: (bounds, lower bounds of the A y rows)}`` of the open cases."""
+    open_cases: dict[int, tuple[Any, np.ndarray]] = {}
+    for case, out in work:
         if deadline is not None and time.monotonic() >= deadline:
             break
         tell({"phase": "bounds", "case": out.index})
@@ -371,12 +413,15 @@ def _verify(network, prop, engine, deadline, bounds_method, falsify_budget, seed
             out.status = Status.HOLDS
             out.method = f"bounds ({out.stats['bounds_method']})"
         else:
-            case_bounds[out.index] = (nb, row_lo)
-    if all(o.status is Status.HOLDS for o in outcomes):
-        return finish(Status.HOLDS)
+            open_cases[out.index] = (nb, row_lo)
+    return open_cases
 
-    # 2. falsifier on every open case: a replayed counterexample ends the query.
-    for case, out in zip(prop.cases, outcomes, strict=True):
+
+def _falsify_stage(network, work, deadline, falsify_budget, seed, onnx_replay, device,
+                   tell) -> Counterexample | None:
+    """The falsifier on each open case (at most ``falsify_budget`` s and a fifth of the
+    time left each); the first replayed counterexample is returned."""
+    for case, out in work:
         if out.status is Status.HOLDS:
             continue
         tell({"phase": "falsify", "case": out.index})
@@ -384,53 +429,24 @@ def _verify(network, prop, engine, deadline, bounds_method, falsify_budget, seed
         budget = falsify_budget if rem is None else min(falsify_budget, 0.2 * rem)
         t = time.monotonic()
         x = falsify(network, case, rng=seed + out.index, budget_seconds=budget,
-                    deadline=deadline)
+                    deadline=deadline, device=device)
         out.stats["falsify_seconds"] = round(time.monotonic() - t, 6)
         cex = confirm(network, case, x, onnx_replay, deadline)
         out.seconds += time.monotonic() - t
         if cex is not None:
             out.status, out.method, out.counterexample = Status.VIOLATED, "falsifier", cex
-            return finish(Status.VIOLATED, "counterexample found by the falsifier", cex)
+            return cex
+    return None
 
-    # 3. the engine (or the search with an engine at its leaves), case by case.
-    for case, out in zip(prop.cases, outcomes, strict=True):
-        if out.status is Status.HOLDS:
-            continue
-        t = time.monotonic()
-        if (deadline is not None and time.monotonic() >= deadline) or \
-                out.index not in case_bounds:
-            out.message = "timeout"
-            continue
-        nb, row_lo = case_bounds[out.index]
-        work = reduced_case(case, row_lo)
-        out.stats["terms_left"] = len(work.unsafe.terms)
-        name = choose_engine(network, case, nb, engine)
-        out.stats["engine"] = name
-        tell({"phase": "engine", "case": out.index, "engine": name})
-        try:
-            status, cex, msg = _engine_stage(network, work, nb, name, engine, input_split,
-                                             deadline, bounds_method, dict(opts), seed,
-                                             onnx_replay, device, executor, tell, out)
-        except NNResError as exc:
-            if isinstance(exc, EngineUnsupportedError) and engine != "auto":
-                raise
-            status, cex, msg = Status.UNKNOWN, None, f"{type(exc).__name__}: {exc}"
-        out.seconds += time.monotonic() - t
-        out.status, out.counterexample, out.message = status, cex, msg
-        if status is Status.VIOLATED:
-            return finish(Status.VIOLATED, msg, cex)
 
-    if all(o.status is Status.HOLDS for o in outcomes):
-        return finish(Status.HOLDS)
+def _unknown_message(outcomes, deadline) -> str:
     timed_out = deadline is not None and time.monotonic() >= deadline - 1e-3
     msgs = [o.message for o in outcomes if o.status is Status.UNKNOWN and o.message]
     if any(m == "candidate failed replay" for m in msgs):
-        message = "candidate failed replay"
-    elif timed_out or any("timeout" in m.lower() or "time limit" in m.lower() for m in msgs):
-        message = "timeout"
-    else:
-        message = msgs[0] if msgs else "undecided"
-    return finish(Status.UNKNOWN, message)
+        return "candidate failed replay"
+    if timed_out or any("timeout" in m.lower() or "time limit" in m.lower() for m in msgs):
+        return "timeout"
+    return msgs[0] if msgs else "undecided"
 
 
 def _engine_stage(network, work, nb, name, requested, input_split, deadline, bounds_method,
