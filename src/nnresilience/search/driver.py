@@ -106,6 +106,7 @@ def run(problem: Problem, frontier: Frontier, *, deadline: float | None = None,
         st.setdefault(k, v)
     t_start = time.monotonic()
     batch = FIRST_BATCH
+    per_domain = 0.0            # running estimate of the seconds a domain costs in a batch
     undecided: list[str] = []
     done_batches = 0
 
@@ -125,7 +126,12 @@ def run(problem: Problem, frontier: Frontier, *, deadline: float | None = None,
             return finish("timeout")
         if budget_end is not None and done_batches and now >= budget_end:
             return finish("budget")
-        doms, _keys = frontier.pop(batch)
+        take = batch
+        if deadline is not None and per_domain > 0:
+            # a batch must fit in the time left (the deadline is checked between batches)
+            take = int(max(1, min(batch, 0.8 * (deadline - now) / per_domain)))
+        t_batch = time.monotonic()
+        doms, _keys = frontier.pop(take)
         n = len(doms)
         st["batches"] += 1
         st["domains"] += n
@@ -143,6 +149,7 @@ def run(problem: Problem, frontier: Frontier, *, deadline: float | None = None,
         open_idx = np.flatnonzero(~closed)
         if open_idx.size == 0:
             done_batches += 1
+            per_domain = _per_domain(per_domain, (time.monotonic() - t_batch) / n)
             _report(report, st, frontier, t_start, deadline)
             continue
         odoms = doms.take(open_idx)
@@ -196,10 +203,15 @@ def run(problem: Problem, frontier: Frontier, *, deadline: float | None = None,
         for kids, kid_keys in extra_children:
             frontier.push(kids, kid_keys)
         done_batches += 1
+        per_domain = _per_domain(per_domain, (time.monotonic() - t_batch) / n)
         _report(report, st, frontier, t_start, deadline)
     if undecided:
         return finish("undecided", message=undecided[0])
     return finish("closed")
+
+
+def _per_domain(old: float, new: float) -> float:
+    return new if old <= 0 else 0.7 * old + 0.3 * new
 
 
 def _sel(b: Bounded, idx) -> Bounded:
