@@ -139,7 +139,7 @@ def test_labels_name_only_what_was_called():
         elif c["method"].startswith("bounds"):
             # closed by bounds alone: the engine was never called and is not named
             assert c["leaves"] == 0 and "reluplex" not in res.engine
-            assert res.engine == f"bounds (symbolic) over {c['domains']} boxes"
+            assert res.engine == f"bounds ({c['bounder']}) over {c['domains']} boxes"
             checked_split = True
         else:
             assert res.engine.startswith(f"reluplex on {c['leaves']} leaves")

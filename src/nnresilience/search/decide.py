@@ -144,6 +144,11 @@ class CaseProblem:
     def bound(self, doms: Domains, deadline: float | None) -> Bounded:
         res = self.bounder.bound(doms.lo, doms.hi, doms.clamps, warm=doms.warm,
                                  deadline=deadline)
+        # the contract has the clamps intersected into the boxes already; doing it again
+        # costs nothing and keeps the rules and leaves right whatever the bounder does
+        for i, (clo, chi) in doms.clamps.items():
+            res.pre_lo[i] = np.maximum(res.pre_lo[i], clo)
+            res.pre_hi[i] = np.minimum(res.pre_hi[i], chi)
         keys, closed = self._status(res.lower)
         self.stats_add("bounded", len(doms))
         return Bounded(keys, closed, res)

@@ -130,6 +130,9 @@ def split_candidates(network, result, doms: Domains) -> dict[int, np.ndarray]:
         s = np.zeros_like(lo) if s is None else np.nan_to_num(np.asarray(s, float), nan=0.0)
         if layer.kind in PIECEWISE:
             ok = (lo < 0.0) & (hi > 0.0)
+            if i in doms.clamps:                    # a phase already fixed stays fixed
+                clo, chi = doms.clamps[i]
+                ok &= (clo < 0.0) & (chi > 0.0)
         else:
             mid = lo + (hi - lo) / 2.0
             ok = (hi - lo > 1e-6 * (1.0 + np.abs(lo) + np.abs(hi))) & (mid > lo) & (mid < hi)
