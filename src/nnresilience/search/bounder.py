@@ -49,7 +49,7 @@ from typing import Any
 import numpy as np
 import scipy.sparse as sp
 
-from nnresilience.bounds.relax import RELAX_PAD, TINY_WIDTH
+from nnresilience.bounds.relax import TINY_WIDTH
 from nnresilience.bounds.rounding import (
     ACTIVATION_RANGE,
     ACTIVATION_ULPS,
@@ -194,27 +194,9 @@ def _relax_batched(layer, lo: np.ndarray, hi: np.ndarray
                    ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
     """``la, lb, ua, ub`` of an elementwise layer for a batch of boxes ``(B, n)``.
 
-    The same lines as :func:`nnresilience.bounds.relax.relax_elementwise` (which is
-    per box); reusing it row by row would loop in Python, so the piecewise case is
-    written batched here and the s-shaped case flattens the batch.
+    :func:`nnresilience.bounds.relax.relax_elementwise` is elementwise and vectorised, so
+    the batch is flattened: the one relaxation (and its outward rounding) serves both.
     """
-    kind = layer.kind
-    if kind in PIECEWISE:
-        k = float(getattr(layer, "slope", 0.0))
-        active = lo >= 0.0
-        inactive = hi <= 0.0
-        unstable = ~(active | inactive)
-        la = np.where(active, 1.0, k)
-        ua = la.copy()
-        lb = np.zeros_like(lo)
-        ub = np.zeros_like(lo)
-        with np.errstate(divide="ignore", invalid="ignore"):
-            s = (hi - k * lo) / (hi - lo)
-        s = np.where(unstable, s, 0.0)
-        ua = np.where(unstable, s, ua)
-        ub = np.where(unstable, hi * (1.0 - s) + RELAX_PAD * (np.abs(hi) + np.abs(lo)), ub)
-        la = np.where(unstable, np.where(hi > -lo, 1.0, k), la)
-        return la, lb, ua, ub
     from nnresilience.bounds.relax import relax_elementwise
 
     rel = relax_elementwise(layer, lo.reshape(-1), hi.reshape(-1))
