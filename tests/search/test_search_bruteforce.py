@@ -93,9 +93,12 @@ def test_neuron_rule_really_branches_and_counts():
                       deadline=time.monotonic() + 60, stats=st_)
     assert ans.status is Status.HOLDS
     assert st_["branched"] >= 20 and st_["leaves"] >= 1
-    # every domain bounded was closed by its bound or a leaf, or branched in two
-    assert st_["domains"] == st_["closed_bound"] + st_["leaves"] + st_["branched"]
-    assert st_["closed_leaf"] == st_["leaves"] and st_["max_depth"] >= 3
+    # every domain bounded was closed by its bound or a leaf, or branched in two (a leaf
+    # the engine could not close is branched: the certified MILP engine does not take a
+    # solver's "infeasible" for a proof, so an empty phase pattern is split until the
+    # bounds see it empty)
+    assert st_["domains"] == st_["closed_bound"] + st_["closed_leaf"] + st_["branched"]
+    assert st_["closed_leaf"] <= st_["leaves"] and st_["max_depth"] >= 3
 
 
 def test_without_engine_input_splitting_still_decides_by_bounds():
