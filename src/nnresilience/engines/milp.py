@@ -37,7 +37,7 @@ from typing import Any
 
 import numpy as np
 
-from nnresilience.backends.base import SolveLimits
+from nnresilience.backends.base import SolveLimits, SolveStatus
 from nnresilience.engines.base import Engine, EngineAnswer
 from nnresilience.results import Status
 
@@ -312,6 +312,17 @@ class MilpEngine(Engine):
                               stats)
             if t_inc >= 0.0:
                 candidate = x
+        if cert.failed and res.status is SolveStatus.INFEASIBLE:
+            # an "infeasible" is no proof, but a Farkas certificate we check ourselves is:
+            # the region (with its phase decisions, in a search) has no input at all
+            from nnresilience.backends.farkas import prove_empty
+
+            left = None if deadline is None else max(0.0, deadline - time.perf_counter())
+            if left is None or left > 0.0:
+                stats["farkas"] = prove_empty(arrays, left)
+                if stats["farkas"]:
+                    return answer(Status.HOLDS, None, "MILP: the model is empty (checked "
+                                  "Farkas certificate of its LP relaxation)", stats)
         if cert.failed:
             return answer(Status.UNKNOWN, None, f"MILP solver failure: {cert.reason}", stats)
         if cert.lower > 0.0 and candidate is None:
