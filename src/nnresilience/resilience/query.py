@@ -34,6 +34,7 @@ from nnresilience.encode.milp import network_start
 from nnresilience.resilience.common import (
     Clock,
     Progress,
+    check_backend,
     decide,
     is_optimal,
     norm_lower,
@@ -143,6 +144,7 @@ def phi(network, cls: int, alpha: float = 1.0, k: int = 1, norm: str = "l1", dom
     lo, hi = resolve_domain(network, domain)
     q = Query(int(cls), float(alpha), int(k), norm, lo, hi)
     q.check_network(net.n_inputs, net.n_outputs)
+    check_backend(norm, settings, net)
     clock.report("bounds")
     if bounds is None:
         bounds = network_bounds(net, lo, hi, settings, clock.share(settings.bounds_share))
@@ -343,7 +345,7 @@ def _set_start(mip: ResilienceMip, net, a: np.ndarray, b: np.ndarray, m: int, no
     model.set_start(mip.a, a)
     model.set_start(mip.b, b)
     eps = np.abs(b - a)
-    model.set_start(mip.cost, eps if norm == "l1" else np.array([eps.max(initial=0.0)]))
+    model.set_start(mip.cost, eps if norm == "l1" else np.array([norm_of(b - a, norm)]))
     y = net.forward(b)
     others = np.delete(np.arange(y.size), m)
     model.set_start(mip.c, (y[others] >= y[m]).astype(float))
@@ -375,6 +377,7 @@ def phi_many(network, classes, alpha: float = 1.0, k: int = 1, norm: str = "l1",
     class.
     """
     lo, hi = resolve_domain(network, domain)
+    check_backend(norm, settings, network)
     classes = [int(c) for c in classes]
     items = [(network, c, alpha, k, norm, (lo, hi), settings, data) for c in classes]
     return run_units(_phi_task, items, timeout, workers, unit_timeout, _phi_missing,
