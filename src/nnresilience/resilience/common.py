@@ -208,18 +208,18 @@ class Solved:
         return self.res.x
 
 
-def relax_rows(arrays, mip: ResilienceMip, amount: float):
+def relax_rows(arrays, mip: ResilienceMip, amount: float, feasibility: float = 0.0):
     """The arrays with the premise and flip rows of ``mip`` loosened by ``amount``, and
-    the L2 cone row (``Σ ε² - s² <= 0``) too: its tolerance is in squared units, see
-    :mod:`nnresilience.encode.l2`."""
-    from nnresilience.encode.l2 import NormCone
+    an L2 cone row (``Σ ε² - s² <= 0``) by its own tolerance ``ε_f · s_q``
+    (``feasibility`` = ε_f; see :mod:`nnresilience.encode.l2`)."""
+    from nnresilience.encode.l2 import NormCone, row_tau
 
     row_lo = arrays.row_lo.copy()
     for rows in (mip.premise_rows, mip.flip_rows):
         if rows is not None and np.size(rows):
             row_lo[rows] -= amount
-    quad = tuple(replace(q, hi=q.hi + amount) if isinstance(q, NormCone) else q
-                 for q in arrays.quad)
+    quad = tuple(replace(q, hi=q.hi + row_tau(arrays, q, feasibility))
+                 if isinstance(q, NormCone) else q for q in arrays.quad)
     return replace(arrays, row_lo=row_lo, quad=quad)
 
 
@@ -246,7 +246,7 @@ def solve_certified(mip: ResilienceMip, settings: ResilienceSettings, time_left:
     backend = make_backend(settings, bool(base.quad), factor)
     tol = backend.tolerances()
     tau = model_tau(base, tol)
-    arr = relax_rows(base, mip, tau) if relax else base
+    arr = relax_rows(base, mip, tau, tol.feasibility) if relax else base
     limits = SolveLimits(time_limit=time_left, threads=settings.threads,
                          mip_gap=settings.mip_gap, stop_at_first_solution=stop_first,
                          use_priorities=settings.priorities, use_start=True, cutoff=cutoff)
