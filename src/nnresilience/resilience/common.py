@@ -286,7 +286,7 @@ def decide(network, case, bounds, settings: ResilienceSettings, time_left: float
     from nnresilience.engines.milp import MilpEngine
 
     big_m = settings.big_m_value if settings.big_m == "uniform" else None
-    eng = MilpEngine(backend=settings.backend, big_m=big_m)
+    eng = MilpEngine(backend=settings.backend, big_m=big_m, arctan=settings.arctan)
     return eng.check(network, case, bounds, timeout=time_left, priorities=settings.priorities,
                      threads=settings.threads)
 

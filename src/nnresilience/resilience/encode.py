@@ -91,7 +91,7 @@ def _encode_copy(model: MilpModel, network, bounds: NetworkBounds, inputs: np.nd
 
     big_m = settings.big_m_value if settings.big_m == "uniform" else None
     return encode_network(model, network, bounds, inputs, big_m=big_m,
-                          priorities=settings.priorities)
+                          arctan=settings.arctan, priorities=settings.priorities)
 
 
 def _topk_rows(model: MilpModel, out: np.ndarray, out_lo: np.ndarray, out_hi: np.ndarray,

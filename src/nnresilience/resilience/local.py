@@ -31,6 +31,7 @@ from nnresilience.resilience.common import (
     tup,
 )
 from nnresilience.resilience.encode import build_local_mip, network_bounds
+from nnresilience.resilience.labels import labelled
 from nnresilience.resilience.replay import flip_ok, norm_of, replay_pair
 from nnresilience.resilience.settings import DEFAULT, Query, ResilienceSettings
 from nnresilience.resilience.units import run_units
@@ -100,6 +101,7 @@ def _decide_ball(net, x, m, k, norm, lo, hi, radius: float, settings, clock: Clo
                        if isinstance(v, (int, float, str, bool)) or v is None}
 
 
+@labelled
 def min_perturbation(network, x: np.ndarray, label: int | None = None, norm: str = "l1",
                      k: int = 1, domain=None, *, settings: ResilienceSettings = DEFAULT,
                      timeout: float | None = None, radius: float | None = None,
@@ -325,6 +327,7 @@ def _attack_point(net, x, m, norm, k, lo, hi, seconds: float) -> np.ndarray | No
     return None
 
 
+@labelled
 def delta_check(network, x: np.ndarray, label: int | None, delta: float, norm: str = "linf",
                 k: int = 1, domain=None, *, settings: ResilienceSettings = DEFAULT,
                 timeout: float | None = None) -> VerificationResult:
@@ -362,6 +365,7 @@ def _sample_missing(item: tuple, why: str) -> ResilienceResult:
                             a=tup(np.asarray(x, float)), message=why)
 
 
+@labelled
 def robustness_table(network, X: np.ndarray, labels=None, norm: str = "l1", k: int = 1,
                      domain=None, *, settings: ResilienceSettings = DEFAULT,
                      timeout: float | None = None, workers=None,

@@ -52,6 +52,7 @@ from nnresilience.resilience.encode import (
     network_bounds,
 )
 from nnresilience.resilience.heuristics import pick_initial_input
+from nnresilience.resilience.labels import labelled
 from nnresilience.resilience.local import (  # noqa: F401 - re-exported
     delta_check,
     min_perturbation,
@@ -101,6 +102,7 @@ def _premise_margin(net, cls: int, lo, hi, bounds, settings: ResilienceSettings,
     return best, t_up, a
 
 
+@labelled
 def alpha_max(network, cls: int, domain=None, *, settings: ResilienceSettings = DEFAULT,
               timeout: float | None = None, bounds=None,
               progress: Progress | None = None) -> ResilienceResult:
@@ -128,6 +130,7 @@ def alpha_max(network, cls: int, domain=None, *, settings: ResilienceSettings = 
 
 
 # --------------------------------------------------------------------------------- Φ_m
+@labelled
 def phi(network, cls: int, alpha: float = 1.0, k: int = 1, norm: str = "l1", domain=None, *,
         settings: ResilienceSettings = DEFAULT, timeout: float | None = None,
         data: np.ndarray | None = None, bounds=None,
@@ -365,6 +368,7 @@ def _phi_missing(item: tuple, why: str) -> ResilienceResult:
                             norm=norm, message=why)
 
 
+@labelled
 def phi_many(network, classes, alpha: float = 1.0, k: int = 1, norm: str = "l1", domain=None,
              *, settings: ResilienceSettings = DEFAULT, timeout: float | None = None,
              data: np.ndarray | None = None, workers=None, unit_timeout: float | None = None,
@@ -384,6 +388,7 @@ def phi_many(network, classes, alpha: float = 1.0, k: int = 1, norm: str = "l1",
                      progress, key="cls", keys=classes)
 
 
+@labelled
 def xi(network, alpha: float = 1.0, k: int = 1, norm: str = "l1", domain=None, *,
        classes=None, settings: ResilienceSettings = DEFAULT, timeout: float | None = None,
        data: np.ndarray | None = None, workers=None, unit_timeout: float | None = None,
