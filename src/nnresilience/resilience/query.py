@@ -34,6 +34,7 @@ from nnresilience.encode.milp import network_start
 from nnresilience.resilience.common import (
     Clock,
     Progress,
+    check_backend,
     decide,
     is_optimal,
     norm_lower,
@@ -51,6 +52,7 @@ from nnresilience.resilience.encode import (
     network_bounds,
 )
 from nnresilience.resilience.heuristics import pick_initial_input
+from nnresilience.resilience.labels import labelled
 from nnresilience.resilience.local import (  # noqa: F401 - re-exported
     delta_check,
     min_perturbation,
@@ -100,6 +102,7 @@ def _premise_margin(net, cls: int, lo, hi, bounds, settings: ResilienceSettings,
     return best, t_up, a
 
 
+@labelled
 def alpha_max(network, cls: int, domain=None, *, settings: ResilienceSettings = DEFAULT,
               timeout: float | None = None, bounds=None,
               progress: Progress | None = None) -> ResilienceResult:
@@ -127,6 +130,7 @@ def alpha_max(network, cls: int, domain=None, *, settings: ResilienceSettings = 
 
 
 # --------------------------------------------------------------------------------- Φ_m
+@labelled
 def phi(network, cls: int, alpha: float = 1.0, k: int = 1, norm: str = "l1", domain=None, *,
         settings: ResilienceSettings = DEFAULT, timeout: float | None = None,
         data: np.ndarray | None = None, bounds=None,
@@ -143,6 +147,7 @@ def phi(network, cls: int, alpha: float = 1.0, k: int = 1, norm: str = "l1", dom
     lo, hi = resolve_domain(network, domain)
     q = Query(int(cls), float(alpha), int(k), norm, lo, hi)
     q.check_network(net.n_inputs, net.n_outputs)
+    check_backend(norm, settings, net)
     clock.report("bounds")
     if bounds is None:
         bounds = network_bounds(net, lo, hi, settings, clock.share(settings.bounds_share))
@@ -343,7 +348,7 @@ def _set_start(mip: ResilienceMip, net, a: np.ndarray, b: np.ndarray, m: int, no
     model.set_start(mip.a, a)
     model.set_start(mip.b, b)
     eps = np.abs(b - a)
-    model.set_start(mip.cost, eps if norm == "l1" else np.array([eps.max(initial=0.0)]))
+    model.set_start(mip.cost, eps if norm == "l1" else np.array([norm_of(b - a, norm)]))
     y = net.forward(b)
     others = np.delete(np.arange(y.size), m)
     model.set_start(mip.c, (y[others] >= y[m]).astype(float))
@@ -363,6 +368,7 @@ def _phi_missing(item: tuple, why: str) -> ResilienceResult:
                             norm=norm, message=why)
 
 
+@labelled
 def phi_many(network, classes, alpha: float = 1.0, k: int = 1, norm: str = "l1", domain=None,
              *, settings: ResilienceSettings = DEFAULT, timeout: float | None = None,
              data: np.ndarray | None = None, workers=None, unit_timeout: float | None = None,
@@ -375,12 +381,14 @@ def phi_many(network, classes, alpha: float = 1.0, k: int = 1, norm: str = "l1",
     class.
     """
     lo, hi = resolve_domain(network, domain)
+    check_backend(norm, settings, network)
     classes = [int(c) for c in classes]
     items = [(network, c, alpha, k, norm, (lo, hi), settings, data) for c in classes]
     return run_units(_phi_task, items, timeout, workers, unit_timeout, _phi_missing,
                      progress, key="cls", keys=classes)
 
 
+@labelled
 def xi(network, alpha: float = 1.0, k: int = 1, norm: str = "l1", domain=None, *,
        classes=None, settings: ResilienceSettings = DEFAULT, timeout: float | None = None,
        data: np.ndarray | None = None, workers=None, unit_timeout: float | None = None,

@@ -19,6 +19,7 @@ from nnresilience.errors import InputDataError, ShapeMismatchError
 
 NORMS = ("l1", "linf", "l2")
 BIG_M_SOURCES = ("uniform", "interval", "symbolic")
+ARCTAN_MODES = ("pwl", "miqcp")
 
 
 @dataclass(frozen=True, eq=False)
@@ -120,6 +121,11 @@ class ResilienceSettings:
     tolerance_factor: float = 1e3
     # Share of a query's deadline that bound computation may use.
     bounds_share: float = 0.3
+    # Arctan neurons: "pwl" (sound linear relaxation, any backend) or "miqcp" (seed 000's
+    # quadratic approximation widened by its error band; quadratic rows, SCIP only). The
+    # name and values are the verify engine's (MilpEngine(arctan=...)); results say which
+    # was used (resilience/labels.py, docs/resilience.md "Arctan").
+    arctan: str = "pwl"
 
     def __post_init__(self) -> None:
         if self.big_m not in BIG_M_SOURCES:
@@ -130,6 +136,8 @@ class ResilienceSettings:
             raise InputDataError(f"tolerance_factor must be >= 1, got {self.tolerance_factor}")
         if not 0.0 < self.bounds_share <= 1.0:
             raise InputDataError(f"bounds_share must be in (0, 1], got {self.bounds_share}")
+        if self.arctan not in ARCTAN_MODES:
+            raise InputDataError(f"arctan must be one of {ARCTAN_MODES}, got {self.arctan!r}")
         if self.ini_pick not in ("closest", "highest"):
             raise InputDataError(f"ini_pick must be 'closest' or 'highest', got "
                                  f"{self.ini_pick!r}")
