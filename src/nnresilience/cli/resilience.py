@@ -203,7 +203,7 @@ def _kept(partials: list[Any], key: str) -> dict[int, Any]:
 
 PRESET_OPT = typer.Option("default", "--preset",
                           help="settings preset: default, paper_baseline, dataflow, heuristics12")
-BIGM_OPT = typer.Option(None, "--big-m", help="big-M source: uniform, interval, symbolic")
+BIGM_OPT = typer.Option(None, "--big-m", help="big-M source: uniform, interval, symbolic, alpha")
 LOOK_OPT = typer.Option(None, "--lookback", help="heuristic 1: milp:W bound tightening (0=off)")
 PRIO_OPT = typer.Option(None, "--priorities/--no-priorities", help="heuristic 2")
 WARM_OPT = typer.Option(None, "--warm-start/--no-warm-start", help="heuristic 3")
