@@ -92,8 +92,10 @@ every product it forms (``|A| |W| max|x|``, ``|B| |planes| max|Δ|``, ...); the 
 coefficients are exact coefficients of a valid bound up to those rounding errors, so the
 final value is padded by ``4 gamma(N)`` times that magnitude (``N`` the longest sum).
 
-Implementation: torch float64 (autograd for :meth:`~DifferentialAnalysis.optimise`); a
-pass on the 64-50-50-10 digits net takes a few milliseconds.
+Implementation: numpy float64 through a small array namespace (:class:`_Ops`), so the
+same code runs on torch tensors when :meth:`DifferentialAnalysis.optimise` needs
+autograd (torch is imported only then). A pass on the 64-50-50-10 digits net takes a
+few milliseconds on a quiet machine.
 """
 
 from __future__ import annotations
@@ -107,6 +109,7 @@ from typing import Any
 
 import numpy as np
 import scipy.sparse as sp
+import scipy.special
 
 from nnresilience.bounds.rounding import (
     ACTIVATION_RANGE,
@@ -123,7 +126,7 @@ ELEMENTWISE = ("relu", "leaky_relu", "arctan", "tanh", "sigmoid")
 S_SHAPED = ("arctan", "tanh", "sigmoid")
 #: Targets per back-substitution chunk (rows of the coefficient matrices).
 CHUNK_ROWS = 2048
-#: Dense weight matrices above this many entries stay sparse in torch.
+#: Sparse weight matrices up to this many entries are made dense.
 DENSE_MAX = 4_000_000
 #: Relative slack on derivative bounds of s-shaped functions (library error of f').
 _DERIV_SLACK = 64.0 * UNIT
@@ -134,13 +137,160 @@ def _torch():
         import torch
     except ImportError as exc:  # pragma: no cover - torch is installed with the project
         raise EngineUnsupportedError(
-            "differential bounds need torch (pip install 'nnresilience[torch]')") from exc
+            "optimised differential bounds need torch (pip install 'nnresilience[torch]')"
+        ) from exc
     return torch
+
+
+# ------------------------------------------------------------------ array namespace
+class _Ops:
+    """The array operations the analysis uses, for numpy (default) and torch (autograd).
+
+    Every function of this module that touches arrays takes its namespace from the type
+    of an argument (:func:`_ns`), so one implementation serves both."""
+
+    def __init__(self, torch=None) -> None:
+        self.torch = torch
+        self.is_torch = torch is not None
+
+    # creation / conversion
+    def asarray(self, v):
+        if self.is_torch:
+            return v if isinstance(v, self.torch.Tensor) else self.torch.as_tensor(
+                np.asarray(v, np.float64))
+        return np.asarray(v.detach().numpy() if hasattr(v, "detach") else v, np.float64)
+
+    def zeros(self, shape):
+        return self.torch.zeros(shape, dtype=self.torch.float64) if self.is_torch \
+            else np.zeros(shape)
+
+    def eye(self, n):
+        return self.torch.eye(n, dtype=self.torch.float64) if self.is_torch else np.eye(n)
+
+    def full_like(self, x, v):
+        return self.torch.full_like(x, v) if self.is_torch else np.full_like(x, v, float)
+
+    def tofloat(self, mask):
+        return mask.to(self.torch.float64) if self.is_torch else mask.astype(np.float64)
+
+    def numpy(self, x):
+        return x.detach().numpy().copy() if self.is_torch else np.array(x, np.float64)
+
+    def detach(self, x):
+        return x.detach() if self.is_torch else x
+
+    def no_grad(self):
+        return self.torch.no_grad() if self.is_torch else contextlib.nullcontext()
+
+    # elementwise
+    def maximum(self, a, b):
+        return self.torch.maximum(a, b) if self.is_torch else np.maximum(a, b)
+
+    def minimum(self, a, b):
+        return self.torch.minimum(a, b) if self.is_torch else np.minimum(a, b)
+
+    def where(self, c, a, b):
+        return self.torch.where(c, a, b) if self.is_torch else np.where(c, a, b)
+
+    def clamp(self, x, lo=None, hi=None):
+        if self.is_torch:
+            return x.clamp(min=lo, max=hi)
+        return np.clip(x, lo, hi)
+
+    def fn(self, kind: str, x):
+        if self.is_torch:
+            return {"arctan": self.torch.atan, "tanh": self.torch.tanh,
+                    "sigmoid": self.torch.sigmoid}[kind](x)
+        return {"arctan": np.arctan, "tanh": np.tanh, "sigmoid": scipy.special.expit}[kind](x)
+
+    def cosh(self, x):
+        return self.torch.cosh(x) if self.is_torch else np.cosh(x)
+
+    def exp(self, x):
+        return self.torch.exp(x) if self.is_torch else np.exp(x)
+
+    # reductions / reshaping
+    def cat(self, xs, axis=0):
+        return self.torch.cat(xs, axis) if self.is_torch else np.concatenate(xs, axis)
+
+    def amax(self, x, axis):
+        return x.amax(axis) if self.is_torch else x.max(axis)
+
+    def amin(self, x, axis):
+        return x.amin(axis) if self.is_torch else x.min(axis)
+
+    def argmax(self, x, axis):
+        return self.torch.argmax(x, dim=axis) if self.is_torch else np.argmax(x, axis)
+
+    def sort_desc(self, x):
+        """Rows sorted in decreasing order and the permutation."""
+        if self.is_torch:
+            return self.torch.sort(x, dim=1, descending=True)
+        idx = np.argsort(-x, axis=1, kind="stable")
+        return np.take_along_axis(x, idx, 1), idx
+
+    def gather(self, x, idx):
+        return self.torch.gather(x, 1, idx) if self.is_torch else np.take_along_axis(x, idx, 1)
+
+    def cumsum(self, x):
+        return self.torch.cumsum(x, 1) if self.is_torch else np.cumsum(x, 1)
+
+    def norm2(self, x):
+        return self.torch.linalg.vector_norm(x, dim=1) if self.is_torch \
+            else np.sqrt((x * x).sum(1))
+
+    def mm(self, A, W):
+        """``A @ W`` for dense ``A`` and a dense or sparse ``W``."""
+        if sp.issparse(W):
+            return np.asarray((W.T @ A.T).T)
+        if self.is_torch and W.layout != self.torch.strided:
+            return (W.t() @ A.t()).t()
+        return A @ W
+
+    def mv(self, W, v):
+        return np.asarray(W @ v).reshape(-1) if sp.issparse(W) else W @ v
+
+    def index_add(self, A, idx, contrib):
+        """``A`` plus ``contrib`` (T, k) added into the columns ``idx`` (k,)."""
+        if self.is_torch:
+            return A.index_add(1, idx, contrib)
+        out = A.copy()
+        np.add.at(out.T, idx, contrib.T)
+        return out
+
+    def as_index(self, v):
+        return self.torch.as_tensor(np.asarray(v)) if self.is_torch else np.asarray(v)
+
+
+_NP = _Ops()
+
+
+def _ns(x) -> _Ops:
+    """The namespace of an array (numpy unless it is a torch tensor)."""
+    if isinstance(x, np.ndarray) or np.isscalar(x):
+        return _NP
+    return _Ops(_torch())
+
+
+_BLAS: list = []
+
+
+@contextlib.contextmanager
+def one_blas_thread() -> Iterator[None]:
+    """BLAS limited to one thread for the duration: the products here are small, and a
+    thread pool on a busy machine spins (measured on the shared 2-core machine: a
+    200x50 @ 50x64 product took 23 ms with the default pool, 0.5 ms with one thread)."""
+    if not _BLAS:
+        from threadpoolctl import ThreadpoolController
+
+        _BLAS.append(ThreadpoolController())
+    with _BLAS[0].limit(limits=1, user_api="blas"):
+        yield
 
 
 @contextlib.contextmanager
 def _one_thread() -> Iterator[None]:
-    """Small dense products are slower with a thread pool (measured ~20x on 2 cores)."""
+    """The same for torch's intra-op pool (small products: ~20x slower with it)."""
     torch = _torch()
     n = torch.get_num_threads()
     if n > 1:
@@ -219,12 +369,14 @@ class PairRegion:
 # ------------------------------------------------------------------------ parameters
 @dataclass
 class DiffParams:
-    """Free relaxation parameters per non-linear layer index (all within [0, 1] after
-    :meth:`project`; ``lam*`` are mapped to ``[k, 1]`` for LeakyReLU).
+    """Free relaxation parameters per non-linear layer index (numpy arrays, or torch
+    leaves while :meth:`DifferentialAnalysis.optimise` runs), all within [0, 1].
 
-    ``lam1``/``lam2``: lower-line slopes of unstable ReLU/LeakyReLU neurons of copy 1 / 2;
-    ``thu``/``thl``: weight of the two-copy plane (B) in the upper / lower difference plane
-    (the rest goes to the difference plane (A)). Missing layers use the default rule.
+    ``lam2``: lower-line slope of unstable ReLU/LeakyReLU neurons of copy 2 (mapped to
+    ``[k, 1]``); ``thu``/``thl``: weight of the two-copy plane (B) in the upper / lower
+    difference plane (the rest goes to the difference plane (A)). Copy 1 keeps CROWN's
+    adaptive slopes: it does not depend on the radius and is computed once. Missing
+    entries use the default rules.
     """
 
     layers: dict[int, dict[str, Any]] = field(default_factory=dict)
@@ -232,14 +384,8 @@ class DiffParams:
     def tensors(self) -> list:
         return [t for d in self.layers.values() for t in d.values()]
 
-    def project(self) -> None:
-        torch = _torch()
-        with torch.no_grad():
-            for t in self.tensors():
-                t.clamp_(0.0, 1.0)
-
-    def detached(self) -> DiffParams:
-        return DiffParams({i: {k: v.detach().clone() for k, v in d.items()}
+    def as_numpy(self) -> DiffParams:
+        return DiffParams({i: {k: _NP.asarray(v).copy() for k, v in d.items()}
                            for i, d in self.layers.items()})
 
 
@@ -274,8 +420,8 @@ class DiffBounds:
                 np.nextafter(self.dhi[i] + pad, np.inf))
 
     def stable_counts(self) -> list[dict[str, int]]:
-        """Per activation entry: neurons stable in copy 1, in copy 2, in both, unstable in
-        both (for reports)."""
+        """Per entry: neurons stable in copy 1, in copy 2, in both, unstable in both
+        (for reports; meaningful at activation inputs)."""
         out = []
         for i in range(len(self.lo1) - 1):
             l1, u1, l2, u2 = self.lo1[i], self.hi1[i], self.lo2[i], self.hi2[i]
@@ -290,17 +436,18 @@ class DiffBounds:
 class LinearTargets:
     """Rows ``A·y1 + B·Δy + c`` over the network output (``A``, ``B``: (T, n_out))."""
 
-    A: np.ndarray
-    B: np.ndarray
-    c: np.ndarray
+    A: Any
+    B: Any
+    c: Any
 
 
-# ------------------------------------------------------------------ torch network
-class _TorchNet:
-    """Layers as torch tensors (dense unless large), with ``|W|`` and row lengths."""
+# ------------------------------------------------------------------ network arrays
+class _NetArrays:
+    """Layer weights in one namespace (numpy: dense, or scipy.sparse when large;
+    torch: dense or sparse CSR), with ``|W|`` and the longest dot product per layer."""
 
-    def __init__(self, network) -> None:
-        torch = _torch()
+    def __init__(self, network, xp: _Ops) -> None:
+        self.xp = xp
         self.layers = list(network.layers)
         self.W: list = []
         self.absW: list = []
@@ -312,22 +459,18 @@ class _TorchNet:
             widest = max(widest, layer.out_size, layer.in_size)
             if layer.kind == "affine":
                 W = layer.W
-                if sp.issparse(W) and W.shape[0] * W.shape[1] > DENSE_MAX:
+                big = sp.issparse(W) and W.shape[0] * W.shape[1] > DENSE_MAX
+                if big:
                     Wc = sp.csr_matrix(W)
-                    self.W.append(torch.sparse_csr_tensor(
-                        torch.as_tensor(Wc.indptr), torch.as_tensor(Wc.indices),
-                        torch.as_tensor(Wc.data), size=Wc.shape, dtype=torch.float64))
-                    Wa = abs(Wc)
-                    self.absW.append(torch.sparse_csr_tensor(
-                        torch.as_tensor(Wa.indptr), torch.as_tensor(Wa.indices),
-                        torch.as_tensor(Wa.data), size=Wa.shape, dtype=torch.float64))
                     terms = int(np.diff(Wc.indptr).max(initial=0))
+                    self.W.append(self._sparse(Wc))
+                    self.absW.append(self._sparse(abs(Wc)))
                 else:
-                    Wd = layer.dense_W()
-                    self.W.append(torch.as_tensor(np.ascontiguousarray(Wd)))
-                    self.absW.append(torch.as_tensor(np.abs(Wd)))
+                    Wd = np.ascontiguousarray(layer.dense_W(), dtype=np.float64)
                     terms = int(Wd.shape[1])
-                self.b.append(torch.as_tensor(layer.b))
+                    self.W.append(xp.asarray(Wd))
+                    self.absW.append(xp.asarray(np.abs(Wd)))
+                self.b.append(xp.asarray(layer.b))
                 self.terms.append(terms + 1)
                 self.groups.append(None)
             else:
@@ -338,82 +481,67 @@ class _TorchNet:
                 self.absW.append(None)
                 self.b.append(None)
                 self.terms.append(4)
-                self.groups.append(torch.as_tensor(layer.groups) if layer.kind == "maxpool"
+                self.groups.append(xp.as_index(layer.groups) if layer.kind == "maxpool"
                                    else None)
         # Longest sum anywhere (back-substitution products, plane formation, final max).
         self.n_sum = widest + network.n_inputs + 32
 
-
-def _mm(A, W):
-    """``A @ W`` for dense ``A`` and dense or sparse ``W``."""
-    if W.layout != _torch().strided:
-        return (W.t() @ A.t()).t()
-    return A @ W
-
-
-def _mv(W, v):
-    return W @ v
+    def _sparse(self, Wc):
+        if not self.xp.is_torch:
+            return Wc
+        t = self.xp.torch
+        return t.sparse_csr_tensor(t.as_tensor(Wc.indptr), t.as_tensor(Wc.indices),
+                                   t.as_tensor(Wc.data), size=Wc.shape, dtype=t.float64)
 
 
-def _pos(x):
-    return x.clamp(min=0.0)
-
-
-def _neg(x):
-    return x.clamp(max=0.0)
+def _maxabs(lo, hi):
+    return _ns(lo).maximum(abs(lo), abs(hi))
 
 
 def _outward(lo, hi, pad):
     """``[lo - pad, hi + pad]`` widened by enough to absorb the rounding of this step
     itself (differentiable stand-in for :func:`~nnresilience.bounds.rounding.enclose`)."""
     p = pad * (1.0 + 4 * UNIT) + TINY
-    return lo - (p + 4 * UNIT * lo.abs()), hi + (p + 4 * UNIT * hi.abs())
+    return lo - (p + 4 * UNIT * abs(lo)), hi + (p + 4 * UNIT * abs(hi))
 
 
 def _up(x, pad):
-    return x + (pad * (1.0 + 4 * UNIT) + 4 * UNIT * x.abs() + TINY)
+    return x + (pad * (1.0 + 4 * UNIT) + 4 * UNIT * abs(x) + TINY)
 
 
 # --------------------------------------------------------------------- relaxations
 def _deriv(kind: str, x):
     """``f'(x)`` of an s-shaped kind, in forms without cancellation."""
-    torch = _torch()
+    xp = _ns(x)
     if kind == "arctan":
         return 1.0 / (1.0 + x * x)
     if kind == "tanh":
-        return 1.0 / torch.cosh(x.clamp(-350.0, 350.0)) ** 2
-    e = torch.exp(-x.abs())
+        return 1.0 / xp.cosh(xp.clamp(x, -350.0, 350.0)) ** 2
+    e = xp.exp(-abs(x))
     return e / (1.0 + e) ** 2
-
-
-def _fn(kind: str, x):
-    torch = _torch()
-    return {"arctan": torch.atan, "tanh": torch.tanh, "sigmoid": torch.sigmoid}[kind](x)
 
 
 def _deriv_range(kind: str, lo, hi):
     """``[min f', max f']`` over ``[lo, hi]`` (f' unimodal with its peak at 0), widened."""
-    torch = _torch()
+    xp = _ns(lo)
     dl, du = _deriv(kind, lo), _deriv(kind, hi)
-    gmin = torch.minimum(dl, du) * (1.0 - _DERIV_SLACK)
-    peak = _deriv(kind, torch.zeros_like(lo))
-    gmax = torch.where((lo <= 0) & (hi >= 0), peak, torch.maximum(dl, du))
-    return gmin.clamp(min=0.0), gmax * (1.0 + _DERIV_SLACK)
+    gmin = xp.minimum(dl, du) * (1.0 - _DERIV_SLACK)
+    peak = _deriv(kind, xp.full_like(lo, 0.0))
+    gmax = xp.where((lo <= 0) & (hi >= 0), peak, xp.maximum(dl, du))
+    return xp.clamp(gmin, 0.0), gmax * (1.0 + _DERIV_SLACK)
 
 
 def _chord_upper(F_l, F_u, s, l, u):
     """Intercept of the upper line of slope ``s`` of a convex function on ``[l, u]``
     (largest gap at an endpoint), padded for the rounding of every term."""
-    torch = _torch()
-    c = torch.maximum(F_l - s * l, F_u - s * u)
-    pad = 2 * gamma(4) * ((F_l.abs() + (s * l).abs()) + (F_u.abs() + (s * u).abs())) + TINY
+    c = _ns(F_l).maximum(F_l - s * l, F_u - s * u)
+    pad = 2 * gamma(4) * ((abs(F_l) + abs(s * l)) + (abs(F_u) + abs(s * u))) + TINY
     return c + pad
 
 
 def _chord_lower(F_l, F_u, s, l, u):
-    torch = _torch()
-    c = torch.minimum(F_l - s * l, F_u - s * u)
-    pad = 2 * gamma(4) * ((F_l.abs() + (s * l).abs()) + (F_u.abs() + (s * u).abs())) + TINY
+    c = _ns(F_l).minimum(F_l - s * l, F_u - s * u)
+    pad = 2 * gamma(4) * ((abs(F_l) + abs(s * l)) + (abs(F_u) + abs(s * u))) + TINY
     return c - pad
 
 
@@ -429,48 +557,49 @@ class _CopyPlanes:
 
 def _copy_planes(layer, l, u, lam):
     """Copy relaxation of an elementwise layer; ``lam`` in [0, 1] is mapped to [k, 1]."""
-    torch = _torch()
+    xp = _ns(l)
     kind = layer.kind
     if kind in ("relu", "leaky_relu"):
         k = float(getattr(layer, "slope", 0.0))
         act, inact = l >= 0, u <= 0
         unst = ~(act | inact)
-        den = torch.where(unst, u - l, torch.ones_like(u))
-        stable_slope = torch.where(act, torch.ones_like(u), torch.full_like(u, k))
-        s = torch.where(unst, (u - k * l) / den, stable_slope)
-        ub = torch.where(unst, _chord_upper(k * l, u, s, l, u), torch.zeros_like(u))
-        la = torch.where(unst, k + (1.0 - k) * lam, stable_slope)
-        return _CopyPlanes(la, torch.zeros_like(u), s, ub)
+        one = xp.full_like(u, 1.0)
+        den = xp.where(unst, u - l, one)
+        stable_slope = xp.where(act, one, xp.full_like(u, k))
+        s = xp.where(unst, (u - k * l) / den, stable_slope)
+        ub = xp.where(unst, _chord_upper(k * l, u, s, l, u), xp.full_like(u, 0.0))
+        la = xp.where(unst, k + (1.0 - k) * lam, stable_slope)
+        return _CopyPlanes(la, xp.full_like(u, 0.0), s, ub)
     mu, _ = _deriv_range(kind, l, u)
-    f_l, f_u = _fn(kind, l), _fn(kind, u)
+    f_l, f_u = xp.fn(kind, l), xp.fn(kind, u)
     err = ACTIVATION_ULPS[kind] * UNIT * ACTIVATION_RANGE[kind] + TINY
-    lb = f_l - mu * l - (err + gamma(4) * (f_l.abs() + (mu * l).abs()))
-    ub = f_u - mu * u + (err + gamma(4) * (f_u.abs() + (mu * u).abs()))
+    lb = f_l - mu * l - (err + gamma(4) * (abs(f_l) + abs(mu * l)))
+    ub = f_u - mu * u + (err + gamma(4) * (abs(f_u) + abs(mu * u)))
     return _CopyPlanes(mu, lb, mu, ub)
 
 
 def _slope_range(layer, l1, u1, l2, u2):
     """Range ``[g_lo, g_hi]`` of the secant slope of f between a point of each box."""
-    torch = _torch()
+    xp = _ns(l1)
     if layer.kind in ("relu", "leaky_relu"):
         k = float(getattr(layer, "slope", 0.0))
-        one = torch.ones_like(l1)
-        glo = torch.where((l1 >= 0) & (l2 >= 0), one, k * one)
-        ghi = torch.where((u1 <= 0) & (u2 <= 0), k * one, one)
+        one, kk = xp.full_like(l1, 1.0), xp.full_like(l1, k)
+        glo = xp.where((l1 >= 0) & (l2 >= 0), one, kk)
+        ghi = xp.where((u1 <= 0) & (u2 <= 0), kk, one)
         return glo, ghi
-    return _deriv_range(layer.kind, torch.minimum(l1, l2), torch.maximum(u1, u2))
+    return _deriv_range(layer.kind, xp.minimum(l1, l2), xp.maximum(u1, u2))
 
 
 def _envelope(glo, ghi, dl, du):
     """Planes ``sl Δz + cl <= g Δz <= su Δz + cu`` for ``g ∈ [glo, ghi]``, ``Δz ∈ [dl, du]``."""
-    torch = _torch()
+    xp = _ns(dl)
     pos, neg = dl >= 0, du <= 0
     mix = ~(pos | neg)
-    den = torch.where(mix, du - dl, torch.ones_like(du))
-    su = torch.where(pos, ghi, torch.where(neg, glo, (ghi * du - glo * dl) / den))
-    sl = torch.where(pos, glo, torch.where(neg, ghi, (glo * du - ghi * dl) / den))
-    Eu_l, Eu_u = torch.maximum(glo * dl, ghi * dl), torch.maximum(glo * du, ghi * du)
-    El_l, El_u = torch.minimum(glo * dl, ghi * dl), torch.minimum(glo * du, ghi * du)
+    den = xp.where(mix, du - dl, xp.full_like(du, 1.0))
+    su = xp.where(pos, ghi, xp.where(neg, glo, (ghi * du - glo * dl) / den))
+    sl = xp.where(pos, glo, xp.where(neg, ghi, (glo * du - ghi * dl) / den))
+    Eu_l, Eu_u = xp.maximum(glo * dl, ghi * dl), xp.maximum(glo * du, ghi * du)
+    El_l, El_u = xp.minimum(glo * dl, ghi * dl), xp.minimum(glo * du, ghi * du)
     cu = _chord_upper(Eu_l, Eu_u, su, dl, du)
     cl = _chord_lower(El_l, El_u, sl, dl, du)
     return su, cu, sl, cl
@@ -489,8 +618,6 @@ class _DiffPlanes:
     pl1: Any
     plD: Any
     pl0: Any
-    m_copy_a: Any
-    m_copy_b: Any
     m_p1: Any
     m_pD: Any
     m_p0: Any
@@ -498,49 +625,55 @@ class _DiffPlanes:
 
 def _default_theta(c1, c2, su, cu, sl, cl, l1, u1, dl, du):
     """1 where the two-copy plane is the better one at the centre of the boxes."""
+    xp = _ns(l1)
     z = 0.5 * (l1 + u1)
     d = 0.5 * (dl + du)
     up_b = (c2.ua - c1.la) * z + c2.ua * d + (c2.ub - c1.lb)
     lo_b = (c2.la - c1.ua) * z + c2.la * d + (c2.lb - c1.ub)
-    thu = (up_b <= su * d + cu).to(z.dtype)
-    thl = (lo_b >= sl * d + cl).to(z.dtype)
-    return thu, thl
+    return xp.tofloat(up_b <= su * d + cu), xp.tofloat(lo_b >= sl * d + cl)
 
 
 def _lam_default(l, u):
     """CROWN's adaptive lower slope: 1 where ``u > -l``, else the leak."""
-    return (u > -l).to(l.dtype)
+    return _ns(l).tofloat(u > -l)
+
+
+def _param(xp: _Ops, par: dict, key: str, default):
+    """``par[key]`` in namespace ``xp``, filled with the default rule when missing."""
+    if key not in par:
+        par[key] = xp.numpy(default) if not xp.is_torch else xp.detach(default)
+    v = par[key]
+    return v if (xp.is_torch and not isinstance(v, np.ndarray)) else xp.asarray(v)
 
 
 def _elementwise_planes(layer, c1: _CopyPlanes, l1, u1, l2, u2, dl, du, par: dict
                         ) -> _DiffPlanes:
-    torch = _torch()
-    if layer.kind in ("relu", "leaky_relu") and "lam2" not in par:
-        par["lam2"] = _lam_default(l2, u2).detach()
-    c2 = _copy_planes(layer, l2, u2, par.get("lam2"))
+    xp = _ns(l1)
+    lam2 = None
+    if layer.kind in ("relu", "leaky_relu"):
+        lam2 = _param(xp, par, "lam2", _lam_default(l2, u2))
+    c2 = _copy_planes(layer, l2, u2, lam2)
     glo, ghi = _slope_range(layer, l1, u1, l2, u2)
     su, cu, sl, cl = _envelope(glo, ghi, dl, du)
     if "thu" not in par or "thl" not in par:
         thu, thl = _default_theta(c1, c2, su, cu, sl, cl, l1, u1, dl, du)
-        par.setdefault("thu", thu.detach())
-        par.setdefault("thl", thl.detach())
-    tu, tl = par["thu"], par["thl"]
+        _param(xp, par, "thu", thu)
+        _param(xp, par, "thl", thl)
+    tu, tl = _param(xp, par, "thu", None), _param(xp, par, "thl", None)
     pu1 = tu * (c2.ua - c1.la)
     puD = tu * c2.ua + (1 - tu) * su
     pu0 = tu * (c2.ub - c1.lb) + (1 - tu) * cu
     pl1 = tl * (c2.la - c1.ua)
     plD = tl * c2.la + (1 - tl) * sl
     pl0 = tl * (c2.lb - c1.ub) + (1 - tl) * cl
-    with torch.no_grad():
-        tua, tla = tu.abs(), tl.abs()
-        m_p1 = torch.maximum(tua * (c2.ua.abs() + c1.la.abs()), tla * (c2.la.abs() + c1.ua.abs()))
-        m_pD = torch.maximum(tua * c2.ua.abs() + (1 - tu).abs() * su.abs(),
-                             tla * c2.la.abs() + (1 - tl).abs() * sl.abs())
-        m_p0 = torch.maximum(tua * (c2.ub.abs() + c1.lb.abs()) + (1 - tu).abs() * cu.abs(),
-                             tla * (c2.lb.abs() + c1.ub.abs()) + (1 - tl).abs() * cl.abs())
-        m_a = torch.maximum(c1.ua.abs(), c1.la.abs())
-        m_b = torch.maximum(c1.ub.abs(), c1.lb.abs())
-    return _DiffPlanes(c1, pu1, puD, pu0, pl1, plD, pl0, m_a, m_b, m_p1, m_pD, m_p0)
+    with xp.no_grad():
+        tua, tla, tub, tlb = abs(tu), abs(tl), abs(1 - tu), abs(1 - tl)
+        m_p1 = xp.maximum(tua * (abs(c2.ua) + abs(c1.la)), tla * (abs(c2.la) + abs(c1.ua)))
+        m_pD = xp.maximum(tua * abs(c2.ua) + tub * abs(su), tla * abs(c2.la) + tlb * abs(sl))
+        m_p0 = xp.maximum(tua * (abs(c2.ub) + abs(c1.lb)) + tub * abs(cu),
+                          tla * (abs(c2.lb) + abs(c1.ub)) + tlb * abs(cl))
+    return _DiffPlanes(c1, pu1, puD, pu0, pl1, plD, pl0, xp.detach(m_p1), xp.detach(m_pD),
+                       xp.detach(m_p0))
 
 
 @dataclass
@@ -568,35 +701,33 @@ class _PoolPlanes:
 
 
 def _pool_side(groups, lo, hi) -> _PoolSide:
-    torch = _torch()
+    xp = _ns(lo)
     glo, ghi = lo[groups], hi[groups]
-    j = torch.argmax(glo, dim=1)
-    rows = torch.arange(groups.shape[0])
+    j = xp.argmax(glo, 1)
+    rows = xp.as_index(np.arange(groups.shape[0]))
     best = groups[rows, j]
-    others_hi = torch.where(groups == best[:, None], torch.full_like(ghi, -math.inf),
-                            ghi).amax(dim=1)
-    decided = (glo[rows, j] >= others_hi).to(lo.dtype)
-    return _PoolSide(best, decided, ghi.amax(dim=1))
+    others_hi = xp.amax(xp.where(groups == best[:, None], xp.full_like(ghi, -math.inf), ghi),
+                        1)
+    decided = xp.tofloat(glo[rows, j] >= others_hi)
+    return _PoolSide(best, decided, xp.amax(ghi, 1))
 
 
 def _copy1_pool_planes(side: _PoolSide) -> _PoolPlanes:
-    torch = _torch()
+    xp = _ns(side.hi)
     return _PoolPlanes([(0, side.best, side.decided)], side.hi * (1 - side.decided),
-                       [(0, side.best, torch.ones_like(side.hi))], [], None, [], None)
+                       [(0, side.best, xp.full_like(side.hi, 1.0))], [], None, [], None)
 
 
-def _pool_planes(layer, p1: _PoolSide, l2, u2, dl, du, par: dict) -> _PoolPlanes:
-    torch = _torch()
-    g = torch.as_tensor(layer.groups)
+def _pool_planes(layer, p1: _PoolSide, groups, l2, u2, dl, du, par: dict) -> _PoolPlanes:
+    xp = _ns(l2)
+    g = groups
     w1, dec1, hi1 = p1.best, p1.decided, p1.hi
     s2 = _pool_side(g, l2, u2)
     w2, dec2, hi2 = s2.best, s2.decided, s2.hi
-    maxdu = du[g].amax(dim=1)
-    mindl = dl[g].amin(dim=1)
-    if "thu" not in par:
-        par["thu"] = torch.zeros_like(hi1)
-        par["thl"] = torch.zeros_like(hi1)
-    tu, tl = par["thu"], par["thl"]
+    maxdu = xp.amax(du[g], 1)
+    mindl = xp.amin(dl[g], 1)
+    tu = _param(xp, par, "thu", xp.full_like(hi1, 0.0))
+    tl = _param(xp, par, "thl", xp.full_like(hi1, 0.0))
     d_up = [(0, w2, tu * dec2), (1, w2, dec2), (0, w1, -tu)]
     d_up0 = (tu * hi2 + (1 - tu) * maxdu) * (1 - dec2)
     d_lo = [(0, w2, tl), (1, w2, tl), (1, w1, (1 - tl) * dec1), (0, w1, -tl * dec1)]
@@ -612,90 +743,78 @@ class _PairGeometry:
     feasible interval, and ``b`` at an end of D with ``a`` at an end of its feasible
     interval (every vertex of the 2-D polygon lies on one of the four box lines)."""
 
-    def __init__(self, region: PairRegion) -> None:
-        torch = _torch()
-        T = lambda v: torch.as_tensor(np.asarray(v, np.float64))  # noqa: E731
-        Al, Ah, L, H = T(region.a_lo), T(region.a_hi), T(region.lo), T(region.hi)
+    def __init__(self, region: PairRegion, xp: _Ops) -> None:
+        Al, Ah = region.a_lo, region.a_hi
+        L, H = region.lo, region.hi
         r = region.radius
-        self.Al, self.Ah, self.L, self.H = Al, Ah, L, H
+        self.xp = xp
         self.r, self.norm = r, region.norm
         pairs = []
         for a in (Al, Ah):
-            for b in (torch.clamp(a - r, min=L), torch.clamp(a + r, max=H)):
+            for b in (np.maximum(a - r, L), np.minimum(a + r, H)):
                 pairs.append((a, b - a, None))
         for b in (L, H):
-            alo, ahi = torch.clamp(b - r, min=Al), torch.clamp(b + r, max=Ah)
+            alo, ahi = np.maximum(b - r, Al), np.minimum(b + r, Ah)
             ok = alo <= ahi
-            if not bool(ok.any()):
+            if not ok.any():
                 continue
             for a in (alo, ahi):
-                pairs.append((a, b - a, None if bool(ok.all()) else ok))
-        self.pairs = pairs
-        z = torch.zeros_like(Al)
+                pairs.append((a, b - a, None if ok.all() else ok))
+        T = xp.asarray
+        self.pairs = [(T(a), T(e), None if ok is None else xp.as_index(ok))
+                      for a, e, ok in pairs]
+        self.Al, self.Ah = T(Al), T(Ah)
         # feasible moves from the optimal a = b (module docstring), as 0/1 masks
-        self.room = {k: (v).to(Al.dtype) for k, v in (
+        self.room = {k: T(v.astype(np.float64)) for k, v in (
             ("hi_above_L", Ah > L), ("hi_below_H", Ah < H), ("hi_above_Al", Ah > Al),
             ("lo_below_H", Al < H), ("lo_above_L", Al > L), ("lo_below_Ah", Al < Ah))}
-        self.z = z
-        self.mag_ab = torch.maximum(torch.maximum(Al.abs(), Ah.abs()),
-                                    torch.maximum(L.abs(), H.abs()))
+        self.mag_ab = T(np.maximum(np.maximum(abs(Al), abs(Ah)), np.maximum(abs(L), abs(H))))
 
     def maximise(self, g, c):
         """``(value, magnitude)`` of ``max g·a + c·ε`` per row; ``c=None`` means 0."""
-        torch = _torch()
-        V0 = torch.maximum(g * self.Al, g * self.Ah)
+        xp = self.xp
+        V0 = xp.maximum(g * self.Al, g * self.Ah)
         if c is None:
-            with torch.no_grad():
-                mag = 4.0 * (g.abs() * self.mag_ab).sum(1)
-            return V0.sum(1), mag
+            with xp.no_grad():
+                mag = 4.0 * (abs(g) * self.mag_ab).sum(1)
+            return V0.sum(1), xp.detach(mag)
         Vr = V0
         for a, e, ok in self.pairs:
             v = g * a + c * e
             if ok is not None:
-                v = torch.where(ok, v, V0)
-            Vr = torch.maximum(Vr, v)
+                v = xp.where(ok, v, V0)
+            Vr = xp.maximum(Vr, v)
         r = self.r
-        with torch.no_grad():
-            mag = 4.0 * ((g.abs() + c.abs()) * (2 * self.mag_ab + r)).sum(1) + \
+        with xp.no_grad():
+            mag = 4.0 * ((abs(g) + abs(c)) * (2 * self.mag_ab + r)).sum(1) + \
                 float(g.shape[1]) * (Vr - V0).sum(1)
         if self.norm == "linf":
-            return Vr.sum(1), mag
+            return Vr.sum(1), xp.detach(mag)
         rm = self.room
-        s_pos = torch.maximum(torch.maximum(-c * rm["hi_above_L"], c * rm["hi_below_H"]),
-                              (c - g) * rm["hi_above_Al"])
-        s_neg = torch.maximum(torch.maximum(c * rm["lo_below_H"], -c * rm["lo_above_L"]),
-                              (g - c) * rm["lo_below_Ah"])
-        s = torch.where(g > 0, s_pos, torch.where(g < 0, s_neg, c.abs())).clamp(min=0.0)
+        s_pos = xp.maximum(xp.maximum(-c * rm["hi_above_L"], c * rm["hi_below_H"]),
+                           (c - g) * rm["hi_above_Al"])
+        s_neg = xp.maximum(xp.maximum(c * rm["lo_below_H"], -c * rm["lo_above_L"]),
+                           (g - c) * rm["lo_below_Ah"])
+        s = xp.clamp(xp.where(g > 0, s_pos, xp.where(g < 0, s_neg, abs(c))), 0.0)
         gain = Vr - V0
-        with torch.no_grad():
+        with xp.no_grad():
             mag = mag + r * s.sum(1)
+        mag = xp.detach(mag)
         if self.norm == "l2":
-            return V0.sum(1) + torch.minimum(r * torch.linalg.vector_norm(s, dim=1),
-                                             gain.sum(1)), mag
+            return V0.sum(1) + xp.minimum(r * xp.norm2(s), gain.sum(1)), mag
         pos = s > 0
-        cap = torch.where(pos, gain / torch.where(pos, s, torch.ones_like(s)), torch.zeros_like(s))
-        s_o, order = torch.sort(s, dim=1, descending=True)
-        cap_o = torch.gather(cap, 1, order)
-        before = torch.cumsum(cap_o, 1) - cap_o
-        t = torch.minimum((r - before).clamp(min=0.0), cap_o)
+        cap = xp.where(pos, gain / xp.where(pos, s, xp.full_like(s, 1.0)), xp.full_like(s, 0.0))
+        s_o, order = xp.sort_desc(s)
+        cap_o = xp.gather(cap, order)
+        before = xp.cumsum(cap_o) - cap_o
+        t = xp.minimum(xp.clamp(r - before, 0.0), cap_o)
         return V0.sum(1) + (s_o * t).sum(1), mag
 
 
 # ------------------------------------------------------------------------- the pass
 @dataclass
-class _Copy1:
-    """Copy 1 over the a-box (independent of the radius): boxes, forward errors and
-    relaxations (elementwise: :class:`_CopyPlanes`; max-pool: :class:`_PoolSide`)."""
-
-    lo: list
-    hi: list
-    e: list
-    planes: dict
-
-
-@dataclass
 class _PassState:
-    """Torch boxes per entry (copy 1, copy 2, difference) and relaxations per layer."""
+    """Boxes per entry (copy 1, copy 2, difference) and relaxations per layer."""
 
     lo1: list
     hi1: list
@@ -706,8 +825,6 @@ class _PassState:
     e1: list
     e2: list
     planes: dict
-    mag1: list = field(default_factory=list)
-    magD: list = field(default_factory=list)
 
 
 class DifferentialAnalysis:
@@ -716,33 +833,36 @@ class DifferentialAnalysis:
     ``prior1`` / ``prior2`` (optional :class:`~nnresilience.bounds.types.NetworkBounds`,
     float-sound) are intersected into the copy boxes: bounds of copy 1 over the a-box and
     of copy 2 over the domain. Copy 1 does not depend on the radius: it is computed once
-    (CROWN over the a-box, adaptive lower slopes) and reused by :meth:`set_radius`.
+    (CROWN over the a-box, adaptive lower slopes) and kept by :meth:`set_radius`.
     :meth:`bounds` runs one pass; :meth:`target_upper` also bounds output targets;
-    :meth:`optimise` tunes :class:`DiffParams` for targets.
+    :meth:`optimise` tunes :class:`DiffParams` for targets (torch).
     """
 
-    def __init__(self, network, region: PairRegion, prior1=None, prior2=None) -> None:
+    def __init__(self, network, region: PairRegion, prior1=None, prior2=None,
+                 xp: _Ops | None = None) -> None:
         net = network.merged() if network.layers[0].kind != "affine" else network
         if region.dim != net.n_inputs:
             raise ShapeMismatchError(f"pair region has {region.dim} inputs, the network "
                                      f"{net.n_inputs}")
         self.network = net
-        self.tn = _TorchNet(net)
+        self.xp = _NP if xp is None else xp
+        self.arrays = _NetArrays(net, self.xp)
         self.prior1 = prior1
         self.prior2 = prior2
-        self._copy1: _Copy1 | None = None
+        self._copy1: _PassState | None = None
+        self._twin: DifferentialAnalysis | None = None
         self.set_radius(region.radius, region)
 
     def set_radius(self, radius: float, region: PairRegion | None = None) -> None:
         """Move to another radius (same a-box and domain); copy 1 is kept."""
         self.region = (self.region if region is None else region).with_radius(radius)
-        self.geom = _PairGeometry(self.region)
+        self.geom = _PairGeometry(self.region, self.xp)
 
     # ---------------------------------------------------------------- public API
     def bounds(self, params: DiffParams | None = None) -> DiffBounds:
         t0 = time.perf_counter()
         params = DiffParams() if params is None else params
-        with _one_thread(), _torch().no_grad():
+        with one_blas_thread(), self.xp.no_grad():
             st = self._pass(params)
         return self._to_bounds(st, time.perf_counter() - t0)
 
@@ -752,48 +872,50 @@ class DifferentialAnalysis:
         over the region, and the boxes of the pass."""
         t0 = time.perf_counter()
         params = DiffParams() if params is None else params
-        torch = _torch()
-        with _one_thread(), torch.no_grad():
+        with one_blas_thread(), self.xp.no_grad():
             st = self._pass(params)
             up = self._targets(st, targets)
-        return up.numpy().copy(), self._to_bounds(st, time.perf_counter() - t0)
+        return self.xp.numpy(up), self._to_bounds(st, time.perf_counter() - t0)
 
     def optimise(self, targets, params: DiffParams | None = None, iterations: int = 30,
                  lr: float = 0.2, goal: np.ndarray | None = None,
                  deadline: float | None = None, extra_vars: tuple = ()
                  ) -> tuple[np.ndarray, DiffParams, dict]:
-        """Projected Adam on the relaxation parameters, minimising the sum of the
+        """Projected Adam (torch) on the relaxation parameters, minimising the sum of the
         targets' upper bounds (with ``goal``: the sum of their excess over it, stopping
-        once every target is below); returns the best sound bounds seen, the parameters
-        that gave them and statistics.
+        once every target is below); returns the best bounds seen, the parameters that
+        gave them (numpy) and statistics.
 
         ``targets`` is a :class:`LinearTargets` or a callable returning one whose arrays
-        are torch tensors built from ``extra_vars`` (further variables optimised with the
-        same step and kept ``>= 0``: the premise multipliers of
+        are torch tensors built from ``extra_vars`` (further torch leaves optimised with
+        the same step and kept ``>= 0``: the premise multipliers of
         :mod:`~nnresilience.resilience.certify_diff`). Every iterate is sound (any
-        parameter values give valid relaxations), so the best one is kept.
+        parameter values give valid relaxations), so the best one is kept; callers that
+        need float-exact verdicts re-run :meth:`target_upper` with the returned params.
         """
         torch = _torch()
+        tw = self._torch_twin()
         params = DiffParams() if params is None else params
         t0 = time.perf_counter()
-        with _one_thread():
+        with _one_thread(), one_blas_thread():
             with torch.no_grad():
-                self._pass(params)          # fills in the default parameters
+                tw._pass(params)            # fills in the default parameters
             for d in params.layers.values():
                 for key in list(d):
-                    d[key] = d[key].detach().clone().requires_grad_(True)
+                    d[key] = torch.as_tensor(np.asarray(_NP.asarray(d[key]))).clone() \
+                        .requires_grad_(True)
             build = targets if callable(targets) else (lambda: targets)
             opt = torch.optim.Adam(params.tensors() + list(extra_vars), lr=lr)
             goal_t = None if goal is None else torch.as_tensor(np.asarray(goal, np.float64))
-            best, best_params, best_extra, hist = None, params.detached(), None, []
+            best, best_params, best_extra, hist = None, params.as_numpy(), None, []
             for it in range(iterations + 1):
-                up = self._targets(self._pass(params), build())
+                up = tw._targets(tw._pass(params), build())
                 val = up.detach()
                 excess = val.sum() if goal_t is None else (val - goal_t).clamp(min=0.0).sum()
                 hist.append(float(excess))
                 if best is None or hist[-1] < best[0]:
                     best = (hist[-1], val.clone())
-                    best_params = params.detached()
+                    best_params = params.as_numpy()
                     best_extra = [v.detach().clone() for v in extra_vars]
                 if goal_t is not None and bool((val < goal_t).all()):
                     break
@@ -804,8 +926,9 @@ class DifferentialAnalysis:
                 opt.zero_grad()
                 loss.backward()
                 opt.step()
-                params.project()
                 with torch.no_grad():
+                    for t in params.tensors():
+                        t.clamp_(0.0, 1.0)
                     for v in extra_vars:
                         v.clamp_(min=0.0)
             with torch.no_grad():
@@ -816,256 +939,297 @@ class DifferentialAnalysis:
         return best[1].numpy().copy(), best_params, stats
 
     # ---------------------------------------------------------------- internals
-    def _to_bounds(self, st: _PassState, seconds: float) -> DiffBounds:
-        N = lambda xs: [x.detach().numpy().copy() for x in xs]  # noqa: E731
-        b = DiffBounds(self.region, N(st.lo1), N(st.hi1), N(st.lo2), N(st.hi2), N(st.dlo),
-                       N(st.dhi), [np.asarray(e) for e in st.e1], [np.asarray(e) for e in st.e2],
-                       seconds)
-        return b
+    def _torch_twin(self) -> DifferentialAnalysis:
+        """The same analysis on torch tensors (copy 1 converted, not recomputed)."""
+        if self._twin is None:
+            tx = _Ops(_torch())
+            tw = DifferentialAnalysis(self.network, self.region, self.prior1, self.prior2,
+                                      xp=tx)
+            c1 = self._copy1_state()
+            T = tx.asarray
 
-    def _copy1_state(self) -> _Copy1:
+            def conv(p):
+                if isinstance(p, _CopyPlanes):
+                    return _CopyPlanes(T(p.la), T(p.lb), T(p.ua), T(p.ub))
+                return _PoolSide(tx.as_index(p.best), T(p.decided), T(p.hi))
+
+            tw._copy1 = _PassState([T(x) for x in c1.lo1], [T(x) for x in c1.hi1], [], [], [],
+                                   [], list(c1.e1), [], {i: conv(p)
+                                                         for i, p in c1.planes.items()})
+            self._twin = tw
+        self._twin.set_radius(self.region.radius)
+        return self._twin
+
+    def _to_bounds(self, st: _PassState, seconds: float) -> DiffBounds:
+        N = lambda xs: [self.xp.numpy(x) for x in xs]  # noqa: E731
+        return DiffBounds(self.region, N(st.lo1), N(st.hi1), N(st.lo2), N(st.hi2), N(st.dlo),
+                          N(st.dhi), [np.asarray(e) for e in st.e1],
+                          [np.asarray(e) for e in st.e2], seconds)
+
+    def _copy1_state(self) -> _PassState:
         """Copy 1 over the a-box (cached): interval ∩ back-substitution ∩ prior1."""
         if self._copy1 is not None:
             return self._copy1
-        torch = _torch()
-        reg = self.region
-        T = lambda v: torch.as_tensor(np.asarray(v, np.float64))  # noqa: E731
-        st = _PassState([T(reg.a_lo)], [T(reg.a_hi)], [], [], [], [], [np.zeros(reg.dim)], [],
-                        {})
+        xp, reg, na = self.xp, self.region, self.arrays
+        st = _PassState([xp.asarray(reg.a_lo)], [xp.asarray(reg.a_hi)], [], [], [], [],
+                        [np.zeros(reg.dim)], [], {})
         fe = ForwardError(reg.dim)
-        with torch.no_grad():
-            for i, layer in enumerate(self.tn.layers):
+        with xp.no_grad():
+            for i, layer in enumerate(na.layers):
                 lo, hi = st.lo1[i], st.hi1[i]
                 if layer.kind == "affine":
                     r = self._affine_interval(i, lo, hi, with_bias=True)
                     if i >= 1:
                         n = layer.out_size
-                        eye = torch.eye(n, dtype=torch.float64)
-                        up = self._chunked(st, i + 1, torch.cat([eye, -eye], 0), None)
-                        r = (torch.maximum(r[0], -up[n:]), torch.minimum(r[1], up[:n]))
+                        eye = xp.eye(n)
+                        up = self._chunked(st, i + 1, xp.cat([eye, -eye], 0), None)
+                        r = (xp.maximum(r[0], -up[n:]), xp.minimum(r[1], up[:n]))
                 elif layer.kind == "maxpool":
-                    st.planes[i] = _pool_side(torch.as_tensor(layer.groups), lo, hi)
-                    r = self._act_interval(layer, lo, hi)
+                    st.planes[i] = _pool_side(na.groups[i], lo, hi)
+                    r = self._act_interval(i, lo, hi)
                 else:
                     lam = _lam_default(lo, hi) if layer.kind in ("relu", "leaky_relu") else None
                     st.planes[i] = _copy_planes(layer, lo, hi, lam)
-                    r = self._act_interval(layer, lo, hi)
-                e = fe.step(layer, lo.numpy(), hi.numpy())
-                nlo, nhi = _outward(r[0], r[1], T(e))
+                    r = self._act_interval(i, lo, hi)
+                e = fe.step(layer, xp.numpy(lo), xp.numpy(hi))
+                nlo, nhi = _outward(r[0], r[1], xp.asarray(e))
                 nlo, nhi = self._prior(self.prior1, i + 1, nlo, nhi)
                 st.lo1.append(nlo)
-                st.hi1.append(torch.maximum(nhi, nlo))
+                st.hi1.append(xp.maximum(nhi, nlo))
                 st.e1.append(e)
-        self._copy1 = _Copy1(st.lo1, st.hi1, st.e1, st.planes)
-        return self._copy1
+        self._copy1 = st
+        return st
 
     def _pass(self, params: DiffParams) -> _PassState:
         """Boxes of copy 2 and of the difference for every entry (copy 1 cached);
         relaxations are built from the final boxes."""
-        torch = _torch()
-        reg = self.region
-        T = lambda v: torch.as_tensor(np.asarray(v, np.float64))  # noqa: E731
+        xp, reg, na = self.xp, self.region, self.arrays
         c1 = self._copy1_state()
         b_lo, b_hi = reg.b_box()
         e_lo, e_hi = reg.eps_box()
-        st = _PassState(c1.lo, c1.hi, [T(b_lo)], [T(b_hi)], [T(e_lo)], [T(e_hi)], c1.e,
-                        [np.zeros(reg.dim)], {})
+        st = _PassState(c1.lo1, c1.hi1, [xp.asarray(b_lo)], [xp.asarray(b_hi)],
+                        [xp.asarray(e_lo)], [xp.asarray(e_hi)], c1.e1, [np.zeros(reg.dim)], {})
         fe2 = ForwardError(reg.dim)
-        tn = self.tn
-        for i, layer in enumerate(tn.layers):
+        for i, layer in enumerate(na.layers):
             l1, u1, l2, u2, dl, du = (st.lo1[i], st.hi1[i], st.lo2[i], st.hi2[i], st.dlo[i],
                                       st.dhi[i])
             if layer.kind == "affine":
                 r2 = self._affine_interval(i, l2, u2, with_bias=True)
                 rd = self._affine_interval(i, dl, du, with_bias=False)
                 n = layer.out_size
-                eye = torch.eye(n, dtype=torch.float64)
-                zero = torch.zeros((n, n), dtype=torch.float64)
-                A = torch.cat([zero, zero, eye, -eye], 0)
-                B = torch.cat([eye, -eye, eye, -eye], 0)
+                eye, zero = xp.eye(n), xp.zeros((n, n))
+                A = xp.cat([zero, zero, eye, -eye], 0)
+                B = xp.cat([eye, -eye, eye, -eye], 0)
                 up = self._chunked(st, i + 1, A, B)
-                rd = (torch.maximum(rd[0], -up[n:2 * n]), torch.minimum(rd[1], up[:n]))
-                r2 = (torch.maximum(r2[0], -up[3 * n:]), torch.minimum(r2[1], up[2 * n:3 * n]))
+                rd = (xp.maximum(rd[0], -up[n:2 * n]), xp.minimum(rd[1], up[:n]))
+                r2 = (xp.maximum(r2[0], -up[3 * n:]), xp.minimum(r2[1], up[2 * n:3 * n]))
             else:
                 par = params.layers.setdefault(i, {})
                 if layer.kind == "maxpool":
-                    st.planes[i] = _pool_planes(layer, c1.planes[i], l2, u2, dl, du, par)
+                    st.planes[i] = _pool_planes(layer, c1.planes[i], na.groups[i], l2, u2, dl,
+                                                du, par)
                 else:
                     st.planes[i] = _elementwise_planes(layer, c1.planes[i], l1, u1, l2, u2, dl,
                                                        du, par)
-                r2 = self._act_interval(layer, l2, u2)
-                rd = self._diff_interval(layer, l1, u1, l2, u2, dl, du)
+                r2 = self._act_interval(i, l2, u2)
+                rd = self._diff_interval(i, l1, u1, l2, u2, dl, du)
             # x2 = x1 + Δ exactly; the copy-1 box contains the exact x1
-            r1 = (c1.lo[i + 1], c1.hi[i + 1])
-            s_lo, s_hi = _outward(r1[0] + rd[0], r1[1] + rd[1], torch.zeros_like(r1[0]))
-            r2 = (torch.maximum(r2[0], s_lo), torch.minimum(r2[1], s_hi))
-            s_lo, s_hi = _outward(r2[0] - r1[1], r2[1] - r1[0], torch.zeros_like(r1[0]))
-            rd = (torch.maximum(rd[0], s_lo), torch.minimum(rd[1], s_hi))
-            e2 = fe2.step(layer, l2.detach().numpy(), u2.detach().numpy())
-            lo2, hi2 = _outward(r2[0], r2[1], T(e2))
+            r1 = (c1.lo1[i + 1], c1.hi1[i + 1])
+            zero = xp.full_like(r1[0], 0.0)
+            s_lo, s_hi = _outward(r1[0] + rd[0], r1[1] + rd[1], zero)
+            r2 = (xp.maximum(r2[0], s_lo), xp.minimum(r2[1], s_hi))
+            s_lo, s_hi = _outward(r2[0] - r1[1], r2[1] - r1[0], zero)
+            rd = (xp.maximum(rd[0], s_lo), xp.minimum(rd[1], s_hi))
+            e2 = fe2.step(layer, xp.numpy(l2), xp.numpy(u2))
+            lo2, hi2 = _outward(r2[0], r2[1], xp.asarray(e2))
             lo2, hi2 = self._prior(self.prior2, i + 1, lo2, hi2)
             # guard against crossing by rounding of the intersections (never in exact math)
             st.lo2.append(lo2)
-            st.hi2.append(torch.maximum(hi2, lo2))
+            st.hi2.append(xp.maximum(hi2, lo2))
             st.dlo.append(rd[0])
-            st.dhi.append(torch.maximum(rd[1], rd[0]))
+            st.dhi.append(xp.maximum(rd[1], rd[0]))
             st.e2.append(e2)
         return st
 
     def _prior(self, prior, i, lo, hi):
         if prior is None:
             return lo, hi
-        torch = _torch()
-        return (torch.maximum(lo, torch.as_tensor(prior.lo[i])),
-                torch.minimum(hi, torch.as_tensor(prior.hi[i])))
+        xp = self.xp
+        return (xp.maximum(lo, xp.asarray(prior.lo[i])),
+                xp.minimum(hi, xp.asarray(prior.hi[i])))
 
     def _affine_interval(self, i, lo, hi, with_bias: bool):
-        tn = self.tn
-        W, aW = tn.W[i], tn.absW[i]
+        xp, na = self.xp, self.arrays
+        W, aW = na.W[i], na.absW[i]
         mid, rad = 0.5 * (lo + hi), 0.5 * (hi - lo)
-        c = _mv(W, mid)
+        c = xp.mv(W, mid)
         if with_bias:
-            c = c + tn.b[i]
-        r = _mv(aW, rad)
-        with _torch().no_grad():
-            mag = _mv(aW, torch_maxabs(lo, hi)) + (tn.b[i].abs() if with_bias else 0.0)
-            pad = 2 * gamma(tn.terms[i] + 2) * (mag + r.abs() + c.abs()) + TINY
+            c = c + na.b[i]
+        r = xp.mv(aW, rad)
+        with xp.no_grad():
+            mag = xp.mv(aW, _maxabs(lo, hi)) + (abs(na.b[i]) if with_bias else 0.0)
+            pad = xp.detach(2 * gamma(na.terms[i] + 2) * (mag + abs(r) + abs(c)) + TINY)
         return _outward(c - r, c + r, pad)
 
-    def _act_interval(self, layer, lo, hi):
-        torch = _torch()
+    def _act_interval(self, i, lo, hi):
+        xp = self.xp
+        layer = self.arrays.layers[i]
         if layer.kind == "maxpool":
-            g = torch.as_tensor(layer.groups)
-            return lo[g].amax(1), hi[g].amax(1)
+            g = self.arrays.groups[i]
+            return xp.amax(lo[g], 1), xp.amax(hi[g], 1)
         if layer.kind == "relu":
-            return lo.clamp(min=0.0), hi.clamp(min=0.0)
+            return xp.clamp(lo, 0.0), xp.clamp(hi, 0.0)
+        zero = xp.full_like(lo, 0.0)
         if layer.kind == "leaky_relu":
             k = layer.slope
-            flo = torch.where(lo >= 0, lo, k * lo)
-            fhi = torch.where(hi >= 0, hi, k * hi)
-            return _outward(flo, fhi, torch.zeros_like(lo))
+            return _outward(xp.where(lo >= 0, lo, k * lo), xp.where(hi >= 0, hi, k * hi), zero)
         err = ACTIVATION_ULPS[layer.kind] * UNIT * ACTIVATION_RANGE[layer.kind] + TINY
-        return _outward(_fn(layer.kind, lo), _fn(layer.kind, hi), err * torch.ones_like(lo))
+        return _outward(xp.fn(layer.kind, lo), xp.fn(layer.kind, hi), zero + err)
 
-    def _diff_interval(self, layer, l1, u1, l2, u2, dl, du):
-        torch = _torch()
-        f1 = self._act_interval(layer, l1, u1)
-        f2 = self._act_interval(layer, l2, u2)
-        b_lo, b_hi = _outward(f2[0] - f1[1], f2[1] - f1[0], torch.zeros_like(f1[0]))
+    def _diff_interval(self, i, l1, u1, l2, u2, dl, du):
+        xp = self.xp
+        layer = self.arrays.layers[i]
+        f1 = self._act_interval(i, l1, u1)
+        f2 = self._act_interval(i, l2, u2)
+        zero = xp.full_like(f1[0], 0.0)
+        b_lo, b_hi = _outward(f2[0] - f1[1], f2[1] - f1[0], zero)
         if layer.kind == "maxpool":
-            g = torch.as_tensor(layer.groups)
-            return torch.maximum(dl[g].amin(1), b_lo), torch.minimum(du[g].amax(1), b_hi)
+            g = self.arrays.groups[i]
+            return xp.maximum(xp.amin(dl[g], 1), b_lo), xp.minimum(xp.amax(du[g], 1), b_hi)
         glo, ghi = _slope_range(layer, l1, u1, l2, u2)
-        up = torch.maximum(torch.maximum(glo * du, ghi * du), torch.maximum(glo * dl, ghi * dl))
-        lo = torch.minimum(torch.minimum(glo * dl, ghi * dl), torch.minimum(glo * du, ghi * du))
-        lo, up = _outward(lo, up, torch.zeros_like(lo))
-        return torch.maximum(lo, b_lo), torch.minimum(up, b_hi)
+        up = xp.maximum(xp.maximum(glo * du, ghi * du), xp.maximum(glo * dl, ghi * dl))
+        lo = xp.minimum(xp.minimum(glo * dl, ghi * dl), xp.minimum(glo * du, ghi * du))
+        lo, up = _outward(lo, up, xp.full_like(lo, 0.0))
+        return xp.maximum(lo, b_lo), xp.minimum(up, b_hi)
 
     def _chunked(self, st: _PassState, j: int, A, B):
         """:meth:`_backsub` in row chunks (``B=None``: copy-1 targets only)."""
-        torch = _torch()
-        c = torch.zeros(A.shape[0], dtype=torch.float64)
-        return torch.cat([self._backsub(st, j, A[s:s + CHUNK_ROWS],
-                                        None if B is None else B[s:s + CHUNK_ROWS],
-                                        c[s:s + CHUNK_ROWS])
-                          for s in range(0, A.shape[0], CHUNK_ROWS)])
+        xp = self.xp
+        c = xp.zeros(A.shape[0])
+        return xp.cat([self._backsub(st, j, A[s:s + CHUNK_ROWS],
+                                     None if B is None else B[s:s + CHUNK_ROWS],
+                                     c[s:s + CHUNK_ROWS])
+                       for s in range(0, A.shape[0], CHUNK_ROWS)])
 
     def _targets(self, st: _PassState, targets):
-        torch = _torch()
-        A, B, c = (torch.as_tensor(np.asarray(v, np.float64)) if isinstance(v, np.ndarray)
-                   else v for v in (targets.A, targets.B, targets.c))
-        return self._backsub(st, len(self.tn.layers), A, B, c)
+        xp = self.xp
+        A, B, c = (xp.asarray(v) for v in (targets.A, targets.B, targets.c))
+        return self._backsub(st, len(self.arrays.layers), A, B, c)
 
     def _backsub(self, st: _PassState, j: int, A, B, c):
         """Sound upper bound of ``A·x1_j + B·Δ_j + c`` over the region (per row);
         ``B=None`` bounds copy-1 forms (the region's a-box only)."""
-        torch = _torch()
-        tn = self.tn
-        M = c.detach().abs().clone()
+        xp, na = self.xp, self.arrays
+        M = xp.detach(abs(c)) + 0.0
         for i in range(j - 1, -1, -1):
-            layer = tn.layers[i]
-            m1 = torch_maxabs(st.lo1[i], st.hi1[i]).detach()
-            mD = None if B is None else torch_maxabs(st.dlo[i], st.dhi[i]).detach()
+            layer = na.layers[i]
+            m1 = xp.detach(_maxabs(st.lo1[i], st.hi1[i]))
+            mD = None if B is None else xp.detach(_maxabs(st.dlo[i], st.dhi[i]))
             if layer.kind == "affine":
-                with torch.no_grad():
-                    M = M + A.abs() @ (_mv(tn.absW[i], m1) + tn.b[i].abs())
+                with xp.no_grad():
+                    M = M + abs(A) @ (xp.mv(na.absW[i], m1) + abs(na.b[i]))
                     if B is not None:
-                        M = M + B.abs() @ _mv(tn.absW[i], mD)
-                c = c + A @ tn.b[i]
-                A = _mm(A, tn.W[i])
+                        M = M + abs(B) @ xp.mv(na.absW[i], mD)
+                c = c + A @ na.b[i]
+                A = xp.mm(A, na.W[i])
                 if B is not None:
-                    B = _mm(B, tn.W[i])
+                    B = xp.mm(B, na.W[i])
             elif layer.kind == "maxpool":
                 A, B, c, M = self._back_pool(st.planes[i], layer, A, B, c, M, m1, mD)
             else:
                 p = st.planes[i]
                 q = p if isinstance(p, _CopyPlanes) else p.c1
-                Ap, An = _pos(A), _neg(A)
-                with torch.no_grad():
-                    M = M + A.abs() @ (torch.maximum(q.ua.abs(), q.la.abs()) * m1
-                                       + torch.maximum(q.ub.abs(), q.lb.abs()))
+                Ap, An = xp.clamp(A, 0.0), xp.clamp(A, None, 0.0)
+                with xp.no_grad():
+                    M = M + abs(A) @ (xp.maximum(abs(q.ua), abs(q.la)) * m1
+                                      + xp.maximum(abs(q.ub), abs(q.lb)))
                 c = c + Ap @ q.ub + An @ q.lb
                 A_new = Ap * q.ua + An * q.la
                 if B is not None:
-                    Bp, Bn = _pos(B), _neg(B)
-                    with torch.no_grad():
-                        M = M + B.abs() @ (p.m_p1 * m1 + p.m_pD * mD + p.m_p0)
+                    Bp, Bn = xp.clamp(B, 0.0), xp.clamp(B, None, 0.0)
+                    with xp.no_grad():
+                        M = M + abs(B) @ (p.m_p1 * m1 + p.m_pD * mD + p.m_p0)
                     c = c + Bp @ p.pu0 + Bn @ p.pl0
                     A_new = A_new + Bp * p.pu1 + Bn * p.pl1
                     B = Bp * p.puD + Bn * p.plD
                 A = A_new
         val, mag = self.geom.maximise(A, B)
         val = val + c
-        with torch.no_grad():
-            pad = 4 * gamma(tn.n_sum) * (M + mag + c.abs()) + TINY * (4 * len(tn.layers) + 64)
+        with xp.no_grad():
+            pad = 4 * gamma(na.n_sum) * (xp.detach(M) + mag + xp.detach(abs(c))) \
+                + TINY * (4 * len(na.layers) + 64)
         return _up(val, pad)
 
     def _back_pool(self, p, layer, A, B, c, M, m1, mD):
-        torch = _torch()
+        xp = self.xp
         if isinstance(p, _PoolSide):
             p = _copy1_pool_planes(p)
         n_in = layer.in_size
         T = A.shape[0]
-        Ap, An = _pos(A), _neg(A)
-        A_new = torch.zeros((T, n_in), dtype=torch.float64)
-        B_new = None if B is None else torch.zeros((T, n_in), dtype=torch.float64)
+        Ap, An = xp.clamp(A, 0.0), xp.clamp(A, None, 0.0)
+        A_new = xp.zeros((T, n_in))
+        B_new = None if B is None else xp.zeros((T, n_in))
 
         def add(coefs, terms):
             nonlocal A_new, B_new
             for var, idx, k in terms:
                 contrib = coefs * k[None, :]
                 if var == 0:
-                    A_new = A_new.index_add(1, idx, contrib)
+                    A_new = xp.index_add(A_new, idx, contrib)
                 else:
-                    B_new = B_new.index_add(1, idx, contrib)
+                    B_new = xp.index_add(B_new, idx, contrib)
 
         def tmag(terms, const=None):
-            out = torch.zeros(layer.out_size, dtype=torch.float64) if const is None \
-                else const.abs().clone()
+            out = xp.zeros(layer.out_size) if const is None else abs(const) + 0.0
             for var, idx, k in terms:
-                out = out + k.abs() * (m1 if var == 0 else mD)[idx]
-            return out
+                out = out + abs(k) * (m1 if var == 0 else mD)[idx]
+            return xp.detach(out)
 
         add(Ap, p.c1_up)
         add(An, p.c1_lo)
         c = c + Ap @ p.c1_up0
-        with torch.no_grad():
-            M = M + A.abs() @ torch.maximum(tmag(p.c1_up, p.c1_up0), tmag(p.c1_lo))
+        with xp.no_grad():
+            M = M + abs(A) @ xp.maximum(tmag(p.c1_up, p.c1_up0), tmag(p.c1_lo))
         if B is not None:
-            Bp, Bn = _pos(B), _neg(B)
+            Bp, Bn = xp.clamp(B, 0.0), xp.clamp(B, None, 0.0)
             add(Bp, p.d_up)
             add(Bn, p.d_lo)
             c = c + Bp @ p.d_up0 + Bn @ p.d_lo0
-            with torch.no_grad():
-                M = M + B.abs() @ torch.maximum(tmag(p.d_up, p.d_up0), tmag(p.d_lo, p.d_lo0))
+            with xp.no_grad():
+                M = M + abs(B) @ xp.maximum(tmag(p.d_up, p.d_up0), tmag(p.d_lo, p.d_lo0))
         return A_new, B_new, c, M
-
-
-def torch_maxabs(lo, hi):
-    return _torch().maximum(lo.abs(), hi.abs())
 
 
 def differential_bounds(network, region: PairRegion, params: DiffParams | None = None,
                         prior1=None, prior2=None) -> DiffBounds:
     """Boxes of copy 1, copy 2 and their difference for every entry (one pass)."""
     return DifferentialAnalysis(network, region, prior1, prior2).bounds(params)
+
+
+# ---------------------------------------------------------- helpers for MIP rows
+def difference_planes(layer, l1, u1, l2, u2, dl, du
+                      ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """Plane (A) of an elementwise layer as numpy arrays ``(su, cu, sl, cl)``:
+    ``sl Δz + cl <= f(z2) - f(z1) <= su Δz + cu`` for ``z1 ∈ [l1, u1]``, ``z2 ∈ [l2, u2]``,
+    ``Δz = z2 - z1 ∈ [dl, du]`` (intercepts rounded outward; used as MIP rows)."""
+    A = [np.asarray(v, np.float64) for v in (l1, u1, l2, u2, dl, du)]
+    glo, ghi = _slope_range(layer, *A[:4])
+    return _envelope(glo, ghi, A[4], A[5])
+
+
+def slope_range(layer, l1, u1, l2, u2) -> tuple[np.ndarray, np.ndarray]:
+    """``[g_lo, g_hi]``: the range of the secant slope of an elementwise layer between a
+    point of ``[l1, u1]`` and a point of ``[l2, u2]``."""
+    return _slope_range(layer, *(np.asarray(v, np.float64) for v in (l1, u1, l2, u2)))
+
+
+def envelope_intercepts(glo, ghi, su, sl, dl, du) -> tuple[np.ndarray, np.ndarray]:
+    """Intercepts ``(cu, cl)`` of the lines of given slopes ``su`` / ``sl`` that bound
+    ``g Δz`` (``g ∈ [glo, ghi]``, ``Δz ∈ [dl, du]``) from above / below, rounded outward.
+
+    The upper envelope ``max(glo x, ghi x)`` is convex and the lower one concave, so the
+    gap to any line is extreme at an endpoint (valid for any slope)."""
+    glo, ghi, su, sl, dl, du = (np.asarray(v, np.float64) for v in (glo, ghi, su, sl, dl, du))
+    cu = _chord_upper(np.maximum(glo * dl, ghi * dl), np.maximum(glo * du, ghi * du), su, dl, du)
+    cl = _chord_lower(np.minimum(glo * dl, ghi * dl), np.minimum(glo * du, ghi * du), sl, dl, du)
+    return cu, cl

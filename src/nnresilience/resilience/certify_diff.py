@@ -166,7 +166,7 @@ class RadiusCertifier:
         """Sound decision at ``radius`` (optionally after ``optimise`` gradient steps)."""
         self.n_probes += 1
         an = self.analysis(radius)
-        params = None if self.params is None else self.params.detached()
+        params = None if self.params is None else self.params.as_numpy()
         up, fm, theta = self._upper(an, self.lam, params)
         if self._verdict(up, fm):
             self.params = params

@@ -130,18 +130,21 @@ def _segment_shrink(network, a, b, m, log_alpha, k, tol, iters: int = 40):
 
 def confident_starts(network, m: int, log_alpha: float, lo, hi, n: int,
                      rng: np.random.Generator, data: np.ndarray | None = None,
-                     tol: float = 0.0) -> np.ndarray:
-    """Up to ``n`` inputs meeting the premise (smallest margin first, then pushed ones)."""
-    pools = []
+                     tol: float = 0.0, skip: int = 0) -> np.ndarray:
+    """Up to ``n`` inputs meeting the premise: data rows (smallest margin first, from the
+    ``skip``-th on), uniform samples that qualify, and random points pushed into P by
+    gradient ascent on the premise margin (for rare classes)."""
+    chosen = []
     if data is not None and len(data):
-        pools.append(np.clip(np.asarray(data, float).reshape(len(data), -1), lo, hi))
-    pools.append(rng.uniform(lo, hi, size=(max(4 * n, 2048), lo.size)))
-    X = np.vstack(pools)
-    mar, _ = _premise(network, X, m)
+        X = np.clip(np.asarray(data, float).reshape(len(data), -1), lo, hi)
+        mar, _ = _premise(network, X, m)
+        ok = np.flatnonzero(mar >= log_alpha + tol)
+        ok = ok[np.argsort(mar[ok], kind="stable")][skip: skip + n // 2]
+        chosen.append(X[ok])
+    U = rng.uniform(lo, hi, size=(max(4 * n, 2048), lo.size))
+    mar, _ = _premise(network, U, m)
     ok = np.flatnonzero(mar >= log_alpha + tol)
-    ok = ok[np.argsort(mar[ok], kind="stable")]
-    chosen = [X[ok[: n // 2]]] if ok.size else []
-    # gradient ascent on the margin from random points (for rare classes)
+    chosen.append(U[rng.permutation(ok)[: n // 4]])
     P = rng.uniform(lo, hi, size=(n, lo.size))
     for _ in range(60):
         s, g = _premise(network, P, m)
@@ -150,41 +153,66 @@ def confident_starts(network, m: int, log_alpha: float, lo, hi, n: int,
         P = _step_to(P, s, g, log_alpha + tol + 0.05, lo, hi, "linf", over=1.0)
     s, _ = _premise(network, P, m)
     chosen.append(P[s >= log_alpha + tol])
-    if ok.size > n // 2:
-        rest = ok[n // 2:]
-        pick = rng.choice(rest, size=min(rest.size, n), replace=False)
-        chosen.append(X[pick])
-    out = np.vstack(chosen) if chosen else np.zeros((0, lo.size))
+    out = np.vstack(chosen)
     return out[:n]
 
 
 def attack_pair(network, m: int, log_alpha: float, k: int, norm: str, lo, hi, *,
-                data: np.ndarray | None = None, n_starts: int = 32, rounds: int = 30,
+                data: np.ndarray | None = None, n_starts: int = 64, rounds: int = 40,
                 budget: float = 2.0, rng: int | np.random.Generator = 0,
-                premise_tol: float = 1e-6) -> tuple[np.ndarray, np.ndarray, float] | None:
-    """Best replayed pair ``(a, b, ||b - a||)`` found within ``budget`` seconds, or None."""
+                premise_tol: float = 1e-6, patience: int = 6
+                ) -> tuple[np.ndarray, np.ndarray, float] | None:
+    """Best replayed pair ``(a, b, ||b - a||)`` found within ``budget`` seconds, or None
+    (no start reaches the flip set). Batches of ``n_starts`` starts run until the budget
+    is spent or two batches in a row bring no improvement; a batch stops after
+    ``patience`` rounds without improvement."""
+    from nnresilience.bounds.differential import one_blas_thread
+
     t_end = time.monotonic() + budget
     net = network.merged()
     lo = np.asarray(lo, float)
     hi = np.asarray(hi, float)
     rng = rng if isinstance(rng, np.random.Generator) else np.random.default_rng(rng)
-    A = confident_starts(net, m, log_alpha, lo, hi, n_starts, rng, data)
+    best, stale, batch = None, 0, 0
+    with one_blas_thread():
+        while time.monotonic() < t_end and stale < 2:
+            A = confident_starts(net, m, log_alpha, lo, hi, n_starts, rng, data,
+                                 skip=batch * (n_starts // 2))
+            before = None if best is None else best[2]
+            best = _descend(net, A, m, log_alpha, k, norm, lo, hi, rounds, t_end,
+                            premise_tol, patience, best)
+            if best is None and batch >= 1:
+                break           # nothing flips from two batches of starts
+            gained = best is not None and (before is None or best[2] < before * (1 - 1e-6))
+            stale = 0 if gained else stale + 1
+            batch += 1
+    return best
+
+
+def _descend(net, A, m, log_alpha, k, norm, lo, hi, rounds, t_end, premise_tol, patience,
+             best):
+    """Walk each start's ``b`` into F, then alternate projections and segment shrinks."""
     if A.size == 0:
-        return None
-    best = None
-    # b: walk from a towards the flip set
+        return best
     Bm = A.copy()
     for _ in range(60):
         s, g = _flip(net, Bm, m, k)
         if np.all(s >= 0) or time.monotonic() > t_end:
             break
         Bm = np.where((s >= 0)[:, None], Bm, _step_to(Bm, s, g, 0.0, lo, hi, norm))
-    a, b = A, Bm
+    flipped = _flip(net, Bm, m, k)[0] >= 0
+    if not flipped.any():
+        return best
+    a, b = A[flipped], Bm[flipped]
     margin = 1e-9 * (1.0 + abs(log_alpha))
+    stale = 0
     for _ in range(rounds):
         a, b = _segment_shrink(net, a, b, m, log_alpha, k, 0.0)
+        before = None if best is None else best[2]
         best = _keep_best(net, a, b, m, log_alpha, k, norm, lo, hi, premise_tol, best)
-        if time.monotonic() > t_end:
+        gained = best is not None and (before is None or best[2] < before * (1 - 1e-6))
+        stale = 0 if gained else stale + 1
+        if time.monotonic() > t_end or stale >= patience:
             break
         # alternating linearised projections, keeping the previous point where they fail
         s, g = _flip(net, a, m, k)

@@ -111,20 +111,32 @@ def phi(network, cls: int, alpha: float = 1.0, k: int = 1, norm: str = "l1", dom
     stats: dict[str, Any] = {"bounds_method": bounds.method, "bounds_seconds": bounds.seconds}
     common = dict(cls=q.cls, alpha=q.alpha, k=q.k, norm=norm)
 
+    prep = None
+    if settings.uses_differential:  # [diff hook] two-copy analysis (resilience/diff_plan.py)
+        from nnresilience.resilience.diff_plan import prepare_phi, start_from_pair
+
+        prep = prepare_phi(net, q, bounds, settings, data, t0, timeout)
+        stats.update(prep.stats)
+        if prep.vacuous or prep.unreachable:
+            return _infeasible_phi(network, q, settings, bounds, t0, timeout, stats, common)
     ini = None
     if settings.warm_start:
         ini = _initial_pair(net, q, bounds, settings, data, t0, timeout, stats)
-    mip = build_phi_mip(net, q.cls, q.log_alpha, q.k, norm, lo, hi, bounds, settings)
+    mip = build_phi_mip(net, q.cls, q.log_alpha, q.k, norm, lo, hi, bounds, settings,
+                        diff=None if prep is None else prep.plan)
     if ini is not None:
         a0, b0, phi0 = ini
         _set_start(mip, net, a0, b0, q.cls, norm)
         n = mip.cost.size
         mip.model.add_terms(np.zeros(n, np.int64), mip.cost, np.ones(n), 1, -np.inf,
                             phi0 * (1 + 1e-7) + 1e-7)
+    elif prep is not None:  # [diff hook]
+        start_from_pair(mip, net, prep, q.cls, norm)
     res, backend = solve(mip, settings, remaining(t0, timeout))
     stats.update(solver_stats(res, backend, mip))
+    has_pair = ini is not None or (prep is not None and prep.pair is not None)  # [diff hook]
 
-    if res.status.value == "infeasible" and ini is None:
+    if res.status.value == "infeasible" and not has_pair:
         return _infeasible_phi(network, q, settings, bounds, t0, timeout, stats, common)
     a = b = None
     upper = None
@@ -141,12 +153,18 @@ def phi(network, cls: int, alpha: float = 1.0, k: int = 1, norm: str = "l1", dom
         a, b, upper = ini
         stats["witness_from"] = "heuristic3"
     dual = res.dual_bound
-    if res.status.value == "infeasible" and ini is not None:
+    if res.status.value == "infeasible" and has_pair:
         # The replayed warm-start pair satisfies every row, so "infeasible" is numerical
         # trouble: nothing is proven.
         dual = None
         msg = msg or "solver reported infeasible despite a feasible warm start (numerics)"
     lower, upper, optimal = interval(upper, dual, res.status.value == "optimal", settings)
+    if prep is not None:  # [diff hook] attack pair, certified bound, branching
+        from nnresilience.resilience.diff_plan import finish_phi
+
+        a, b, upper, lower, closed = finish_phi(net, q, settings, prep, a, b, upper, lower,
+                                                t0, timeout, stats)
+        optimal = optimal or closed
     if upper is None and not msg:
         msg = f"no witness found within the limits (solver: {res.status.value})"
     return ResilienceResult("phi", lower, upper, optimal, True, a=tup(a), a_perturbed=tup(b),

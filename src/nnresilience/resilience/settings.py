@@ -113,6 +113,19 @@ class ResilienceSettings:
     premise_tol: float = 1e-6
     # Answers with upper - lower <= opt_tol * max(1, upper) count as optimal.
     opt_tol: float = 1e-5
+    # [diff] Two-copy differential analysis of Φ_m (resilience/diff_plan.py; docs/
+    # resilience.md, "Differential bounds"). Seconds of the two-copy pair attack before the
+    # MIP (0: off; at most 10% of the timeout): incumbent, full MIP start, radius u.
+    pair_attack: float = 5.0
+    # [diff] Certified lower bound of Φ_m from differential bounds (bisection on r).
+    diff_lower: bool = True
+    # [diff] Difference rows in MIP (6) (need a pair): radius row ||ε|| <= u, copy-2 bounds
+    # of the pair region, difference boxes / planes / scaled rows, per-class flip rows.
+    diff_rows: bool = True
+    # [diff] The certified lower bound as a cut (objective >= lower).
+    diff_cut: bool = True
+    # [diff] Branching on a's domain after the MIP: the number of pieces (0: off).
+    branching: int = 0
 
     def __post_init__(self) -> None:
         if self.big_m not in BIG_M_SOURCES:
@@ -122,6 +135,13 @@ class ResilienceSettings:
         if self.ini_pick not in ("closest", "highest"):
             raise InputDataError(f"ini_pick must be 'closest' or 'highest', got "
                                  f"{self.ini_pick!r}")
+        if self.pair_attack < 0 or self.branching < 0:  # [diff]
+            raise InputDataError("pair_attack and branching must be >= 0")
+
+    @property
+    def uses_differential(self) -> bool:  # [diff]
+        """True when Φ_m queries run the two-copy analysis (:mod:`.diff_plan`)."""
+        return bool(self.pair_attack > 0 or self.diff_lower or self.branching)
 
     @property
     def bounds_method(self) -> str:
@@ -139,13 +159,16 @@ class ResilienceSettings:
         return replace(self, **changes)
 
 
+# [diff] The paper's configurations run without the two-copy analysis (ours).
+_NO_DIFF = dict(pair_attack=0.0, diff_lower=False, diff_rows=False, diff_cut=False)
 # The paper's naive baseline: uniform M = 10^4, no heuristics (Table 1, column 1).
-PAPER_BASELINE = ResilienceSettings(big_m="uniform", priorities=False, coupling=False)
+PAPER_BASELINE = ResilienceSettings(big_m="uniform", priorities=False, coupling=False,
+                                    **_NO_DIFF)
 # The paper's dataflow analysis: interval bounds as big-M (Table 1, column 2).
-DATAFLOW = ResilienceSettings(big_m="interval", priorities=False, coupling=False)
+DATAFLOW = ResilienceSettings(big_m="interval", priorities=False, coupling=False, **_NO_DIFF)
 # Heuristics 1 + 2 of the paper (Table 1, column 3) on top of interval bounds.
 HEURISTICS_12 = ResilienceSettings(big_m="interval", lookback=2, priorities=True,
-                                   coupling=False)
+                                   coupling=False, **_NO_DIFF)
 # What measurements support as default (docs/resilience.md, "Measurements").
 DEFAULT = ResilienceSettings()
 

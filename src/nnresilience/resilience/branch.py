@@ -1,0 +1,261 @@
+"""Branching on the coupling: Φ_m as the minimum over pieces of the confident copy's domain.
+
+Why it is exact
+---------------
+Split the box of ``a`` (the confident copy) into pieces ``S`` that cover D (bisection with
+the same float on both sides of a cut, as in :mod:`nnresilience.divide`). Every pair of
+MIP (6) has its ``a`` in some piece, so ``Φ_m = min_S Φ_m(S)`` with ``Φ_m(S)`` the same
+minimum over pairs with ``a ∈ S`` (``b`` still ranges over all of D). Hence
+``[min_S lower(S), best replayed pair]`` encloses Φ_m whenever every open piece carries a
+proven ``lower(S)``, and pieces whose lower bound reaches the best pair are closed.
+
+A piece is cheaper than D: copy 1 is bounded over ``S`` only, and copy 2 over the pairs
+within the incumbent's radius ``u`` of ``S``, so more neurons are stable in both copies
+and the difference bounds are tighter. A piece where copy 1 cannot reach the confidence
+is empty (``+inf``).
+
+Steps (each a function of picklable arguments, so the generic search driver can own them
+later): :func:`bound_piece` (certified lower bound on the piece, :mod:`.certify_diff`),
+:func:`solve_piece` (MIP (6) with ``a ∈ S``, the difference rows of the piece, the radius
+row ``||ε|| <= u`` as cutoff), :func:`split_piece` (bisection of the widest-influence
+dimension of ``a``). :func:`branch_phi` runs them best-first (smallest lower bound
+first), a batch of pieces at a time through an executor: bound every piece, split while
+the piece budget lasts, then give the remaining pieces MIPs with the time that is left.
+"""
+
+from __future__ import annotations
+
+import heapq
+import math
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from nnresilience.divide.window import TASK_MARGIN, _resolve_executor, _Window
+from nnresilience.resilience.replay import norm_of, replay_pair
+
+
+@dataclass(order=True)
+class Piece:
+    """A box of ``a`` with the best proven lower bound of ``Φ_m`` restricted to it."""
+
+    lower: float
+    depth: int = field(compare=False, default=0)
+    lo: np.ndarray = field(compare=False, default=None)
+    hi: np.ndarray = field(compare=False, default=None)
+
+
+@dataclass(frozen=True)
+class PhiTask:
+    """What every step needs (picklable): the network (merged), the query, settings."""
+
+    network: Any
+    m: int
+    log_alpha: float
+    k: int
+    norm: str
+    lo: np.ndarray
+    hi: np.ndarray
+    settings: Any
+
+
+# --------------------------------------------------------------------------- steps
+def bound_piece(task: PhiTask, lo: np.ndarray, hi: np.ndarray, upper: float | None,
+                seconds: float | None) -> float:
+    """Certified lower bound of Φ_m over pairs with ``a`` in ``[lo, hi]`` (``inf`` when no
+    input of the piece reaches the confidence)."""
+    from nnresilience.resilience.certify_diff import certified_lower_bound
+
+    deadline = None if seconds is None else time.perf_counter() + seconds
+    c = certified_lower_bound(task.network, task.m, task.log_alpha, task.k, task.norm,
+                              task.lo, task.hi, a_lo=lo, a_hi=hi, upper=upper,
+                              premise_tol=task.settings.premise_tol, deadline=deadline)
+    return c.lower
+
+
+def solve_piece(task: PhiTask, lo: np.ndarray, hi: np.ndarray, lower: float,
+                upper: float, seconds: float | None
+                ) -> tuple[float, tuple[np.ndarray, np.ndarray, float] | None]:
+    """MIP (6) with ``a ∈ [lo, hi]`` and ``||ε|| <= upper`` (the incumbent's radius).
+
+    Returns ``(lower, pair)``: a proven lower bound of the piece's minimum (``upper``
+    when the MIP shows nothing in the piece beats the incumbent) and a replayed pair or
+    None.
+    """
+    from nnresilience.bounds.types import NetworkBounds
+    from nnresilience.resilience.common import solve
+    from nnresilience.resilience.difference_rows import DifferencePlan, plan_ladder
+    from nnresilience.resilience.encode import build_phi_mip, network_bounds
+
+    net, s = task.network, task.settings
+    t0 = time.perf_counter()
+    b1 = network_bounds(net, lo, hi, s, seconds)
+    b2 = network_bounds(net, task.lo, task.hi, s, seconds)
+    ladder, out_up = plan_ladder(net, task.lo, task.hi, task.norm, upper, a_lo=lo, a_hi=hi,
+                                 prior1=b1, prior2=b2, m=task.m)
+    plan = DifferencePlan(ladder[-1], upper, lower if lower > 0 else None, ladder=ladder,
+                          out_up=out_up)
+    # copy 1 over the piece, copy 2 over D; the plan intersects both with its own boxes
+    both = NetworkBounds([np.minimum(x, y) for x, y in zip(b1.lo, b2.lo, strict=True)],
+                         [np.maximum(x, y) for x, y in zip(b1.hi, b2.hi, strict=True)],
+                         method=b2.method)
+    mip = build_phi_mip(net, task.m, task.log_alpha, task.k, task.norm, task.lo, task.hi,
+                        both, s, diff=plan)
+    mip.model.set_bounds(mip.a, lo, hi)
+    rem = None if seconds is None else max(0.5, seconds - (time.perf_counter() - t0))
+    res, _ = solve(mip, s, rem)
+    status = res.status.value
+    if status == "infeasible":
+        return max(lower, upper), None
+    dual = res.dual_bound
+    got = lower if dual is None or not math.isfinite(dual) else max(lower, float(dual))
+    pair = None
+    if res.x is not None:
+        rep = replay_pair(net, res.x[mip.a], res.x[mip.b], task.m, task.log_alpha, task.k,
+                          task.lo, task.hi, s.premise_tol)
+        if rep is not None:
+            a, b, _ = rep
+            pair = (a, b, norm_of(b - a, task.norm))
+    return got, pair
+
+
+def split_piece(task: PhiTask, piece: Piece) -> list[Piece]:
+    """Two pieces: ``a``'s box cut at the middle of the dimension where class m's margin
+    can move most (:func:`nnresilience.divide.split.influence`); same float both sides."""
+    from nnresilience.divide.split import influence
+
+    net, m = task.network, task.m
+    others = np.delete(np.arange(net.n_outputs), m)
+    rows = np.zeros((others.size, net.n_outputs))
+    rows[np.arange(others.size), others] = 1.0
+    rows[:, m] = -1.0
+    width = piece.hi - piece.lo
+    score = influence(net, piece.lo, piece.hi, rows)
+    score = np.where(width > 0, score + 1e-12 * width / max(width.max(), 1e-300), -1.0)
+    d = int(np.argmax(score))
+    if width[d] <= 0:
+        return []
+    cut = 0.5 * (piece.lo[d] + piece.hi[d])
+    left_hi, right_lo = piece.hi.copy(), piece.lo.copy()
+    left_hi[d] = cut
+    right_lo[d] = cut
+    return [Piece(piece.lower, piece.depth + 1, piece.lo.copy(), left_hi),
+            Piece(piece.lower, piece.depth + 1, right_lo, piece.hi.copy())]
+
+
+def _piece_task(task: PhiTask, lo, hi, lower: float, upper: float | None, mode: str,
+                seconds: float | None):
+    """Executor task: ``mode`` ``bound`` (certified bound) or ``solve`` (bound, then MIP)."""
+    t0 = time.perf_counter()
+    got = max(lower, bound_piece(task, lo, hi, upper,
+                                 None if seconds is None else 0.3 * seconds))
+    if mode == "bound" or upper is None or got >= upper:
+        return got, None
+    rem = None if seconds is None else seconds - (time.perf_counter() - t0)
+    if rem is not None and rem <= 0.5:
+        return got, None
+    return solve_piece(task, lo, hi, got, upper, rem)
+
+
+# --------------------------------------------------------------------------- driver
+@dataclass
+class BranchOutcome:
+    lower: float
+    pair: tuple[np.ndarray, np.ndarray, float] | None
+    stats: dict[str, Any]
+
+
+def branch_phi(task: PhiTask, *, pair=None, lower: float = 0.0, max_pieces: int = 64,
+               timeout: float | None = None, executor=None) -> BranchOutcome:
+    """Best-first branching on ``a``'s box (module docstring).
+
+    ``pair`` is the incumbent ``(a, b, norm)`` (replayed), ``lower`` a proven bound on all
+    of D (the root's certified bound). Pieces are bounded and split until ``max_pieces``
+    are open, then each open piece gets a MIP with an equal share of the time left.
+    Returns the proven lower bound (``min`` over open pieces, never above the incumbent)
+    and the best pair.
+    """
+    t0 = time.perf_counter()
+    deadline = None if timeout is None else t0 + float(timeout)
+    opt_tol = task.settings.opt_tol
+    best = pair
+    heap: list[Piece] = [Piece(lower, 0, task.lo.copy(), task.hi.copy())]
+    stats = {"bounded": 0, "solved": 0, "closed": 0, "max_depth": 0}
+    ex, owned = _resolve_executor(executor)
+    workers = max(1, int(getattr(ex, "workers", 1)))
+
+    def upper() -> float | None:
+        return None if best is None else best[2]
+
+    def closed(p: Piece) -> bool:
+        u = upper()
+        return u is not None and p.lower >= u - opt_tol * max(1.0, u)
+
+    def left() -> float | None:
+        return None if deadline is None else deadline - time.perf_counter() - TASK_MARGIN
+
+    try:
+        while heap and not (left() is not None and left() <= 0):
+            heap = [p for p in heap if not closed(p)]
+            heapq.heapify(heap)
+            if not heap:
+                break
+            splitting = len(heap) < max_pieces
+            batch = [heapq.heappop(heap) for _ in range(min(workers, len(heap)))]
+            if splitting:
+                mode, share = "bound", None if left() is None else max(0.5, 0.2 * left())
+            else:
+                # the last round: every open piece gets a MIP with an equal share
+                batch += [heapq.heappop(heap) for _ in range(len(heap))]
+                mode = "solve"
+                share = None if left() is None else max(0.5, left() * workers / len(batch))
+
+            def make(p, mode=mode, share=share):
+                return _piece_task, (task, p.lo, p.hi, p.lower, upper(), mode, share)
+
+            win = _Window(ex, batch, make, workers)
+            results: dict[int, tuple] = {}
+            try:
+                while True:
+                    win.fill()
+                    if not win.inflight:
+                        break
+                    rem = left()
+                    if rem is not None and rem <= 0:
+                        break
+                    for i, ans in win.next_done(rem):
+                        results[i] = ans
+            finally:
+                win.stop(kill=owned)
+            for i, p in enumerate(batch):
+                if i not in results:
+                    heapq.heappush(heap, p)          # unfinished: keeps its old bound
+                    continue
+                got, found = results[i]
+                p.lower = max(p.lower, got)
+                if found is not None and (best is None or found[2] < best[2]):
+                    best = found
+                stats["bounded" if mode == "bound" else "solved"] += 1
+                if closed(p) or math.isinf(p.lower):
+                    stats["closed"] += 1
+                elif mode == "bound":
+                    kids = split_piece(task, p)
+                    stats["max_depth"] = max(stats["max_depth"], p.depth + 1)
+                    for kid in kids or [p]:
+                        heapq.heappush(heap, kid)
+                else:
+                    heapq.heappush(heap, p)
+            if mode == "solve":
+                break
+    finally:
+        if owned:
+            ex.terminate()
+    open_lowers = [p.lower for p in heap if not closed(p)]
+    u = upper()
+    low = min(open_lowers) if open_lowers else (u if u is not None else math.inf)
+    if u is not None:
+        low = min(low, u)
+    stats.update({"open": len(open_lowers), "seconds": time.perf_counter() - t0})
+    return BranchOutcome(max(low, 0.0) if math.isfinite(low) else low, best, stats)
