@@ -840,7 +840,9 @@ class DifferentialAnalysis:
 
     def __init__(self, network, region: PairRegion, prior1=None, prior2=None,
                  xp: _Ops | None = None) -> None:
-        net = network.merged() if network.layers[0].kind != "affine" else network
+        # entries are those of the merged network (what the MIP encoder and the
+        # resilience queries use): consecutive affine layers are one
+        net = network.merged()
         if region.dim != net.n_inputs:
             raise ShapeMismatchError(f"pair region has {region.dim} inputs, the network "
                                      f"{net.n_inputs}")

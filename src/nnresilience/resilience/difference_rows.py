@@ -89,8 +89,9 @@ class DifferencePlan:
             ) -> dict[str, int]:
         """Append the rows to ``model`` (after both copies are encoded); ``c`` are the
         top-k selectors of class ``m``'s MIP (6), for the per-class flip rows."""
-        n = {"radius_rows": 0, "cut_rows": 0, "diff_box_rows": 0, "diff_plane_rows": 0,
-             "link_rows": 0}
+        n: dict[str, Any] = {"radius_rows": 0, "cut_rows": 0, "diff_box_rows": 0,
+                             "diff_plane_rows": 0, "link_rows": 0}
+        first = model.n_rows
         one = np.zeros(cost.size, np.int64)
         model.add_terms(one, cost, np.ones(cost.size), 1, -np.inf, float(self.radius))
         n["radius_rows"] = 1
@@ -109,12 +110,18 @@ class DifferencePlan:
                 n["diff_plane_rows"] += _plane_rows(model, layer, v1, v2, d, i)
             if "link" in self.kinds and layer.kind in ("relu", "leaky_relu"):
                 n["link_rows"] += _link_rows(model, layer, v1, v2, enc1, enc2, d, i)
-        if "scaled" in self.kinds and len(self.ladder) >= 2:
-            n["scaled_rows"] = _scaled_rows(model, network, v1, v2, self.ladder, cost, norm)
-        if ("flip" in self.kinds and self.out_up is not None and c is not None
-                and len(self.ladder) >= 2):
+        rho = None
+        if len(self.ladder) >= 2 and ("scaled" in self.kinds or "flip" in self.kinds):
+            rho = _rho_column(model, cost, norm)
+        if "scaled" in self.kinds and rho is not None:
+            n["scaled_rows"] = _scaled_rows(model, network, v1, v2, self.ladder, rho)
+        if "flip" in self.kinds and self.out_up is not None and c is not None and \
+                rho is not None:
             n["flip_rows"] = _flip_rows(model, v1[-1], v2[-1], self.ladder, self.out_up,
-                                        cost, norm, c, int(m), float(log_alpha))
+                                        rho, c, int(m), float(log_alpha))
+        # where the rows are (tests check them at sampled pairs) and the norm column
+        n["diff_row_range"] = (first, model.n_rows)
+        n["rho_col"] = rho
         self.stats.update(n)
         return n
 
@@ -233,6 +240,9 @@ def full_start(mip, network, a: np.ndarray, b: np.ndarray, m: int, norm: str) ->
     network_start(model, mip.enc2, network, b)
     eps = np.abs(np.asarray(b, float) - np.asarray(a, float))
     model.set_start(mip.cost, eps if norm == "l1" else np.array([eps.max(initial=0.0)]))
+    rho = mip.stats.get("rho_col")
+    if rho is not None and norm == "l1":
+        model.set_start(np.array([rho]), np.array([eps.sum()]))
     y = network.forward(np.asarray(b, float))
     others = np.delete(np.arange(y.size), m)
     model.set_start(mip.c, (y[others] >= y[m]).astype(float))
@@ -263,13 +273,12 @@ def _rho_column(model: MilpModel, cost: np.ndarray, norm: str) -> int:
     return int(rho[0])
 
 
-def _scaled_rows(model, network, v1, v2, ladder: list[DiffBounds], cost, norm) -> int:
+def _scaled_rows(model, network, v1, v2, ladder: list[DiffBounds], rho: int) -> int:
     """Difference boxes and plane intercepts that shrink with the norm ``ρ`` of the pair:
     ``v2 - v1 <= α + β ρ`` (and below), ``h2 - h1 - su (z2 - z1) <= α + β ρ`` (and the
     lower plane), with ``(α, β)`` from the ladder of radii (:func:`_envelope_line`). At
     ``ε = 0`` they force the copies together, which no fixed-radius row does."""
     radii = np.array([d.region.radius for d in ladder])
-    rho = _rho_column(model, cost, norm)
     n = 0
     for i in range(1, len(v1)):
         up = np.stack([d.dhi[i] for d in ladder])
@@ -312,14 +321,13 @@ def _scaled_rows(model, network, v1, v2, ladder: list[DiffBounds], cost, norm) -
     return n
 
 
-def _flip_rows(model, y1, y2, ladder, out_up, cost, norm, c, m: int, log_alpha: float) -> int:
+def _flip_rows(model, y1, y2, ladder, out_up, rho: int, c, m: int, log_alpha: float) -> int:
     """Per class ``j != m``: ``Δ(y_j - y_m) <= α_j + β_j ρ`` and, since ``c_j = 1`` means
     ``y2_j >= y2_m`` while the premise says ``y1_m - y1_j >= ln α`` (so ``Δ(y_j - y_m) >=
     ln α``), ``β_j ρ >= (ln α - α_j) c_j``. With ``Σ c >= k`` the LP then needs ``ρ`` of
     at least the certified radius, which the plain disjunction rows (big-M on a
     fractional ``c``) never demand."""
     radii = np.array([d.region.radius for d in ladder])
-    rho = _rho_column(model, cost, norm)
     others = np.delete(np.arange(y1.size), m)
     al, be = _envelope_line(radii, out_up[:, others])
     n = 0

@@ -1,0 +1,251 @@
+"""Certified lower bound, difference rows, pair attack and branching against brute force.
+
+The reference is :func:`nnresilience.testing.phi_bruteforce.brute_force_phi` (exact Φ_m
+by LPs over pairs of activation patterns) on tiny 1- and 2-input networks.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+
+import numpy as np
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from nnresilience.resilience import DEFAULT, phi
+from nnresilience.resilience.branch import PhiTask, branch_phi
+from nnresilience.resilience.certify_diff import certified_lower_bound
+from nnresilience.resilience.common import solve
+from nnresilience.resilience.difference_rows import DifferencePlan, full_start, plan_ladder
+from nnresilience.resilience.encode import build_phi_mip, network_bounds
+from nnresilience.resilience.pair_attack import attack_pair
+from nnresilience.resilience.replay import flip_count, norm_of, premise_margin
+from nnresilience.testing.bruteforce import random_network
+from nnresilience.testing.phi_bruteforce import brute_force_phi
+
+LO, HI = -1.0, 1.0
+PLAIN = DEFAULT.with_(pair_attack=0.0, diff_lower=False, diff_rows=False, diff_cut=False)
+
+
+def _net(seed: int, sizes=(2, 4, 3), kind="relu"):
+    return random_network(np.random.default_rng(seed), list(sizes), kind=kind,
+                          scale=2.0).merged()
+
+
+def _box(d):
+    return LO * np.ones(d), HI * np.ones(d)
+
+
+# ------------------------------------------------------------ certified lower bound
+@pytest.mark.parametrize("seed,kind,sizes", [(0, "relu", (2, 4, 3)), (1, "leaky", (2, 4, 3)),
+                                             (8, "relu", (1, 5, 3)), (11, "relu", (2, 3, 3))])
+@pytest.mark.parametrize("norm", ["l1", "linf"])
+def test_certified_bound_never_exceeds_brute_force(seed, kind, sizes, norm):
+    net = _net(seed, sizes, kind)
+    lo, hi = _box(sizes[0])
+    informative = 0
+    for m in range(3):
+        for k, alpha in ((1, 1.1), (2, 1.05)):
+            ref, feasible = brute_force_phi(net, m, alpha, k, norm, lo, hi)
+            c = certified_lower_bound(net, m, math.log(alpha), k, norm, lo, hi)
+            if c.vacuous:
+                assert not feasible          # vacuous is a proof: no confident input
+                continue
+            if math.isfinite(ref):
+                assert c.lower <= ref + 1e-12, (m, k, c.lower, ref)
+                informative += c.lower > 0.0        # α > 1: Φ > 0, and the bound says so
+            elif c.unreachable:
+                assert math.isinf(ref)
+    assert informative >= 1
+
+
+@settings(max_examples=8, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(seed=st.integers(0, 10_000), alpha=st.floats(1.0, 1.5),
+       norm=st.sampled_from(["l1", "linf"]), kind=st.sampled_from(["relu", "leaky"]))
+def test_certified_bound_random_tiny_nets(seed, alpha, norm, kind):
+    net = _net(seed, (2, 3, 3), kind)
+    lo, hi = _box(2)
+    m = int(net.predict(np.zeros(2)))
+    ref, feasible = brute_force_phi(net, m, alpha, 1, norm, lo, hi)
+    c = certified_lower_bound(net, m, math.log(alpha), 1, norm, lo, hi)
+    if c.vacuous:
+        assert not feasible
+    elif math.isfinite(ref):
+        assert c.lower <= ref + 1e-12
+
+
+def test_vacuous_premise_and_upper_cap():
+    net = _net(0)
+    lo, hi = _box(2)
+    c = certified_lower_bound(net, 0, 50.0, 1, "l1", lo, hi)
+    assert c.vacuous and math.isinf(c.lower)
+    ref, _ = brute_force_phi(net, 0, 1.1, 1, "l1", lo, hi)
+    capped = certified_lower_bound(net, 0, math.log(1.1), 1, "l1", lo, hi, upper=0.5 * ref)
+    # nothing flips within half the optimum, and the bound may not pass the cap
+    assert capped.lower == pytest.approx(0.5 * ref, rel=1e-9)
+
+
+@pytest.mark.slow
+def test_optimised_probes_never_lose_and_stay_sound():
+    pytest.importorskip("torch")
+    net = _net(1, kind="leaky")
+    lo, hi = _box(2)
+    ref, _ = brute_force_phi(net, 0, 1.1, 1, "linf", lo, hi)
+    plain = certified_lower_bound(net, 0, math.log(1.1), 1, "linf", lo, hi)
+    opt = certified_lower_bound(net, 0, math.log(1.1), 1, "linf", lo, hi, optimise=5)
+    assert plain.lower <= opt.lower <= ref + 1e-12
+    assert opt.stats["plain_lower"] == pytest.approx(plain.lower / (1 - 2e-16), rel=1e-9)
+
+
+# ------------------------------------------------------------------- pair attack
+@pytest.mark.parametrize("seed,norm", [(0, "l1"), (1, "linf"), (3, "l1")])
+def test_pair_attack_replays_and_never_beats_phi(seed, norm):
+    kind = ["relu", "leaky"][seed % 2]
+    net = _net(seed, kind=kind)
+    lo, hi = _box(2)
+    for m in range(3):
+        ref, _ = brute_force_phi(net, m, 1.1, 1, norm, lo, hi)
+        got = attack_pair(net, m, math.log(1.1), 1, norm, lo, hi, budget=0.5)
+        if got is None:
+            continue
+        a, b, u = got
+        assert premise_margin(net.forward(a), m) >= math.log(1.1) - 1e-6
+        assert flip_count(net.forward(b), m) >= 1
+        assert u == norm_of(b - a, norm)
+        assert u >= ref - 1e-6
+
+
+# -------------------------------------------------------------- difference rows
+def _plan(net, m, la, norm, lo, hi, u, lower=None):
+    ladder, out_up = plan_ladder(net, lo, hi, norm, u, m=m)
+    return DifferencePlan(ladder[-1], u, lower, ladder=ladder, out_up=out_up)
+
+
+@pytest.mark.parametrize("seed,kind,norm", [(0, "relu", "l1"), (1, "leaky", "linf"),
+                                            (5, "maxpool", "l1"), (6, "relu", "linf")])
+def test_mip_with_difference_rows_has_the_same_optimum(seed, kind, norm):
+    net = _net(seed, kind=kind)
+    lo, hi = _box(2)
+    la = math.log(1.1)
+    bounds = network_bounds(net, lo, hi, PLAIN)
+    checked = 0
+    for m in range(3):
+        ref, _ = brute_force_phi(net, m, 1.1, 1, norm, lo, hi)
+        if not math.isfinite(ref):
+            continue
+        plain = build_phi_mip(net, m, la, 1, norm, lo, hi, bounds, PLAIN)
+        r0, _ = solve(plain, PLAIN, 30.0)
+        cert = certified_lower_bound(net, m, la, 1, norm, lo, hi)
+        u = 1.5 * ref + 1e-3                       # any radius >= the optimum is valid
+        rows = build_phi_mip(net, m, la, 1, norm, lo, hi, bounds, PLAIN,
+                             diff=_plan(net, m, la, norm, lo, hi, u, cert.lower))
+        r1, _ = solve(rows, PLAIN, 30.0)
+        assert r0.status.value == r1.status.value == "optimal"
+        assert r1.objective == pytest.approx(r0.objective, abs=1e-6)
+        assert r1.objective == pytest.approx(ref, abs=1e-6)
+        assert rows.stats["diff_box_rows"] > 0 and rows.stats["scaled_rows"] > 0
+        assert rows.stats["flip_rows"] > 0
+        checked += 1
+    assert checked >= 1
+
+
+@pytest.mark.parametrize("norm", ["l1", "linf"])
+def test_difference_rows_hold_at_sampled_pairs(norm):
+    """Every difference row is satisfied by the exact encoding of every sampled pair
+    within the radius (binaries and neuron columns from the forward pass)."""
+    net = _net(1, (2, 5, 3), "leaky")
+    lo, hi = _box(2)
+    la, m, u = math.log(1.1), 0, 0.4
+    bounds = network_bounds(net, lo, hi, PLAIN)
+    mip = build_phi_mip(net, m, la, 1, norm, lo, hi, bounds, PLAIN,
+                        diff=_plan(net, m, la, norm, lo, hi, u, None))
+    r0, r1 = mip.stats["diff_row_range"]
+    assert r1 - r0 > 20
+    arr0 = mip.model.arrays()
+    A = arr0.A[r0:r1]
+    rng = np.random.default_rng(0)
+    n_checked = 0
+    for _ in range(100):
+        a = rng.uniform(lo, hi)
+        e = rng.normal(size=2)
+        e *= u * rng.uniform(0, 1) / (np.abs(e).sum() if norm == "l1" else np.abs(e).max())
+        b = np.clip(a + e, lo, hi)
+        mip.model.start.clear()
+        full_start(mip, net, a, b, m, norm)
+        # c_j = 1 claims a flip of a confident pair: keep it only when that is true
+        if premise_margin(net.forward(a), m) < la:
+            mip.model.set_start(mip.c, np.zeros(mip.c.size))
+        x = np.zeros(arr0.n_vars)
+        idx = np.fromiter(mip.model.start.keys(), np.int64)
+        x[idx] = np.fromiter(mip.model.start.values(), float)
+        act = A @ x
+        tol = 1e-9 * (1 + np.abs(act))
+        assert np.all(act >= arr0.row_lo[r0:r1] - tol)
+        assert np.all(act <= arr0.row_hi[r0:r1] + tol)
+        n_checked += 1
+    assert n_checked == 100
+
+
+# ---------------------------------------------------------------------- branching
+def test_branching_closes_a_tiny_net():
+    net = _net(0)
+    lo, hi = _box(2)
+    la = math.log(1.1)
+    ref, _ = brute_force_phi(net, 1, 1.1, 1, "linf", lo, hi)
+    pair = attack_pair(net, 1, la, 1, "linf", lo, hi, budget=0.5)
+    # a deliberately poor incumbent: the pieces must find the better pair themselves
+    a, b, _ = pair
+    far = np.clip(a + 3.0 * (b - a), lo, hi)
+    poor = (a, far, norm_of(far - a, "linf"))
+    if flip_count(net.forward(far), 1) < 1:
+        poor = pair
+    out = branch_phi(PhiTask(net, 1, la, 1, "linf", lo, hi, PLAIN), pair=poor, lower=0.0,
+                     max_pieces=8, timeout=60)
+    assert out.pair is not None and out.pair[2] == pytest.approx(ref, abs=1e-6)
+    assert out.lower <= out.pair[2] and out.lower == pytest.approx(ref, abs=2e-5)
+    assert out.stats["open"] == 0 and out.stats["bounded"] >= 1
+
+
+# ------------------------------------------------------------------ phi wiring
+@pytest.mark.parametrize("seed,norm", [(0, "l1"), (1, "linf")])
+def test_phi_default_equals_plain_and_brute_force(seed, norm):
+    net = _net(seed, kind=["relu", "leaky"][seed % 2])
+    lo, hi = _box(2)
+    for m in range(3):
+        ref, feasible = brute_force_phi(net, m, 1.1, 1, norm, lo, hi)
+        r = phi(net, m, 1.1, 1, norm, (LO, HI))
+        p = phi(net, m, 1.1, 1, norm, (LO, HI), settings=PLAIN)
+        assert r.feasible == p.feasible == feasible
+        if not feasible or not math.isfinite(ref):
+            continue
+        assert r.optimal and r.upper == pytest.approx(ref, abs=1e-5)
+        assert p.upper == pytest.approx(r.upper, abs=1e-5)
+        assert r.stats["cert_lower"] <= r.upper
+        assert "attack_upper" in r.stats and "cert_seconds" in r.stats
+
+
+def test_phi_with_branching_setting():
+    net = _net(1, kind="leaky")
+    lo, hi = _box(2)
+    ref, _ = brute_force_phi(net, 0, 1.1, 1, "l1", lo, hi)
+    s = DEFAULT.with_(branching=4)
+    r = phi(net, 0, 1.1, 1, "l1", (LO, HI), settings=s, timeout=60)
+    assert r.optimal and r.upper == pytest.approx(ref, abs=1e-5)
+
+
+@pytest.mark.slow
+def test_phi_keeps_its_deadline_on_digits():
+    from pathlib import Path
+
+    from nnresilience.loaders import load_network
+
+    path = Path(__file__).resolve().parents[2] / "examples" / "digits" / "digits_2x50.onnx"
+    net = load_network(str(path))
+    t0 = time.perf_counter()
+    r = phi(net, 0, 20.0, 1, "l1", (0.0, 1.0), timeout=8.0)
+    elapsed = time.perf_counter() - t0
+    assert elapsed <= 8.0 + 1.0
+    assert r.lower > 0.0 and r.upper is not None and r.lower < r.upper
+    assert r.stats["cert_lower"] > 0.0
