@@ -15,7 +15,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from nnresilience.resilience import DEFAULT, phi
-from nnresilience.resilience.branch import PhiTask, branch_phi
+from nnresilience.resilience.branch import PhiTask, branch_min, branch_phi
 from nnresilience.resilience.certify_diff import certified_lower_bound
 from nnresilience.resilience.common import solve
 from nnresilience.resilience.difference_rows import DifferencePlan, full_start, plan_ladder
@@ -206,6 +206,30 @@ def test_branching_closes_a_tiny_net():
     assert out.pair is not None and out.pair[2] == pytest.approx(ref, abs=1e-6)
     assert out.lower <= out.pair[2] and out.lower == pytest.approx(ref, abs=2e-5)
     assert out.stats["open"] == 0 and out.stats["bounded"] >= 1
+
+
+def test_joint_branching_for_xi_uses_one_cutoff():
+    """Ξ's queue over (class, piece): the result is min over classes of the brute-force
+    Φ_m, even when each class starts from a poor incumbent, and a class whose pieces
+    cannot beat the best pair of another class is closed by the shared cutoff."""
+    net = _net(1, kind="leaky")
+    lo, hi = _box(2)
+    la = math.log(1.1)
+    refs = [brute_force_phi(net, m, 1.1, 1, "linf", lo, hi)[0] for m in range(3)]
+    tasks, pairs = [], []
+    for m in range(3):
+        if not math.isfinite(refs[m]):
+            continue
+        got = attack_pair(net, m, la, 1, "linf", lo, hi, budget=0.3)
+        a, b, u = got
+        tasks.append(PhiTask(net, m, la, 1, "linf", lo, hi, PLAIN))
+        pairs.append((a, b, u * 1.0))
+    out = branch_min(tasks, pairs, [0.0] * len(tasks), max_pieces=6, timeout=60)
+    xi_ref = min(r for r in refs if math.isfinite(r))
+    assert out.pair[2] == pytest.approx(xi_ref, abs=1e-6)
+    assert out.lower <= out.pair[2] and out.lower == pytest.approx(xi_ref, abs=2e-5)
+    assert tasks[out.task].m in [m for m, r in enumerate(refs) if abs(r - xi_ref) < 1e-6]
+    assert out.stats["tasks"] == len(tasks) >= 2
 
 
 # ------------------------------------------------------------------ phi wiring

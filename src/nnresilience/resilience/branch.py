@@ -39,12 +39,14 @@ from nnresilience.resilience.replay import norm_of, replay_pair
 
 @dataclass(order=True)
 class Piece:
-    """A box of ``a`` with the best proven lower bound of ``Φ_m`` restricted to it."""
+    """A box of ``a`` with the best proven lower bound of ``Φ_m`` restricted to it;
+    ``task`` indexes the query (the class, for Ξ) it belongs to."""
 
     lower: float
     depth: int = field(compare=False, default=0)
     lo: np.ndarray = field(compare=False, default=None)
     hi: np.ndarray = field(compare=False, default=None)
+    task: int = field(compare=False, default=0)
 
 
 @dataclass(frozen=True)
@@ -162,14 +164,18 @@ def _piece_task(task: PhiTask, lo, hi, lower: float, upper: float | None, mode: 
 # --------------------------------------------------------------------------- driver
 @dataclass
 class BranchOutcome:
+    """``lower``: proven bound of the minimum over all tasks (Φ_m for one task, Ξ for
+    one task per class); ``pair``/``task``: the best replayed pair and whose it is."""
+
     lower: float
     pair: tuple[np.ndarray, np.ndarray, float] | None
     stats: dict[str, Any]
+    task: int | None = None
 
 
 def branch_phi(task: PhiTask, *, pair=None, lower: float = 0.0, max_pieces: int = 64,
                timeout: float | None = None, executor=None) -> BranchOutcome:
-    """Best-first branching on ``a``'s box (module docstring).
+    """Best-first branching on ``a``'s box for one Φ_m (module docstring).
 
     ``pair`` is the incumbent ``(a, b, norm)`` (replayed), ``lower`` a proven bound on all
     of D (the root's certified bound). Pieces are bounded and split until ``max_pieces``
@@ -177,12 +183,26 @@ def branch_phi(task: PhiTask, *, pair=None, lower: float = 0.0, max_pieces: int 
     Returns the proven lower bound (``min`` over open pieces, never above the incumbent)
     and the best pair.
     """
+    return branch_min([task], [pair], [lower], max_pieces=max_pieces, timeout=timeout,
+                      executor=executor)
+
+
+def branch_min(tasks: list[PhiTask], pairs: list, lowers: list[float], *,
+               max_pieces: int = 64, timeout: float | None = None,
+               executor=None) -> BranchOutcome:
+    """Branching for ``min`` over several Φ queries at once (Ξ = min_m Φ_m): one
+    best-first queue of ``(class, piece)``; the best pair of *any* class is the cutoff
+    everywhere, so a class whose pieces cannot beat it is closed without being solved."""
     t0 = time.perf_counter()
     deadline = None if timeout is None else t0 + float(timeout)
-    opt_tol = task.settings.opt_tol
-    best = pair
-    heap: list[Piece] = [Piece(lower, 0, task.lo.copy(), task.hi.copy())]
-    stats = {"bounded": 0, "solved": 0, "closed": 0, "max_depth": 0}
+    opt_tol = tasks[0].settings.opt_tol
+    best, best_t = None, None
+    for t, p in enumerate(pairs):
+        if p is not None and (best is None or p[2] < best[2]):
+            best, best_t = p, t
+    heap: list[Piece] = [Piece(lw, 0, tk.lo.copy(), tk.hi.copy(), t)
+                         for t, (tk, lw) in enumerate(zip(tasks, lowers, strict=True))]
+    stats = {"bounded": 0, "solved": 0, "closed": 0, "max_depth": 0, "tasks": len(tasks)}
     ex, owned = _resolve_executor(executor)
     workers = max(1, int(getattr(ex, "workers", 1)))
 
@@ -213,7 +233,7 @@ def branch_phi(task: PhiTask, *, pair=None, lower: float = 0.0, max_pieces: int 
                 share = None if left() is None else max(0.5, left() * workers / len(batch))
 
             def make(p, mode=mode, share=share):
-                return _piece_task, (task, p.lo, p.hi, p.lower, upper(), mode, share)
+                return _piece_task, (tasks[p.task], p.lo, p.hi, p.lower, upper(), mode, share)
 
             win = _Window(ex, batch, make, workers)
             results: dict[int, tuple] = {}
@@ -236,14 +256,15 @@ def branch_phi(task: PhiTask, *, pair=None, lower: float = 0.0, max_pieces: int 
                 got, found = results[i]
                 p.lower = max(p.lower, got)
                 if found is not None and (best is None or found[2] < best[2]):
-                    best = found
+                    best, best_t = found, p.task
                 stats["bounded" if mode == "bound" else "solved"] += 1
                 if closed(p) or math.isinf(p.lower):
                     stats["closed"] += 1
                 elif mode == "bound":
-                    kids = split_piece(task, p)
+                    kids = split_piece(tasks[p.task], p)
                     stats["max_depth"] = max(stats["max_depth"], p.depth + 1)
                     for kid in kids or [p]:
+                        kid.task = p.task
                         heapq.heappush(heap, kid)
                 else:
                     heapq.heappush(heap, p)
@@ -258,4 +279,4 @@ def branch_phi(task: PhiTask, *, pair=None, lower: float = 0.0, max_pieces: int 
     if u is not None:
         low = min(low, u)
     stats.update({"open": len(open_lowers), "seconds": time.perf_counter() - t0})
-    return BranchOutcome(max(low, 0.0) if math.isfinite(low) else low, best, stats)
+    return BranchOutcome(max(low, 0.0) if math.isfinite(low) else low, best, stats, best_t)

@@ -37,6 +37,15 @@ class DiffPrep:
     unreachable: bool = False
     stats: dict[str, Any] = field(default_factory=dict)
 
+    #: Share of the remaining time the MIP gets when branching follows it.
+    MIP_SHARE_BEFORE_BRANCHING = 0.4
+
+    def mip_time(self, left: float | None, settings) -> float | None:
+        """The MIP's time limit: all that is left, or a share when branching follows."""
+        if left is None or not settings.branching or self.pair is None:
+            return left
+        return max(0.5, self.MIP_SHARE_BEFORE_BRANCHING * left)
+
 
 def _left(t0: float, timeout: float | None) -> float | None:
     return None if timeout is None else timeout - (time.perf_counter() - t0)
@@ -124,3 +133,35 @@ def finish_phi(net, q, settings, prep: DiffPrep, a, b, upper, lower, t0, timeout
         if math.isfinite(out.lower) or upper is None:
             lower = max(lower, out.lower if upper is None else min(out.lower, upper))
     return a, b, upper, lower, closed()
+
+
+def refine_xi(network, feas, alpha, k, norm, domain, settings, timeout, workers, lower,
+              upper, cls, a, b, stats):
+    """Ξ's joint branching (:func:`~nnresilience.resilience.branch.branch_min`): the
+    pieces of every feasible class in one queue through the executor, the best pair of
+    any class as the cutoff everywhere. ``timeout`` is the branching's own budget (one
+    class's). Returns ``(lower, upper, cls, a, b, optimal)``."""
+    from nnresilience.parallel import make_executor
+    from nnresilience.resilience.branch import PhiTask, branch_min
+    from nnresilience.resilience.common import resolve_domain
+
+    net = network.merged()
+    lo, hi = resolve_domain(network, domain)
+    la = math.log(alpha)
+    tasks, pairs, lowers = [], [], []
+    for r in feas:
+        tasks.append(PhiTask(net, int(r.cls), la, k, norm, lo, hi, settings))
+        pairs.append(None if r.upper is None or r.a is None else
+                     (np.asarray(r.a), np.asarray(r.a_perturbed), float(r.upper)))
+        lowers.append(0.0 if r.lower is None else float(r.lower))
+    with make_executor(workers) as ex:
+        out = branch_min(tasks, pairs, lowers, max_pieces=settings.branching * len(tasks),
+                         timeout=timeout, executor=ex)
+    stats["branching"] = out.stats
+    if out.pair is not None and out.pair[2] < upper:
+        upper = out.pair[2]
+        cls = tasks[out.task].m
+        a, b = tuple(map(float, out.pair[0])), tuple(map(float, out.pair[1]))
+    lower = min(max(lower, out.lower), upper)
+    optimal = upper - lower <= settings.opt_tol * max(1.0, upper)
+    return lower, upper, cls, a, b, optimal

@@ -141,11 +141,13 @@ def confident_starts(network, m: int, log_alpha: float, lo, hi, n: int,
         ok = np.flatnonzero(mar >= log_alpha + tol)
         ok = ok[np.argsort(mar[ok], kind="stable")][skip: skip + n // 2]
         chosen.append(X[ok])
-    U = rng.uniform(lo, hi, size=(max(4 * n, 2048), lo.size))
+    U = rng.uniform(lo, hi, size=(4 * n, lo.size))
     mar, _ = _premise(network, U, m)
     ok = np.flatnonzero(mar >= log_alpha + tol)
     chosen.append(U[rng.permutation(ok)[: n // 4]])
-    P = rng.uniform(lo, hi, size=(n, lo.size))
+    have = sum(len(c) for c in chosen)
+    # the rest: random points pushed into P (all of it when P is rare)
+    P = rng.uniform(lo, hi, size=(max(n - have, n // 4), lo.size))
     for _ in range(60):
         s, g = _premise(network, P, m)
         if np.all(s >= log_alpha + tol):

@@ -132,7 +132,10 @@ def phi(network, cls: int, alpha: float = 1.0, k: int = 1, norm: str = "l1", dom
                             phi0 * (1 + 1e-7) + 1e-7)
     elif prep is not None:  # [diff hook]
         start_from_pair(mip, net, prep, q.cls, norm)
-    res, backend = solve(mip, settings, remaining(t0, timeout))
+    mip_time = remaining(t0, timeout)
+    if prep is not None:  # [diff hook] leave time for branching
+        mip_time = prep.mip_time(mip_time, settings)
+    res, backend = solve(mip, settings, mip_time)
     stats.update(solver_stats(res, backend, mip))
     has_pair = ini is not None or (prep is not None and prep.pair is not None)  # [diff hook]
 
@@ -274,7 +277,9 @@ def xi(network, alpha: float = 1.0, k: int = 1, norm: str = "l1", domain=None, *
     t0 = time.perf_counter()
     if classes is None:
         classes = range(network.n_outputs)
-    per = phi_many(network, classes, alpha, k, norm, domain, settings=settings,
+    # [diff hook] with branching, the classes' pieces share one queue after the MIPs
+    per = phi_many(network, classes, alpha, k, norm, domain,
+                   settings=settings.with_(branching=0) if settings.branching else settings,
                    timeout=timeout, data=data, workers=workers)
     feas = [r for r in per if r.feasible]
     stats = {"per_class": [r.to_dict() for r in per]}
@@ -293,8 +298,15 @@ def xi(network, alpha: float = 1.0, k: int = 1, norm: str = "l1", domain=None, *
     optimal = bool(upper is not None and best.optimal
                    and all(r.lower is not None and r.lower >= upper - tol
                            for r in feas if r is not best))
-    return ResilienceResult("xi", lower, upper, optimal, True, cls=best.cls, alpha=alpha, k=k,
-                            norm=norm, a=best.a, a_perturbed=best.a_perturbed,
+    cls, a_best, b_best = best.cls, best.a, best.a_perturbed
+    if settings.branching and not optimal and upper is not None:  # [diff hook]
+        from nnresilience.resilience.diff_plan import refine_xi
+
+        lower, upper, cls, a_best, b_best, optimal = refine_xi(
+            network, feas, alpha, k, norm, domain, settings, timeout, workers, lower,
+            upper, cls, a_best, b_best, stats)
+    return ResilienceResult("xi", lower, upper, optimal, True, cls=cls, alpha=alpha, k=k,
+                            norm=norm, a=a_best, a_perturbed=b_best,
                             seconds=time.perf_counter() - t0, stats=stats)
 
 

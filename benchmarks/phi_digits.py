@@ -1,0 +1,165 @@
+"""Φ_m and Ξ on the digits networks, piece by piece of the two-copy analysis (issue 15).
+
+For ``examples/digits/digits_2x50.onnx`` and ``digits_4x50.onnx`` over D = [0, 1]^64,
+α = 20, k = 1, L1 and L∞: Φ_m of every class under each configuration below, at each
+timeout, and Ξ (classes through the executor). Every cell prints ``[lower, upper]`` (a
+single number when optimal) and the seconds; the last column names the first
+configuration that closed the gap.
+
+Configurations (cumulative, in the order the pieces feed each other):
+
+``before``     the defaults before issue 15: symbolic bounds + coupling cuts, no
+               two-copy analysis (``pair_attack=0, diff_lower=False, diff_rows=False``);
+``+attack``    the two-copy pair attack: incumbent, full MIP start (the warm start);
+``+cert``      the certified lower bound from differential bounds (no MIP needed);
+``+rows``      difference rows in MIP (6) (radius row, copy-2 bounds of the pair region,
+               difference boxes / planes / scaled rows, per-class flip rows, linking);
+``+cut``       the certified bound as the cut ``objective >= lower`` (= today's default);
+``+branch``    branching on a's domain after the MIP (``branching=16`` pieces).
+
+Usage (one command re-runs everything; the full table costs hours)::
+
+    python benchmarks/phi_digits.py                        # everything
+    python benchmarks/phi_digits.py --nets 2x50 --norms l1 --classes 0 3 \\
+        --timeouts 60 --configs before +cut                # a subset
+    python benchmarks/phi_digits.py --xi --timeouts 60     # Ξ only
+
+``--workers N`` runs independent cells in N processes (each cell itself single-threaded);
+on a shared machine keep it at 1 so the seconds mean something. Raw results go to
+``benchmarks/out/phi_digits.jsonl`` (one JSON object per cell, appended).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import sys
+import time
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+NETS = {"2x50": REPO / "examples" / "digits" / "digits_2x50.onnx",
+        "4x50": REPO / "examples" / "digits" / "digits_4x50.onnx"}
+OUT = REPO / "benchmarks" / "out" / "phi_digits.jsonl"
+CONFIGS = ("before", "+attack", "+cert", "+rows", "+cut", "+branch")
+ALPHA = 20.0
+
+
+def settings_for(name: str):
+    """The cumulative configuration ``name`` (module docstring)."""
+    from nnresilience.resilience import DEFAULT
+
+    off = dict(pair_attack=0.0, diff_lower=False, diff_rows=False, diff_cut=False,
+               branching=0)
+    steps = {"+attack": dict(pair_attack=DEFAULT.pair_attack), "+cert": dict(diff_lower=True),
+             "+rows": dict(diff_rows=True), "+cut": dict(diff_cut=True),
+             "+branch": dict(branching=16)}
+    s = DEFAULT.with_(**off)
+    for step in CONFIGS[1:CONFIGS.index(name) + 1]:
+        s = s.with_(**steps[step])
+    return s
+
+
+def run_cell(item: tuple) -> dict:
+    """One Φ_m (or Ξ when ``cls`` is None) query; picklable for the executor."""
+    net_name, norm, cls, timeout, config, workers = item
+    from nnresilience.loaders import load_network
+    from nnresilience.resilience import phi, xi
+
+    net = load_network(str(NETS[net_name]))
+    s = settings_for(config)
+    t0 = time.perf_counter()
+    if cls is None:
+        r = xi(net, ALPHA, 1, norm, (0.0, 1.0), settings=s, timeout=timeout, workers=workers)
+    else:
+        r = phi(net, cls, ALPHA, 1, norm, (0.0, 1.0), settings=s, timeout=timeout)
+    wall = time.perf_counter() - t0
+    keep = ("cert_lower", "attack_upper", "solver_status", "dual_bound", "n_binaries",
+            "witness_from", "solver_nodes", "cert_seconds", "attack_seconds", "plan_seconds")
+    return {"net": net_name, "norm": norm, "cls": cls, "timeout": timeout, "config": config,
+            "lower": r.lower, "upper": r.upper, "optimal": r.optimal, "feasible": r.feasible,
+            "seconds": wall, "argmin": r.cls if cls is None else None,
+            "stats": {k: r.stats.get(k) for k in keep if k in r.stats},
+            "branching": r.stats.get("branching")}
+
+
+def fmt(rec: dict) -> str:
+    if not rec["feasible"]:
+        return "infeasible"
+    lo, up = rec["lower"], rec["upper"]
+    lo_s = "?" if lo is None else ("inf" if math.isinf(lo) else f"{lo:.4g}")
+    up_s = "–" if up is None else ("inf" if math.isinf(up) else f"{up:.4g}")
+    val = f"**{up_s}**" if rec["optimal"] else f"[{lo_s}, {up_s}]"
+    return f"{val} ({rec['seconds']:.0f} s)"
+
+
+def table(records: list[dict], configs: list[str]) -> str:
+    rows = {}
+    for r in records:
+        key = (r["net"], r["norm"], r["timeout"], "Ξ" if r["cls"] is None else r["cls"])
+        rows.setdefault(key, {})[r["config"]] = r
+    head = "| net | norm | T (s) | class | " + " | ".join(configs) + " | closed by |"
+    lines = [head, "|" + "---|" * (len(configs) + 5)]
+    for key in sorted(rows, key=lambda k: (k[0], k[1], k[2], str(k[3]))):
+        cells = rows[key]
+        closed = next((c for c in configs if c in cells and cells[c]["optimal"]), "—")
+        lines.append(f"| {key[0]} | {key[1]} | {key[2]:g} | {key[3]} | "
+                     + " | ".join(fmt(cells[c]) if c in cells else "" for c in configs)
+                     + f" | {closed} |")
+    return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--nets", nargs="+", default=list(NETS), choices=list(NETS))
+    ap.add_argument("--norms", nargs="+", default=["l1", "linf"], choices=["l1", "linf"])
+    ap.add_argument("--classes", nargs="+", type=int, default=list(range(10)))
+    ap.add_argument("--timeouts", nargs="+", type=float, default=[60.0, 300.0])
+    ap.add_argument("--configs", nargs="+", default=list(CONFIGS), choices=list(CONFIGS))
+    ap.add_argument("--xi", action="store_true", help="Ξ only (classes through the executor)")
+    ap.add_argument("--xi-workers", type=int, default=2, help="executor size for Ξ")
+    ap.add_argument("--workers", type=int, default=1, help="cells in parallel (processes)")
+    ap.add_argument("--out", type=Path, default=OUT)
+    a = ap.parse_args(argv)
+
+    items = []
+    for net in a.nets:
+        for norm in a.norms:
+            for T in a.timeouts:
+                for cfg in a.configs:
+                    if a.xi:
+                        items.append((net, norm, None, T, cfg, a.xi_workers))
+                    else:
+                        items += [(net, norm, m, T, cfg, 1) for m in a.classes]
+    a.out.parent.mkdir(parents=True, exist_ok=True)
+    records = []
+    if a.workers > 1:
+        from nnresilience.parallel import make_executor
+
+        with make_executor(a.workers) as ex:
+            results = (r for _, r in ex.map(run_cell, items))
+            records = _collect(results, a.out)
+    else:
+        records = _collect((run_cell(it) for it in items), a.out)
+    print(f"\nΦ_m / Ξ of the digits nets, α = {ALPHA:g}, k = 1, D = [0, 1]^64 "
+          f"(bold: proven optimal; [proven lower, replayed upper]; wall seconds)\n")
+    print(table(records, a.configs))
+    return 0
+
+
+def _collect(results, out: Path) -> list[dict]:
+    records = []
+    with out.open("a") as fh:
+        for rec in results:
+            fh.write(json.dumps(rec, default=str) + "\n")
+            fh.flush()
+            records.append(rec)
+            print(f"{rec['net']} {rec['norm']} T={rec['timeout']:g} "
+                  f"{'Ξ' if rec['cls'] is None else 'class ' + str(rec['cls'])} "
+                  f"{rec['config']}: {fmt(rec)}", file=sys.stderr, flush=True)
+    return records
+
+
+if __name__ == "__main__":
+    sys.exit(main())
