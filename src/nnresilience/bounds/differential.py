@@ -624,7 +624,13 @@ class _DiffPlanes:
 
 
 def _default_theta(c1, c2, su, cu, sl, cl, l1, u1, dl, du):
-    """1 where the two-copy plane is the better one at the centre of the boxes."""
+    """1 where the two-copy plane is the better one at the centre of the boxes.
+
+    Measured against two alternatives (plane (B) only where the neuron is stable in both
+    copies; the plane with the smaller maximum over the box): identical at the root of
+    the digits nets and on tiny nets, best on a-boxes around a point (certified radius
+    0.202 / 0.246 vs 0.191 / 0.230 and 0.197 / 0.239 for half-widths 0.05 / 0.02 on the
+    digits 2x50 net), which is what the branching uses."""
     xp = _ns(l1)
     z = 0.5 * (l1 + u1)
     d = 0.5 * (dl + du)
