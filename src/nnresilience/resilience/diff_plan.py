@@ -9,8 +9,10 @@
    of the timeout): a proven ``lower`` without any MIP; it also decides two cases outright
    (no confident input in D: the premise is infeasible; no flip within the whole domain:
    Φ_m = +inf);
-3. the difference plan (:mod:`.difference_rows`, ``settings.diff_rows``, needs the pair):
-   differential bounds on a ladder of radii up to ``u`` and the per-class output bounds.
+3. the difference plan (:mod:`.difference_rows`, needs the pair): the radius row
+   ``||ε|| <= u``, copy 2's bounds over the pair region, the cut ``objective >= lower``
+   (``settings.diff_cut``) and, with ``settings.diff_rows``, the difference rows from
+   differential bounds on a ladder of radii up to ``u``.
 
 :func:`finish_phi` merges the MIP's answer with these and, with ``settings.branching``,
 runs :func:`~nnresilience.resilience.branch.branch_phi` in the time that is left.
@@ -78,15 +80,24 @@ def prepare_phi(net, q, bounds, settings, data, t0: float, timeout: float | None
         prep.lower = 0.0 if c.vacuous else c.lower
         st.update({"cert_lower": prep.lower, "cert_seconds": time.perf_counter() - t1,
                    "cert_probes": c.probes, "cert_vacuous": c.vacuous})
-    if settings.diff_rows and prep.pair is not None and not prep.vacuous:
+    if (settings.diff_rows or settings.diff_cut) and prep.pair is not None \
+            and not prep.vacuous:
         left = _left(t0, timeout)
         if left is None or left > 1.0:
             t1 = time.perf_counter()
             u = float(np.nextafter(prep.pair[2] * (1.0 + 1e-9), np.inf))
-            ladder, out_up = plan_ladder(net, q.lo, q.hi, q.norm, u, prior1=bounds,
-                                         prior2=bounds, m=q.cls)
             cut = prep.lower if settings.diff_cut and prep.lower > 0 else None
-            prep.plan = DifferencePlan(ladder[-1], u, cut, ladder=ladder, out_up=out_up)
+            if settings.diff_rows:
+                ladder, out_up = plan_ladder(net, q.lo, q.hi, q.norm, u, prior1=bounds,
+                                             prior2=bounds, m=q.cls)
+                prep.plan = DifferencePlan(ladder[-1], u, cut, ladder=ladder, out_up=out_up)
+            else:
+                # the radius row, the cut and copy 2's bounds of the pair region only
+                from nnresilience.bounds.differential import PairRegion, differential_bounds
+
+                db = differential_bounds(net, PairRegion(q.lo, q.hi, q.norm, u), None,
+                                         bounds, bounds)
+                prep.plan = DifferencePlan(db, u, cut, kinds=())
             st["plan_seconds"] = time.perf_counter() - t1
     return prep
 
