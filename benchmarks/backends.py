@@ -140,7 +140,7 @@ def mnist_build_row():
     times = []
     for _ in range(5):
         t0 = time.perf_counter()
-        model, enc = MilpEngine().build(net, case, b)
+        model, _enc, _margin = MilpEngine().build(net, case, b)
         arrays = model.arrays()
         times.append(time.perf_counter() - t0)
     return (min(times), float(np.median(times)), arrays.n_vars, arrays.n_rows,

@@ -281,7 +281,8 @@ def test_cli_show_and_errors(tmp_path, capsys):
     from nnresilience.cli import main
 
     assert main(["campaign", "show", str(tmp_path / "missing.sqlite")]) == 2
-    assert "no such campaign store" in capsys.readouterr().err
+    assert "missing.sqlite: no such file" in capsys.readouterr().err
+    assert not (tmp_path / "missing.sqlite").exists()
     with CampaignStore(tmp_path / "s.sqlite") as st:
         st.put(("n", "p", "q"), "verify", VerificationResult(Status.HOLDS, engine="milp"),
                {"network_name": "net", "property_name": "prop"})
@@ -296,7 +297,10 @@ def test_cli_run_exit_codes_and_resume(tiny_campaign, tmp_path, capsys):
 
     store = tmp_path / "s.sqlite"
     base = ["campaign", "run", str(tiny_campaign), "--store", str(store), "--quiet"]
-    assert main(base + ["--timeout", "0"]) == 4          # budget spent: units left
+    assert main(base + ["--timeout", "0"]) == 2          # not a budget: bad input
+    assert not store.exists()                            # ... and no empty store created
+    capsys.readouterr()
+    assert main(base + ["--timeout", "0.001"]) == 4      # budget spent: units left
     assert "run the same command again" in capsys.readouterr().err
     assert main(base + ["--jsonl"]) == 0
     lines = [json.loads(x) for x in capsys.readouterr().out.splitlines()]

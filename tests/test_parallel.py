@@ -165,6 +165,9 @@ def test_process_pool_cancel_then_terminate_leaves_nothing():
 def test_process_pool_timeout_leaves_no_workers():
     before = _children()
     ex = ProcessExecutor(2)
+    # spawn the workers first: under load, starting them can take longer than the 2 s
+    # deadline below, which is about the map, not about process start-up
+    ex.submit(time.sleep, 0.0).result(timeout=120)
     got = []
     with pytest.raises(TimeoutError), ex:
         for i, _ in ex.map(time.sleep, [0.0, 60.0, 60.0, 60.0], timeout=2.0):

@@ -14,7 +14,7 @@ import subprocess
 import numpy as np
 import pytest
 
-from nnresilience.report import image_shape, render_report, write_report
+from nnresilience.report import ball_centre, image_shape, render_report, write_report
 from nnresilience.results import Counterexample, ResilienceResult, Status, VerificationResult
 from nnresilience.store import CampaignStore, query_key
 
@@ -50,6 +50,26 @@ def _fill(store: CampaignStore) -> None:
               "min_perturbation", ResilienceResult("min_perturbation", 0.2, 0.3, False,
                                                    norm="l1", seconds=0.2),
               {"network_name": "ctg", "params": {"sample": 0, "norm": "l1"}})
+    # a VNN-COMP MNIST-style counterexample: the original is the centre of the
+    # property's (clipped) L-infinity ball; long names must wrap, not widen the page
+    center = rng.integers(0, 256, 784) / 255.0
+    eps = 0.05
+    lo, hi = np.clip(center - eps, 0, 1), np.clip(center + eps, 0, 1)
+    prop = store.path.parent / "mnist_prop_0_0.05.vnnlib"
+    lines = [f"(declare-const X_{i} Real)" for i in range(784)]
+    lines += [f"(declare-const Y_{j} Real)" for j in range(10)]
+    for i in range(784):
+        lines += [f"(assert (>= X_{i} {float(lo[i])!r}))",
+                  f"(assert (<= X_{i} {float(hi[i])!r}))"]
+    lines += ["(assert (>= Y_1 Y_0))"]
+    prop.write_text("\n".join(lines) + "\n")
+    x = np.clip(center + eps * np.sign(rng.standard_normal(784)), 0, 1)
+    store.put(query_key("mnist-net", {"p": 0}, {}), "verify", VerificationResult(
+        Status.VIOLATED, Counterexample.from_arrays(x, rng.random(10)), engine="milp",
+        seconds=3.0), {"network_name": "mnist-net_256x2_" + "very_long_name_" * 6,
+                       "network_path": "/nonexistent/mnist-net_256x2.onnx",
+                       "property_name": "prop_0_0.05_" + "x" * 90,
+                       "property_path": str(prop), "params": {"timeout": 60}})
 
 
 @pytest.fixture(scope="module")
@@ -67,15 +87,20 @@ def test_report_is_self_contained_and_escaped(report_path):
     assert EVIL not in text and "&lt;script&gt;alert(" in text
     n_img = text.count("<img ")
     expected = int(re.search(r"data-images-expected='(\d+)'", text).group(1))
-    # grid + phi + min-perturbation + timing + 2 image counterexamples + 3 tabular pairs
-    assert n_img == expected == 9
+    # grid + phi + min-perturbation + timing + 2 image robustness counterexamples
+    # + 3 tabular phi pairs + 1 VNN-LIB image counterexample (original from the ball)
+    assert n_img == expected == 10
     assert text.count('src="data:image/png;base64,') == n_img
     assert not re.search(r"""(src|href)=["']?(https?:)?//""", text), "external resource"
     for heading in ("Summary", "Robustness per sample", "Φ_m per class", "Where the time went",
                     "Counterexamples", "All results"):
         assert heading in text
     # the table lists every answer
-    assert len(re.findall(r"<tr><td class='num'>\d+</td>", text)) == 10
+    assert len(re.findall(r"<tr><td class='num'>\d+</td>", text)) == 11
+    # every witness has its original, the VNN-LIB one too (the centre of its ball):
+    # drawn as original / perturbed / difference, captioned with the perturbation
+    assert text.count("<figcaption>‖ε‖₁ = ") == 6
+    assert text.count("‖ε‖∞ = 0.05,") == 3
     assert not list(report_path.parent.glob(".*tmp"))
 
 
@@ -89,13 +114,51 @@ def test_report_from_path_and_cli(tmp_path, capsys):
     assert main(["report", str(tmp_path / "s.sqlite"), "-o", str(out)]) == 0
     assert "All results" in out.read_text()
     assert main(["report", str(tmp_path / "nope.sqlite"), "-o", str(out)]) == 2
-    assert "no such campaign store" in capsys.readouterr().err
+    err = capsys.readouterr().err
+    assert "nope.sqlite: no such file" in err and out.read_text().startswith("<!DOCTYPE")
 
 
-def test_empty_store_renders(tmp_path):
+def test_empty_store_renders_without_empty_sections(tmp_path):
     with CampaignStore(tmp_path / "e.sqlite") as st:
         text = render_report(st)
-    assert "No robustness queries" in text and "data-images-expected='0'" in text
+    assert "The store holds no answers yet" in text and "data-images-expected='0'" in text
+    assert "<h2>" not in text                     # no section without content
+
+
+def test_ball_centre_recovers_a_clipped_linf_ball():
+    rng = np.random.default_rng(3)
+    center = rng.integers(0, 256, 784) / 255.0
+    for eps in (0.03, 0.05):
+        lo, hi = np.clip(center - eps, 0, 1), np.clip(center + eps, 0, 1)
+        np.testing.assert_allclose(ball_centre(lo, hi), center, atol=1e-12)
+    lo = np.linspace(0.0, 0.5, 10)
+    assert ball_centre(lo, lo + np.linspace(0.1, 0.2, 10)) is None   # not a clipped ball
+
+
+def test_ball_centre_on_the_mnist_fc_properties(shared_benchmarks):
+    """The 15 MNIST-FC centres are test images: every pixel a multiple of 1/255."""
+    from nnresilience.spec.vnnlib import read_vnnlib
+
+    for k in range(15):
+        p = read_vnnlib(shared_benchmarks / "mnistfc" / f"prop_{k}_0.03.vnnlib", 784, 10)
+        c = ball_centre(p.cases[0].region.lo, p.cases[0].region.hi)
+        assert c is not None and np.allclose(c * 255, np.round(c * 255), atol=1e-6)
+
+
+def test_feature_names_label_tabular_witnesses(tmp_path):
+    from nnresilience.data import ctg_network, ctg_samples
+
+    net, samples = ctg_network(), ctg_samples()
+    x = samples.x[0]
+    with CampaignStore(tmp_path / "s.sqlite") as st:
+        # names shipped with the CTG network: found by its content hash
+        st.put((net.content_hash(), "p", "q"), "robustness", VerificationResult(
+            Status.VIOLATED, Counterexample.from_arrays(x + 0.01, [0.0, 1.0, 0.0])),
+            {"network_name": "ctg_leaky", "params": {"center": x.tolist(), "sample": 0,
+                                                     "radius": 0.01}})
+        text = render_report(st)
+    assert "(largest: " in text
+    assert any(f"{n} +0.01" in text for n in samples.feature_names)
 
 
 def test_image_shape_detection():
@@ -128,7 +191,7 @@ def test_report_renders_in_headless_chromium(report_path, tmp_path):
     url = report_path.resolve().as_uri()
     shot = tmp_path / "shot.png"
     # one launch: the DOM after the load event (--dump-dom) and a screenshot
-    res = subprocess.run(flags + ["--window-size=1100,2400", f"--screenshot={shot}",
+    res = subprocess.run(flags + ["--window-size=1400,2400", f"--screenshot={shot}",
                                   "--dump-dom", url], capture_output=True, timeout=120)
     assert res.returncode == 0, res.stderr.decode()[-2000:]
     html = res.stdout.decode("utf-8", "replace")
@@ -136,7 +199,10 @@ def test_report_renders_in_headless_chromium(report_path, tmp_path):
     loaded = re.search(r'data-images-loaded="(\d+)"', body)
     expected = re.search(r'data-images-expected="(\d+)"', body)
     assert loaded and expected, f"load script did not run: {body}"
-    assert int(loaded.group(1)) == int(expected.group(1)) == 9
+    assert int(loaded.group(1)) == int(expected.group(1)) == 10      # every image loaded
+    page = int(re.search(r'data-page-width="(\d+)"', body).group(1))
+    view = int(re.search(r'data-viewport-width="(\d+)"', body).group(1))
+    assert view == 1400 and page <= view, f"page {page} px wider than the viewport"
 
     assert shot.is_file(), res.stderr.decode()[-2000:]
     from matplotlib.image import imread

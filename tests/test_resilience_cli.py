@@ -41,8 +41,11 @@ def test_resilience_cli(tmp_path, capsys):
                "--norm", "l1", "--domain", "-1:1", "--json", str(out)])
     assert rc == 0
     d = json.loads(out.read_text())
-    r = d["per_class"][0]
-    assert r["optimal"] and abs(r["upper"] - 0.25) < 1e-6
+    assert d["command"] == "resilience" and d["model"] == str(model)
+    r = d["results"][0]
+    assert r["class"] == 0 and r["sample"] is None and r["status"] == "optimal"
+    assert r["optimal"] and abs(r["upper"] - 0.25) < 1e-6 and r["value"] == r["upper"]
+    assert r["witness"] is not None and len(r["witness"]["a"]) == 1
     # infeasible premise is an answer: exit 0 and a clear message
     rc = main(["resilience", str(model), "--class", "0", "--alpha", "100", "--domain", "-1:1"])
     assert rc == 0
@@ -52,8 +55,8 @@ def test_resilience_cli(tmp_path, capsys):
     rc = main(["resilience", str(model), "--alpha", "1.0", "--domain", "-1:1", "--json", "-"])
     assert rc == 0
     d = json.loads(capsys.readouterr().out)
-    assert "xi" in d and len(d["per_class"]) == 3
-    assert d["xi"]["upper"] == pytest.approx(min(p["upper"] for p in d["per_class"]
+    assert "xi" in d and [r["class"] for r in d["results"]] == [0, 1, 2]
+    assert d["xi"]["upper"] == pytest.approx(min(p["upper"] for p in d["results"]
                                                  if p["upper"] is not None))
 
 
@@ -66,14 +69,20 @@ def test_min_perturbation_and_alpha_max_cli(tmp_path, capsys):
     rc = main(["min-perturbation", str(model), "--data", str(data), "--norm", "linf",
                "--domain", "-1:1", "--json", "-"])
     assert rc == 0
-    rows = json.loads(capsys.readouterr().out)
-    assert [r["cls"] for r in rows] == [0, 1]
+    doc = json.loads(capsys.readouterr().out)
+    assert doc["command"] == "min-perturbation" and doc["model"] == str(model)
+    rows = doc["results"]
+    assert [r["sample"] for r in rows] == [0, 1] and [r["label"] for r in rows] == [0, 1]
     assert rows[0]["upper"] == pytest.approx(0.5, abs=1e-6)
     assert rows[1]["upper"] == pytest.approx(0.3, abs=1e-6)
     rc = main(["alpha-max", str(model), "--class", "0", "--domain", "-1:1", "--json", "-"])
     assert rc == 0
-    am = json.loads(capsys.readouterr().out)[0]
+    doc = json.loads(capsys.readouterr().out)
+    am = doc["results"][0]
+    assert doc["command"] == "alpha-max" and am["class"] == 0
     assert am["upper"] == pytest.approx(math.exp(2.0), rel=1e-6)
+    # resilience, alpha-max and min-perturbation share one result shape
+    assert set(am) == set(rows[0])
     # a user error is a one-line error with exit code 2
     rc = main(["resilience", str(model), "--class", "0", "--alpha", "0.5", "--domain", "-1:1"])
     assert rc == 2
@@ -90,7 +99,7 @@ def test_domain_from_vnnlib_and_data(tmp_path, capsys):
     rc = main(["resilience", str(model), "--class", "0", "--alpha", str(math.exp(0.5)),
                "--domain-from", str(spec), "--json", "-"])
     assert rc == 0
-    r = json.loads(capsys.readouterr().out)["per_class"][0]
+    r = json.loads(capsys.readouterr().out)["results"][0]
     assert abs(r["upper"] - 0.25) < 1e-6
     # --data: the domain is the data's bounding box [-0.1, 1] -> the flip set is [-0.1, 0]
     data = tmp_path / "x.csv"
@@ -98,5 +107,5 @@ def test_domain_from_vnnlib_and_data(tmp_path, capsys):
     rc = main(["resilience", str(model), "--class", "0", "--alpha", str(math.exp(0.5)),
                "--data", str(data), "--warm-start", "--json", "-"])
     assert rc == 0
-    r = json.loads(capsys.readouterr().out)["per_class"][0]
+    r = json.loads(capsys.readouterr().out)["results"][0]
     assert abs(r["upper"] - 0.25) < 1e-6 and r["stats"]["ini_source"] == "data"

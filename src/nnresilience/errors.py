@@ -77,3 +77,17 @@ class InfeasibleQueryError(NNResError):
 
 class StoreError(NNResError):
     """The campaign store is unreadable or was written by an incompatible version."""
+
+
+class InvalidArgumentError(NNResError):
+    """An argument is out of its range: a timeout that is not a positive finite number,
+    ``workers < 1``, ``alpha < 1``, ``k`` outside ``1..classes-1``, a label that is not a
+    class, a missing input file, an output path that is a directory. Raised by
+    :mod:`nnresilience.validate` *before* any work starts or any output file is touched."""
+
+
+class InternalError(NNResError):
+    """A bug or a crash of a worker process that is not the user's doing (exit code 3);
+    the CLI prints one line, ``NNRES_DEBUG=1`` shows the traceback."""
+
+    exit_code = 3

@@ -127,3 +127,101 @@ def make_progress(quiet: bool = False, jsonl: bool = False, stream: IO[str] | No
     if quiet:
         return QuietProgress()
     return RichProgress(console=console, title=title)
+
+
+# --------------------------------------------------------------- single long commands
+# Order and labels of the fields a progress report may carry (the engines send dicts
+# such as {"phase", "open", "closed", "best_lower", "elapsed", "time_left"} for branch
+# and bound, {"phase", "cls", "lower", "upper", ...} for Φ_m); other scalar fields are
+# shown as key=value after them.
+_FIELDS = (("phase", "{}"), ("item", "{}"), ("cls", "class {}"), ("sample", "sample {}"),
+           ("done", "done {}"), ("open", "open {}"), ("closed", "closed {}"),
+           ("domains", "domains {}"), ("best_lower", "best lower {}"))
+_SKIP = {"elapsed", "time_left", "lower", "upper", "total"}
+
+
+def _num(v: Any) -> str:
+    if isinstance(v, float):
+        return f"{v:.4g}"
+    return str(v)
+
+
+def describe(info: dict[str, Any] | str) -> str:
+    """One line of text for a progress report (a dict from an engine, or a message)."""
+    if not isinstance(info, dict):
+        return str(info)
+    parts: list[str] = []
+    for key, fmt in _FIELDS:
+        if info.get(key) is not None:
+            v = info[key]
+            if key == "done" and info.get("total") is not None:
+                v = f"{v}/{info['total']}"
+            parts.append(fmt.format(_num(v)))
+    lo, hi = info.get("lower"), info.get("upper")
+    if lo is not None or hi is not None:
+        parts.append(f"interval [{_num(lo) if lo is not None else '-'}, "
+                     f"{_num(hi) if hi is not None else '-'}]")
+    shown = {k for k, _ in _FIELDS} | _SKIP
+    for k, v in info.items():
+        if k not in shown and isinstance(v, (int, float, str)) and not isinstance(v, bool):
+            parts.append(f"{k}={_num(v)}")
+    return "  ".join(parts)
+
+
+class LiveStatus:
+    """A one-line live status of a single long command on stderr (rich, transient).
+
+    Shows the command's title, the latest progress report (:func:`describe`), the time
+    elapsed and the time left of the command's budget. It draws only when ``enabled``
+    (the CLI passes "stderr is a terminal and not ``--quiet``"); otherwise every method
+    is a no-op, so callers never test for it.
+    """
+
+    def __init__(self, title: str, console: Any = None, budget: Any = None,
+                 enabled: bool = True) -> None:
+        self.title = title
+        self.budget = budget
+        self.enabled = enabled
+        self.console = console
+        self.text = "starting"
+        self._live: Any = None
+        self._t0 = time.monotonic()
+
+    def __enter__(self) -> LiveStatus:
+        if self.enabled:
+            from rich.live import Live
+
+            self._live = Live(self._render(), console=self.console, transient=True,
+                              refresh_per_second=8, redirect_stdout=False,
+                              redirect_stderr=False)
+            self._live.start()
+        return self
+
+    def update(self, info: dict[str, Any] | str) -> None:
+        """A new progress report (dict or text)."""
+        self.text = describe(info) or self.text
+        self.tick()
+
+    def tick(self) -> None:
+        """Refresh the clock part of the line."""
+        if self._live is not None:
+            self._live.update(self._render())
+
+    def _render(self) -> Any:
+        from rich.text import Text
+
+        elapsed = time.monotonic() - (getattr(self.budget, "started", None) or self._t0)
+        clock = f"{elapsed:.1f} s"
+        left = self.budget.remaining() if self.budget is not None else None
+        if left is not None:
+            clock += f", {left:.1f} s left"
+        line = Text.assemble((f"{self.title} ", "bold"), (self.text, ""), (f"  [{clock}]",
+                                                                          "dim"))
+        line.no_wrap = True
+        line.overflow = "ellipsis"
+        return line
+
+    def __exit__(self, *exc: Any) -> None:
+        if self._live is not None:
+            self._live.stop()
+            self._live = None

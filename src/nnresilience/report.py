@@ -3,16 +3,21 @@
 One file, no network access needed to view it: CSS is inline and every plot is a PNG
 embedded as a ``data:`` URI (matplotlib's Agg canvas through :class:`matplotlib.figure.
 Figure`, so importing this module never changes the pyplot backend of the caller).
-Sections: summary counts; robustness per sample against δ (a grid of coloured cells);
-Φ_m per class (bars with the proven ``[lower, upper]`` interval as error bars); where
-the time went; counterexamples drawn as pictures for image inputs (original, perturbed,
-difference) or as per-feature bars for tabular inputs; and a table of every result.
+Sections (a section with nothing to show is left out): summary counts; robustness per
+sample against δ (a grid of coloured cells); Φ_m per class (bars with the proven
+``[lower, upper]`` interval as error bars); where the time went; counterexamples drawn as
+pictures for image inputs (original, perturbed, difference -- for a VNN-LIB L∞-ball
+property the original is the centre of its input box) or as per-feature bars for tabular
+inputs, labelled with the feature names when known (stored with the answers, or the
+shipped CTG network's); and a table of the results. By default only the latest answer of
+each question is shown (a re-run with other settings replaces the old one on the page).
 All text from the store is escaped with :func:`html.escape` (network and property names
-come from user files). The page is written atomically (sibling file, then rename).
+come from user files). Tables wrap long names instead of widening the page.
 
 A small script sets ``document.body.dataset.imagesLoaded`` to the number of images that
-decoded on ``load``; the tests read it back from headless Chromium to check the page
-really renders.
+decoded on ``load`` and ``pageWidth``/``viewportWidth`` to the document's scroll width and
+the window's width; the tests read them back from headless Chromium at 1400 px to check
+the page really renders and fits.
 """
 
 from __future__ import annotations
@@ -46,6 +51,8 @@ margin-top:2em}
 .card .n{font-size:2em;font-weight:600}.card .w{opacity:.9}
 table{border-collapse:collapse;width:100%;font-size:.85em;margin:.5em 0}
 th,td{border:1px solid #ddd;padding:3px 6px;text-align:left;vertical-align:top}
+td.name{overflow-wrap:anywhere}td.num,td.st,td.nw,th{white-space:nowrap}
+.tw{max-width:100%;overflow-x:auto}
 th{background:#f3f3f3}tr:nth-child(even) td{background:#fafafa}
 td.num{text-align:right;font-variant-numeric:tabular-nums}
 .st{font-weight:600}
@@ -61,6 +68,8 @@ window.addEventListener('load', function () {
     if (imgs[i].complete && imgs[i].naturalWidth > 0) { n++; }
   }
   document.body.dataset.imagesLoaded = String(n);
+  document.body.dataset.pageWidth = String(document.documentElement.scrollWidth);
+  document.body.dataset.viewportWidth = String(window.innerWidth);
 });
 """
 
@@ -143,7 +152,7 @@ def _robustness(records: list[StoredResult], figs: _Figures) -> str:
         ax.set_yticks(range(len(samples)), [names.get(s) or str(s) for s in samples])
         ax.set_xlabel(f"δ ({norm})")
         ax.set_ylabel("sample")
-        ax.set_title(f"{net}: robustness (k={k})")
+        ax.set_title(_short(f"{net}: robustness (k={k})", 60))
         if grid.size <= 600:
             for (i, j), v in np.ndenumerate(grid):
                 if not np.isnan(v):
@@ -182,7 +191,7 @@ def _bars_with_interval(records: list[StoredResult], figs: _Figures, xkey: str,
         ax.set_xlabel(xlabel)
         ax.set_ylabel(f"perturbation ({norm or '?'})")
         extra = ", ".join(f"{n}={v}" for n, v in (("α", alpha), ("k", k)) if v is not None)
-        ax.set_title(f"{net}: {title}" + (f" ({extra})" if extra else ""))
+        ax.set_title(_short(f"{net}: {title}" + (f" ({extra})" if extra else ""), 60))
         rows = "".join(
             f"<tr><td>{x}</td><td class='num'>{_fmt(r.lower)}</td>"
             f"<td class='num'>{_fmt(r.upper)}</td><td>{_e(r.status)}</td></tr>"
@@ -198,7 +207,7 @@ def _bars_with_interval(records: list[StoredResult], figs: _Figures, xkey: str,
 def _timing(records: list[StoredResult], figs: _Figures) -> str:
     secs = [(r.kind, r.engine or "?", r.seconds or 0.0) for r in records]
     if not secs:
-        return '<p class="empty">No answers.</p>'
+        return ""
     total: dict[str, float] = defaultdict(float)
     count: Counter = Counter()
     for kind, eng, s in secs:
@@ -221,14 +230,18 @@ def _timing(records: list[StoredResult], figs: _Figures) -> str:
         ax2.set_xscale("log")
     else:
         ax2.hist(vals, bins=20, color="#78909c")
+    from matplotlib.ticker import MaxNLocator
+
+    ax2.yaxis.set_major_locator(MaxNLocator(integer=True))
     ax2.set_xlabel("seconds per query")
     ax2.set_ylabel("queries")
     ax2.set_title("distribution")
     rows = "".join(f"<tr><td>{_e(k)}</td><td class='num'>{count[k]}</td>"
                    f"<td class='num'>{total[k]:.2f}</td>"
                    f"<td class='num'>{total[k] / count[k]:.3f}</td></tr>" for k in labels)
-    return (f"<figure>{figs.img(fig, 'time')}</figure><table><tr><th>kind/engine</th>"
-            f"<th>queries</th><th>total s</th><th>mean s</th></tr>{rows}</table>")
+    return (f"<figure>{figs.img(fig, 'time')}</figure><div class='tw'><table><tr>"
+            f"<th>kind/engine</th><th>queries</th><th>total s</th><th>mean s</th></tr>{rows}"
+            "</table></div>")
 
 
 def image_shape(n: int, input_shape: tuple[int, ...] | None) -> tuple[int, ...] | None:
@@ -262,13 +275,59 @@ def _as_image(x: np.ndarray, shape: tuple) -> np.ndarray:
     return img
 
 
-def _witness(r: StoredResult) -> tuple[np.ndarray | None, np.ndarray] | None:
+def ball_centre(lo: np.ndarray, hi: np.ndarray) -> np.ndarray | None:
+    """The centre of an L∞ ball that was clipped to a domain, from its box, or None.
+
+    A robustness property ``clip(x ± ε, dmin, dmax)`` has width ``2ε`` wherever it was not
+    clipped; where it was, the bound at the domain edge (``lo == min(lo)`` or
+    ``hi == max(hi)``) is the clipped one and the centre is ``ε`` from the other bound.
+    Returns None when the box does not look like such a ball (a narrower interval that
+    touches neither edge).
+    """
+    lo, hi = np.asarray(lo, float), np.asarray(hi, float)
+    w = hi - lo
+    if lo.size < 4 or not np.all(np.isfinite(w)) or np.max(w) <= 0:
+        return None
+    full = np.max(w)
+    common = np.isclose(w, full, rtol=1e-6, atol=1e-12)
+    eps = full / 2.0
+    c = (lo + hi) / 2.0
+    low_edge = np.isclose(lo, lo.min(), atol=1e-12) & ~common
+    high_edge = np.isclose(hi, hi.max(), atol=1e-12) & ~common & ~low_edge
+    if np.any(~common & ~low_edge & ~high_edge):
+        return None               # a narrower interval away from the domain's edge
+    c[low_edge] = hi[low_edge] - eps
+    c[high_edge] = lo[high_edge] + eps
+    return c
+
+
+def _vnnlib_centre(r: StoredResult, n_in: int, n_out: int) -> np.ndarray | None:
+    """The original input of a VNN-LIB robustness counterexample: its ball's centre."""
+    path = r.property_path
+    if not path or not os.path.isfile(path):
+        return None
+    try:
+        from nnresilience.spec.vnnlib import read_vnnlib
+
+        prop = read_vnnlib(path, n_in, n_out)
+    except Exception:  # noqa: BLE001 - a report must not fail on one unreadable file
+        return None
+    if len(prop.cases) != 1:
+        return None
+    return ball_centre(prop.cases[0].region.lo, prop.cases[0].region.hi)
+
+
+def _witness(r: StoredResult, image: bool = False) -> tuple[np.ndarray | None, np.ndarray] | None:
     d = r.result
     ce = d.get("counterexample")
     if ce and ce.get("x") is not None:
         center = r.params.get("center")
-        orig = None if center is None else np.asarray(center, dtype=float)
-        return orig, np.asarray(ce["x"], dtype=float)
+        x = np.asarray(ce["x"], dtype=float)
+        if center is not None:
+            return np.asarray(center, dtype=float), x
+        if image and r.kind == "verify":
+            return _vnnlib_centre(r, x.size, len(ce.get("y") or ())), x
+        return None, x
     if d.get("a_perturbed") is not None:
         a = d.get("a")
         return (None if a is None else np.asarray(a, dtype=float),
@@ -276,9 +335,16 @@ def _witness(r: StoredResult) -> tuple[np.ndarray | None, np.ndarray] | None:
     return None
 
 
+def _short(text: str, n: int = 70) -> str:
+    """``text`` cut to ``n`` characters (figure titles: a long name must not shrink the
+    picture; the table below shows names in full)."""
+    return text if len(text) <= n else text[:n - 1] + "…"
+
+
 def _draw_witness(r: StoredResult, orig: np.ndarray | None, pert: np.ndarray,
-                  shape: tuple | None, figs: _Figures) -> str:
-    title = f"{r.kind}: {r.network_name} / {r.property_name}"
+                  shape: tuple | None, figs: _Figures,
+                  names: list[str] | None = None) -> str:
+    title = _short(f"{r.kind}: {r.network_name} / {r.property_name}")
     if orig is not None and orig.shape != pert.shape:
         orig = None
     if shape is not None:
@@ -305,7 +371,7 @@ def _draw_witness(r: StoredResult, orig: np.ndarray | None, pert: np.ndarray,
         fig.suptitle(title, fontsize=9)
     else:
         n = pert.size
-        fig = _figure(max(4.0, min(0.28 * n + 1.5, 11.0)), 2.8)
+        fig = _figure(max(4.0, min(0.32 * n + 1.5, 11.0)), 3.0)
         ax = fig.add_subplot()
         idx = np.arange(n)
         if orig is None:
@@ -317,14 +383,25 @@ def _draw_witness(r: StoredResult, orig: np.ndarray | None, pert: np.ndarray,
         else:
             ax.plot(idx, orig, color="#607d8b", label="original")
             ax.plot(idx, pert, color=STATUS_COLORS["violated"], label="perturbed")
-        ax.set_xlabel("input feature")
+        if names is not None and len(names) == n and n <= 60:
+            ax.set_xticks(idx, names, rotation=60, ha="right", fontsize=7)
+            ax.set_xlabel("input feature")
+        else:
+            from matplotlib.ticker import MaxNLocator
+
+            ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+            ax.set_xlabel("input feature (index)")
         ax.legend(fontsize=8)
         ax.set_title(title, fontsize=9)
     extra = ""
     if orig is not None:
         diff = pert - orig
+        changed = np.flatnonzero(np.abs(diff) > 1e-12)
         extra = (f"‖ε‖₁ = {np.abs(diff).sum():.4g}, ‖ε‖∞ = {np.abs(diff).max():.4g}, "
-                 f"changed features: {int((np.abs(diff) > 1e-12).sum())}")
+                 f"changed features: {changed.size}")
+        if names is not None and len(names) == pert.size and changed.size:
+            top = changed[np.argsort(-np.abs(diff[changed]))][:5]
+            extra += " (largest: " + ", ".join(f"{names[i]} {diff[i]:+.3g}" for i in top) + ")"
     return f"<figure>{figs.img(fig, title)}<figcaption>{_e(extra)}</figcaption></figure>"
 
 
@@ -347,15 +424,52 @@ def _input_shapes(records: list[StoredResult]) -> dict[str, tuple | None]:
     return shapes
 
 
+_SHIPPED_FEATURES: dict[str, list[str]] | None = None
+
+
+def shipped_feature_names() -> dict[str, list[str]]:
+    """``{network content hash: feature names}`` of the networks shipped in the package
+    (the CTG network and its 18 features)."""
+    global _SHIPPED_FEATURES
+    if _SHIPPED_FEATURES is None:
+        _SHIPPED_FEATURES = {}
+        try:
+            from nnresilience.data import ctg_network, ctg_samples
+
+            _SHIPPED_FEATURES[ctg_network().content_hash()] = list(
+                ctg_samples().feature_names)
+        except Exception:  # noqa: BLE001 - names are a nicety, never a failure
+            pass
+    return _SHIPPED_FEATURES
+
+
+def feature_names(r: StoredResult, n: int) -> list[str] | None:
+    """Names of the ``n`` inputs of ``r``: stored with the answer, else shipped, else None."""
+    names = (r.info or {}).get("feature_names") or shipped_feature_names().get(r.key[0])
+    if names is not None and len(names) == n:
+        return [str(v) for v in names]
+    return None
+
+
 def _witnesses(records: list[StoredResult], figs: _Figures) -> str:
-    cands = [(r, w) for r in records if (w := _witness(r)) is not None]
+    shapes = _input_shapes([r for r in records if r.result.get("counterexample")
+                            or r.result.get("a_perturbed") is not None])
+    cands = []
+    for r in records:
+        d = r.result
+        x = (d.get("counterexample") or {}).get("x") or d.get("a_perturbed")
+        if x is None:
+            continue
+        shape = image_shape(len(x), shapes.get(r.network_path or ""))
+        w = _witness(r, image=shape is not None)
+        if w is not None:
+            cands.append((r, w, shape))
     if not cands:
-        return '<p class="empty">No counterexamples or witness pairs stored.</p>'
-    shapes = _input_shapes([r for r, _ in cands])
+        return ""
     parts = []
-    for r, (orig, pert) in cands[:MAX_WITNESS_FIGURES]:
-        shape = image_shape(pert.size, shapes.get(r.network_path or ""))
-        parts.append(_draw_witness(r, orig, pert, shape, figs))
+    for r, (orig, pert), shape in cands[:MAX_WITNESS_FIGURES]:
+        names = None if shape is not None else feature_names(r, pert.size)
+        parts.append(_draw_witness(r, orig, pert, shape, figs, names))
     if len(cands) > MAX_WITNESS_FIGURES:
         parts.append(f'<p class="empty">{len(cands) - MAX_WITNESS_FIGURES} more in the '
                      "table below (not drawn).</p>")
@@ -364,70 +478,78 @@ def _witnesses(records: list[StoredResult], figs: _Figures) -> str:
 
 def _table(records: list[StoredResult]) -> str:
     head = ("<tr><th>#</th><th>kind</th><th>network</th><th>property / query</th>"
-            "<th>status</th><th>lower</th><th>upper</th><th>seconds</th><th>engine</th>"
-            "<th>message</th><th>stored at</th></tr>")
+            "<th>status</th><th>lower</th><th>upper</th><th>seconds</th><th>timeout</th>"
+            "<th>engine</th><th>message</th></tr>")
     rows = []
     for i, r in enumerate(records, 1):
         color = STATUS_COLORS.get(r.status or "", "#455a64")
         msg = r.result.get("message", "")
         rows.append(
-            f"<tr><td class='num'>{i}</td><td>{_e(r.kind)}</td><td>{_e(r.network_name)}</td>"
-            f"<td>{_e(r.property_name)}</td>"
+            f"<tr><td class='num'>{i}</td><td class='nw'>{_e(r.kind)}</td>"
+            f"<td class='name'>{_e(r.network_name)}</td>"
+            f"<td class='name'>{_e(r.property_name)}</td>"
             f"<td class='st' style='color:{color}'>{_e(r.status)}</td>"
             f"<td class='num'>{_fmt(r.lower)}</td><td class='num'>{_fmt(r.upper)}</td>"
-            f"<td class='num'>{_fmt(r.seconds)}</td><td>{_e(r.engine)}</td>"
-            f"<td>{_e(msg)}</td><td>{_e(r.created_at)}</td></tr>")
-    return f"<table id='results'>{head}{''.join(rows)}</table>"
+            f"<td class='num'>{_fmt(r.seconds)}</td>"
+            f"<td class='num'>{_fmt(r.params.get('timeout'))}</td>"
+            f"<td class='nw'>{_e(r.engine)}</td><td class='name'>{_e(msg)}</td></tr>")
+    return f"<div class='tw'><table id='results'>{head}{''.join(rows)}</table></div>"
 
 
 # ------------------------------------------------------------------------- public
-def render_report(store: CampaignStore, title: str = "nnresilience report") -> str:
-    """The report page as a string (see :func:`write_report`)."""
-    records = store.all()
+def render_report(store: CampaignStore, title: str = "nnresilience report",
+                  latest: bool = True) -> str:
+    """The report page as a string (see :func:`write_report`); ``latest``: one answer
+    per question (the most recent), else every stored answer."""
+    all_records = store.all()
+    records = store.all(latest=True) if latest else all_records
     figs = _Figures()
-    sections = [("Summary", _summary(records))]
+    sections = [("Summary", _summary(records))] if records else []
     rob = [r for r in records if r.kind == "robustness"]
-    sections.append(("Robustness per sample and δ",
-                     _robustness(rob, figs) if rob else
-                     '<p class="empty">No robustness queries.</p>'))
+    if rob:
+        sections.append(("Robustness per sample and δ", _robustness(rob, figs)))
     phis = [r for r in records if r.kind == "phi"]
-    sections.append(("Maximum perturbation bound Φ_m per class",
-                     _bars_with_interval(phis, figs, "cls", "class m", "Φ_m")
-                     if phis else '<p class="empty">No Φ_m queries.</p>'))
+    if phis:
+        sections.append(("Maximum perturbation bound Φ_m per class",
+                         _bars_with_interval(phis, figs, "cls", "class m", "Φ_m")))
     mins = [r for r in records if r.kind == "min_perturbation"]
     if mins:
         sections.append(("Minimum perturbation per sample",
                          _bars_with_interval(mins, figs, "sample", "sample",
                                              "minimum perturbation")))
-    sections.append(("Where the time went", _timing(records, figs)))
-    sections.append(("Counterexamples and witnesses", _witnesses(records, figs)))
-    sections.append(("All results", _table(records)))
+    timing = _timing(records, figs)
+    if timing:
+        sections.append(("Where the time went", timing))
+    wit = _witnesses(records, figs)
+    if wit:
+        sections.append(("Counterexamples and witnesses", wit))
+    if records:
+        sections.append(("All results", _table(records)))
     now = _dt.datetime.now(_dt.timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
-    body = "".join(f"<h2>{_e(h)}</h2>{s}" for h, s in sections)
+    body = "".join(f"<h2>{_e(h)}</h2>{s}" for h, s in sections) or \
+        '<p class="empty">The store holds no answers yet.</p>'
+    hidden = len(all_records) - len(records)
+    sub = f"{len(records)} answers from {_e(store.path)}"
+    if hidden:
+        sub += (f" (the latest of each question; {hidden} earlier answer(s) with other "
+                "settings not shown: nnres report --all)")
     return (
         "<!DOCTYPE html>\n<html lang='en'><head><meta charset='utf-8'>"
         "<meta name='viewport' content='width=device-width, initial-scale=1'>"
         f"<title>{_e(title)}</title><style>{_CSS}</style></head>"
         f"<body data-images-expected='{figs.n}'><h1>{_e(title)}</h1>"
-        f"<p class='sub'>{len(records)} answers from {_e(store.path)} · generated {now}</p>"
+        f"<p class='sub'>{sub} · generated {now}</p>"
         f"{body}<script>{_SCRIPT}</script></body></html>\n")
 
 
 def write_report(store: CampaignStore | str | Path, out_html: str | Path,
-                 title: str = "nnresilience report") -> Path:
+                 title: str = "nnresilience report", latest: bool = True) -> Path:
     """Write the HTML report of ``store`` (a store or its path) to ``out_html`` atomically."""
-    out = Path(out_html)
+    from nnresilience.io import write_atomic
+
     if isinstance(store, CampaignStore):
-        text = render_report(store, title)
+        text = render_report(store, title, latest)
     else:
         with CampaignStore(store, readonly=True) as s:
-            text = render_report(s, title)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = out.with_name(f".{out.name}.{os.getpid()}.tmp")
-    try:
-        tmp.write_text(text, encoding="utf-8")
-        os.replace(tmp, out)
-    finally:
-        if tmp.exists():
-            tmp.unlink()
-    return out
+            text = render_report(s, title, latest)
+    return write_atomic(Path(out_html), text)

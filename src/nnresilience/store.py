@@ -14,10 +14,20 @@ An answer is keyed by ``(network_hash, property_hash, params_hash)``, UNIQUE:
 * ``property_hash`` — :meth:`Property.content_hash` for decision queries, or the stable
   JSON hash of a query description (``{"query": "phi", "cls": 3}``) for optimisation ones;
 * ``params_hash`` — stable JSON hash of the parameters that change the answer (engine,
-  timeout, δ, α, k, norm, ...).
+  timeout, δ, α, k, norm, settings, ...).
 
 :meth:`CampaignStore.put` is ``INSERT OR IGNORE``: storing an answer twice (a re-run that
 raced a previous one, a duplicated unit) keeps the first and never duplicates a row.
+
+Re-running a campaign with other *settings* (a longer timeout, another engine or solver)
+is a new answer to the same *question*, stored next to the old one. Readers keep them
+apart through :attr:`StoredResult.query_id` -- the hash of network, property, kind and
+the parameters minus :data:`SETTING_KEYS` -- and by default show the latest answer per
+question (``latest=True`` of :meth:`CampaignStore.all`), all of them on request.
+
+Schema version 2 adds the columns ``property_path`` (the VNN-LIB file, for exports) and
+``info`` (descriptive JSON such as feature names, never part of a key); a version-1 store
+is upgraded in place when opened for writing and read as it is otherwise.
 """
 
 from __future__ import annotations
@@ -29,15 +39,20 @@ import json
 import math
 import sqlite3
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from nnresilience.errors import StoreError
 from nnresilience.results import ResilienceResult, VerificationResult
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
+READABLE_VERSIONS = ("1", "2")
 APPLICATION = "nnresilience"
+# Unit parameters that say *how* a question is answered, not *what* is asked: answers that
+# differ only in these are answers to the same question (see StoredResult.query_id).
+SETTING_KEYS = frozenset({"engine", "timeout", "options", "settings", "bounds", "solver",
+                          "falsify_budget", "seed", "workers"})
 
 Key = tuple[str, str, str]
 
@@ -63,6 +78,8 @@ CREATE TABLE IF NOT EXISTS queries (
     seconds       REAL,
     engine        TEXT,
     created_at    TEXT NOT NULL,
+    property_path TEXT,
+    info          TEXT,
     UNIQUE (network_hash, property_hash, params_hash)
 );
 CREATE INDEX IF NOT EXISTS queries_kind ON queries(kind);
@@ -70,7 +87,8 @@ CREATE INDEX IF NOT EXISTS queries_kind ON queries(kind);
 
 _COLUMNS = ("network_hash", "property_hash", "params_hash", "kind", "network_name",
             "network_path", "property_name", "params", "status", "lower", "upper", "result",
-            "seconds", "engine", "created_at")
+            "seconds", "engine", "created_at", "property_path", "info")
+_V2_COLUMNS = ("property_path", "info")
 
 
 # ------------------------------------------------------------------------- hashing
@@ -170,16 +188,42 @@ class StoredResult:
     seconds: float | None
     engine: str | None
     created_at: str
+    property_path: str | None = None
+    info: dict[str, Any] = field(default_factory=dict)
+    row_id: int = 0
 
     def to_result(self) -> VerificationResult | ResilienceResult:
         return result_from_dict(self.result)
 
+    @property
+    def query_id(self) -> str:
+        """The question this row answers: network, property, kind and the parameters
+        minus :data:`SETTING_KEYS` (so a re-run with a longer timeout has the same id)."""
+        return query_id(self.key[0], self.key[1], self.kind, self.params)
+
     def to_dict(self) -> dict[str, Any]:
-        return {"key": list(self.key), "kind": self.kind, "network_name": self.network_name,
-                "network_path": self.network_path, "property_name": self.property_name,
+        return {"key": list(self.key), "query_id": self.query_id, "kind": self.kind,
+                "network_name": self.network_name, "network_path": self.network_path,
+                "property_name": self.property_name, "property_path": self.property_path,
                 "params": self.params, "status": self.status, "lower": self.lower,
                 "upper": self.upper, "seconds": self.seconds, "engine": self.engine,
-                "created_at": self.created_at, "result": self.result}
+                "created_at": self.created_at, "info": self.info, "result": self.result}
+
+
+def query_id(network_hash: str, property_hash: str, kind: str,
+             params: dict[str, Any]) -> str:
+    """Hash of a question, independent of the settings used to answer it."""
+    what = {k: v for k, v in (params or {}).items() if k not in SETTING_KEYS}
+    return stable_hash([network_hash, property_hash, kind, what])[:32]
+
+
+def latest_per_query(records: list[StoredResult]) -> list[StoredResult]:
+    """The most recently stored answer of every question, in storage order."""
+    last: dict[str, StoredResult] = {}
+    for r in records:
+        last[r.query_id] = r          # records come in storage order: later wins
+    keep = {id(r) for r in last.values()}
+    return [r for r in records if id(r) in keep]
 
 
 def _finite(v: Any) -> float | None:
@@ -249,6 +293,7 @@ class CampaignStore:
             except BaseException:
                 con.execute("ROLLBACK")
                 raise
+            self._select = ", ".join(_COLUMNS)
             return
         if "meta" not in tables or "queries" not in tables:
             raise StoreError(f"{self.path}: an SQLite file, but not an nnresilience campaign "
@@ -257,9 +302,24 @@ class CampaignStore:
         if meta.get("application") != APPLICATION:
             raise StoreError(f"{self.path}: not an nnresilience campaign store")
         version = meta.get("schema_version")
-        if version != str(SCHEMA_VERSION):
+        if version not in READABLE_VERSIONS:
             raise StoreError(f"{self.path}: campaign store schema version {version}, this "
-                             f"nnresilience reads version {SCHEMA_VERSION}")
+                             f"nnresilience reads versions {', '.join(READABLE_VERSIONS)}")
+        cols = {r[1] for r in con.execute("PRAGMA table_info(queries)")}
+        if version != str(SCHEMA_VERSION) and not self.readonly:
+            con.execute("BEGIN IMMEDIATE")
+            try:
+                for c in _V2_COLUMNS:
+                    if c not in cols:
+                        con.execute(f"ALTER TABLE queries ADD COLUMN {c} TEXT")
+                con.execute("UPDATE meta SET value=? WHERE key='schema_version'",
+                            (str(SCHEMA_VERSION),))
+                con.execute("COMMIT")
+            except BaseException:
+                con.execute("ROLLBACK")
+                raise
+            cols |= set(_V2_COLUMNS)
+        self._select = ", ".join(c if c in cols else f"NULL AS {c}" for c in _COLUMNS)
 
     # ---------------------------------------------------------------- access
     def has(self, key: Key) -> bool:
@@ -275,7 +335,7 @@ class CampaignStore:
 
     def get(self, key: Key) -> StoredResult | None:
         row = self._con.execute(
-            f"SELECT {', '.join(_COLUMNS)} FROM queries WHERE network_hash=? AND "
+            f"SELECT id, {self._select} FROM queries WHERE network_hash=? AND "
             "property_hash=? AND params_hash=?", tuple(key)).fetchone()
         return None if row is None else self._decode(row)
 
@@ -285,8 +345,9 @@ class CampaignStore:
         """Store one answer in its own transaction; return False if the key was stored.
 
         ``meta`` may carry ``network_name``, ``network_path``, ``property_name``,
-        ``params`` (dict, stored as JSON: keep the centre of robustness queries here so
-        the report can draw the original next to the counterexample), ``engine`` and
+        ``property_path``, ``params`` (dict, stored as JSON: keep the centre of robustness
+        queries here so the report can draw the original next to the counterexample),
+        ``info`` (dict of descriptive data, e.g. ``feature_names``), ``engine`` and
         ``seconds`` (default: taken from the result).
         """
         if self.readonly:
@@ -303,7 +364,8 @@ class CampaignStore:
                None if meta.get("network_path") is None else str(meta["network_path"]),
                meta.get("property_name"), stable_json(meta.get("params", {})), status,
                lower, upper, result_text, seconds, None if engine is None else str(engine),
-               _now())
+               _now(), None if meta.get("property_path") is None else
+               str(meta["property_path"]), stable_json(meta.get("info") or {}))
         con = self._con
         try:
             con.execute("BEGIN IMMEDIATE")
@@ -317,12 +379,14 @@ class CampaignStore:
             raise StoreError(f"{self.path}: cannot store an answer ({exc})") from exc
         return cur.rowcount == 1
 
-    def all(self, kind: str | None = None) -> list[StoredResult]:
-        """All stored answers (of one ``kind`` if given), in the order they were stored."""
-        return list(self.iter(kind))
+    def all(self, kind: str | None = None, latest: bool = False) -> list[StoredResult]:
+        """Stored answers (of one ``kind`` if given) in the order they were stored;
+        ``latest``: only the most recent answer of each question (module docstring)."""
+        rows = list(self.iter(kind))
+        return latest_per_query(rows) if latest else rows
 
     def iter(self, kind: str | None = None) -> Iterator[StoredResult]:
-        sql = f"SELECT {', '.join(_COLUMNS)} FROM queries"
+        sql = f"SELECT id, {self._select} FROM queries"
         args: tuple = ()
         if kind is not None:
             sql += " WHERE kind=?"
@@ -336,9 +400,15 @@ class CampaignStore:
         return self._con.execute("SELECT COUNT(*) FROM queries WHERE kind=?",
                                  (kind,)).fetchone()[0]
 
-    def summary(self) -> dict[str, dict[str, int]]:
-        """``{kind: {status: count}}``."""
-        out: dict[str, dict[str, int]] = {}
+    def summary(self, latest: bool = False) -> dict[str, dict[str, int]]:
+        """``{kind: {status: count}}`` (``latest``: one answer per question)."""
+        if latest:
+            out: dict[str, dict[str, int]] = {}
+            for r in sorted(self.all(latest=True), key=lambda r: (r.kind, r.status or "")):
+                d = out.setdefault(r.kind, {})
+                d[r.status or "unknown"] = d.get(r.status or "unknown", 0) + 1
+            return out
+        out = {}
         for kind, status, n in self._con.execute(
                 "SELECT kind, status, COUNT(*) FROM queries GROUP BY kind, status "
                 "ORDER BY kind, status"):
@@ -368,10 +438,11 @@ class CampaignStore:
         return self.count()
 
     def _decode(self, row: tuple) -> StoredResult:
-        d = dict(zip(_COLUMNS, row, strict=True))
+        d = dict(zip(("id", *_COLUMNS), row, strict=True))
         try:
             params = json.loads(d["params"]) if d["params"] else {}
             result = json.loads(d["result"])
+            info = json.loads(d["info"]) if d["info"] else {}
         except json.JSONDecodeError as exc:
             raise StoreError(f"{self.path}: a stored row is not valid JSON ({exc})") from exc
         return StoredResult(
@@ -379,7 +450,8 @@ class CampaignStore:
             network_name=d["network_name"], network_path=d["network_path"],
             property_name=d["property_name"], params=params, status=d["status"],
             lower=d["lower"], upper=d["upper"], result=result, seconds=d["seconds"],
-            engine=d["engine"], created_at=d["created_at"])
+            engine=d["engine"], created_at=d["created_at"], property_path=d["property_path"],
+            info=info, row_id=int(d["id"]))
 
 
 def _now() -> str:

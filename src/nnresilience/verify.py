@@ -37,9 +37,6 @@ from nnresilience.errors import EngineUnsupportedError, NNResError
 from nnresilience.falsify import falsify, repair
 from nnresilience.results import Counterexample, Status, VerificationResult
 
-# An output box proves a term impossible when its best row exceeds ``b`` by this much;
-# it absorbs the rounding of evaluating ``A y`` in float64 at replay time.
-BOUND_PROOF_SLACK = 1e-9
 # Input splitting is used for boxes of at most this many inputs; a sub-box goes to the
 # complete engine once it has at most LEAF_UNSTABLE unstable neurons.
 SPLIT_MAX_DIM = 12
@@ -103,11 +100,25 @@ def _compute_bounds(network, region, method: str, timeout: float | None):
 
 
 def output_box_excludes(condition, lo: np.ndarray, hi: np.ndarray) -> bool:
-    """True if no ``y`` in the box ``[lo, hi]`` satisfies any term of ``condition``."""
+    """True if no ``y`` in the box ``[lo, hi]`` satisfies any term of ``condition``.
+
+    The replay tests ``fl(A y) <= b`` in float64, so a row excludes the term when a lower
+    bound of ``fl(A y)`` over the box exceeds ``b``: the float64 minimum ``A+ lo + A- hi``
+    minus the rounding of computing it and of the replay's own ``A y``, each
+    :func:`~nnresilience.bounds.rounding.sum_error` of ``|A| max(|lo|, |hi|)``
+    (docs/bounds.md, "Floating-point soundness").
+    """
+    from nnresilience.bounds.rounding import down, maxabs, sum_error
+
+    lo = np.asarray(lo, dtype=np.float64)
+    hi = np.asarray(hi, dtype=np.float64)
+    mag = maxabs(lo, hi)
     for term in condition.terms:
         A = term.A
-        row_min = np.clip(A, 0, None) @ lo + np.clip(A, None, 0) @ hi
-        if not np.any(row_min > term.b + BOUND_PROOF_SLACK * (1.0 + np.abs(term.b))):
+        with np.errstate(invalid="ignore", over="ignore"):
+            row_min = np.clip(A, 0, None) @ lo + np.clip(A, None, 0) @ hi
+            safe = down(row_min - 2.0 * sum_error(np.abs(A) @ mag, 2 * A.shape[1] + 1))
+        if not np.any(safe > term.b):
             return False
     return True
 
@@ -136,14 +147,19 @@ def _spec_network(network, condition):
 
 
 def excluded_terms(condition, row_lo: np.ndarray) -> np.ndarray:
-    """Per term: does some row have a proven lower bound of ``A y`` above ``b``?"""
+    """Per term: does some row have a proven lower bound of ``A y`` above ``b``?
+
+    ``row_lo`` comes from bounds of the network extended by the rows ``A y``
+    (:func:`_spec_network`), so it already bounds the float64 value of ``A y`` in any
+    summation order (docs/bounds.md, "Floating-point soundness"): no slack is needed.
+    """
     out = np.zeros(len(condition.terms), dtype=bool)
     start = 0
     for k, term in enumerate(condition.terms):
         r = term.A.shape[0]
         lo = row_lo[start:start + r]
         start += r
-        out[k] = bool(np.any(lo > term.b + BOUND_PROOF_SLACK * (1.0 + np.abs(term.b))))
+        out[k] = bool(np.any(lo > term.b))
     return out
 
 

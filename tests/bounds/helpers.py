@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import itertools
+from fractions import Fraction
 
 import numpy as np
 
@@ -77,3 +78,61 @@ def mixed_network(rng: np.random.Generator, n_in: int, widths: list[int], kinds:
         n = w
     layers.append(Affine(rng.normal(size=(3, n)), rng.normal(size=3)))
     return sequential(layers)
+
+
+def exact_forward_all(network, X: np.ndarray) -> list[np.ndarray]:
+    """Values entering each layer computed without rounding (object arrays of Fractions)
+    for piecewise-linear networks, or in ``np.longdouble`` (64-bit mantissa, 11 more bits
+    than float64) when an s-shaped layer is present."""
+    exact = all(lay.kind in ("affine", "relu", "leaky_relu", "maxpool") for lay in network.layers)
+    if exact:
+        h = np.array([[Fraction(float(v)) for v in row] for row in np.atleast_2d(X)],
+                     dtype=object)
+    else:
+        h = np.atleast_2d(X).astype(np.longdouble)
+    vals = [h]
+    for layer in network.layers:
+        kind = layer.kind
+        if kind == "affine":
+            W = layer.dense_W()
+            if exact:
+                Wf = np.array([[Fraction(float(w)) for w in row] for row in W], dtype=object)
+                bf = np.array([Fraction(float(b)) for b in layer.b], dtype=object)
+                h = h.dot(Wf.T) + bf
+            else:
+                h = h @ W.astype(np.longdouble).T + layer.b.astype(np.longdouble)
+        elif kind == "relu":
+            h = np.where(h > 0, h, 0 * h)
+        elif kind == "leaky_relu":
+            k = Fraction(layer.slope) if exact else np.longdouble(layer.slope)
+            h = np.where(h >= 0, h, h * k)
+        elif kind == "maxpool":
+            h = np.stack([h[:, g].max(axis=1) for g in layer.groups], axis=1)
+        elif kind == "arctan":
+            h = np.arctan(h)
+        elif kind == "tanh":
+            h = np.tanh(h)
+        elif kind == "sigmoid":
+            with np.errstate(over="ignore"):
+                h = 1 / (1 + np.exp(-h))
+        else:
+            raise NotImplementedError(kind)
+        vals.append(h)
+    return vals
+
+
+def assert_contains_exact(bounds, vals: list[np.ndarray]) -> None:
+    """The exact values (from :func:`exact_forward_all`) lie inside every box.
+
+    Fractions and long doubles compare exactly with float64 bounds."""
+    for i, v in enumerate(vals):
+        if v.dtype == object:
+            # Python float vs Fraction comparisons are exact
+            lo, hi = bounds.lo[i].tolist(), bounds.hi[i].tolist()
+            ok_lo = np.array([[a <= x for a, x in zip(lo, row, strict=True)] for row in v])
+            ok_hi = np.array([[x <= b for b, x in zip(hi, row, strict=True)] for row in v])
+        else:
+            ok_lo = bounds.lo[i].astype(np.longdouble)[None, :] <= v
+            ok_hi = v <= bounds.hi[i].astype(np.longdouble)[None, :]
+        assert ok_lo.all(), f"{bounds.method}: exact value of entry {i} below its lower bound"
+        assert ok_hi.all(), f"{bounds.method}: exact value of entry {i} above its upper bound"

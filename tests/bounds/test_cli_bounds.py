@@ -47,16 +47,20 @@ def test_bounds_json_and_table(tmp_path):
     res = _run("bounds", model, prop, "--method", "milp:1", "--json", "-")
     assert res.returncode == 0, res.stderr
     data = json.loads(res.stdout)          # stdout holds only the JSON document (no banner)
-    assert data["method"] == "milp:1"
-    kinds = [r["kind"] for r in data["layers"]]
-    assert kinds == ["affine", "relu", "affine", "output"]
-    assert data["unstable"] == data["layers"][1]["unstable"]
+    assert data["method"] == "milp:1" and data["status"] == "complete"
+    assert not data["timed_out"]
+    # one row per vector, labelled by the layer producing it
+    assert [r["kind"] for r in data["vectors"]] == ["input", "affine", "relu", "affine"]
+    assert [r["layer"] for r in data["vectors"]] == [None, 0, 1, 2]
+    assert data["vectors"][1]["next_layer"] == "relu"
+    assert data["unstable"] == data["vectors"][1]["undecided"]
+    assert data["vectors"][2]["undecided"] is None       # relu output feeds an affine
     assert all(lo <= hi for lo, hi in zip(data["output_lo"], data["output_hi"], strict=True))
     out = tmp_path / "b.json"
     res = _run("bounds", model, prop, "--method", "symbolic", "--json", out)
     assert res.returncode == 0, res.stderr
     assert json.loads(out.read_text())["method"] == "symbolic"
-    for word in ("layer", "unstable", "relu", "symbolic"):
+    for word in ("bounds of", "undecided", "0 affine", "1 relu", "symbolic"):
         assert word in res.stdout
 
 

@@ -118,12 +118,13 @@ def test_workers_share_the_split_search(model, tmp_path):
     assert _nnres("verify", model, near, "--workers", "0").returncode == 2
 
 
-def test_bad_input_exits_2_and_writes_nothing(model, tmp_path):
+def test_bad_input_exits_2_and_writes_error(model, tmp_path):
     out = tmp_path / "out.txt"
+    out.write_text("unsat\n")                      # a stale answer of an earlier run
     prop = _vnnlib(tmp_path, "p.vnnlib", "(assert (>= Y_0 2.0))")
     r = _nnres("vnncomp", tmp_path / "missing.onnx", prop, out, 5)
     assert r.returncode == 2 and r.stderr.startswith("error:")
-    assert not out.exists()
+    assert out.read_text() == "error\n"            # VNN-COMP's word, never the old answer
     bad = tmp_path / "bad.vnnlib"
     bad.write_text("(declare-const X_0 Real)\n(assert (>= X_0 \n")
     r = _nnres("verify", model, bad)

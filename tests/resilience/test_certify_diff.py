@@ -17,7 +17,7 @@ from hypothesis import strategies as st
 from nnresilience.resilience import DEFAULT, phi
 from nnresilience.resilience.branch import PhiTask, branch_min, branch_phi
 from nnresilience.resilience.certify_diff import certified_lower_bound
-from nnresilience.resilience.common import solve
+from nnresilience.resilience.common import solve_certified
 from nnresilience.resilience.difference_rows import DifferencePlan, full_start, plan_ladder
 from nnresilience.resilience.encode import build_phi_mip, network_bounds
 from nnresilience.resilience.pair_attack import attack_pair
@@ -111,7 +111,7 @@ def test_pair_attack_replays_and_never_beats_phi(seed, norm):
         if got is None:
             continue
         a, b, u = got
-        assert premise_margin(net.forward(a), m) >= math.log(1.1) - 1e-6
+        assert premise_margin(net.forward(a), m) >= math.log(1.1)     # exactly
         assert flip_count(net.forward(b), m) >= 1
         assert u == norm_of(b - a, norm)
         assert u >= ref - 1e-6
@@ -136,12 +136,12 @@ def test_mip_with_difference_rows_has_the_same_optimum(seed, kind, norm):
         if not math.isfinite(ref):
             continue
         plain = build_phi_mip(net, m, la, 1, norm, lo, hi, bounds, PLAIN)
-        r0, _ = solve(plain, PLAIN, 30.0)
+        r0 = solve_certified(plain, PLAIN, 30.0, relax=False).res
         cert = certified_lower_bound(net, m, la, 1, norm, lo, hi)
         u = 1.5 * ref + 1e-3                       # any radius >= the optimum is valid
         rows = build_phi_mip(net, m, la, 1, norm, lo, hi, bounds, PLAIN,
                              diff=_plan(net, m, la, norm, lo, hi, u, cert.lower))
-        r1, _ = solve(rows, PLAIN, 30.0)
+        r1 = solve_certified(rows, PLAIN, 30.0, relax=False).res
         assert r0.status.value == r1.status.value == "optimal"
         assert r1.objective == pytest.approx(r0.objective, abs=1e-6)
         assert r1.objective == pytest.approx(ref, abs=1e-6)
@@ -201,7 +201,7 @@ def test_branching_closes_a_tiny_net():
     poor = (a, far, norm_of(far - a, "linf"))
     if flip_count(net.forward(far), 1) < 1:
         poor = pair
-    out = branch_phi(PhiTask(net, 1, la, 1, "linf", lo, hi, PLAIN), pair=poor, lower=0.0,
+    out = branch_phi(PhiTask(net, 1, 1.1, 1, "linf", lo, hi, PLAIN), pair=poor, lower=0.0,
                      max_pieces=8, timeout=60)
     assert out.pair is not None and out.pair[2] == pytest.approx(ref, abs=1e-6)
     assert out.lower <= out.pair[2] and out.lower == pytest.approx(ref, abs=2e-5)
@@ -222,7 +222,7 @@ def test_joint_branching_for_xi_uses_one_cutoff():
             continue
         got = attack_pair(net, m, la, 1, "linf", lo, hi, budget=0.3)
         a, b, u = got
-        tasks.append(PhiTask(net, m, la, 1, "linf", lo, hi, PLAIN))
+        tasks.append(PhiTask(net, m, 1.1, 1, "linf", lo, hi, PLAIN))
         pairs.append((a, b, u * 1.0))
     out = branch_min(tasks, pairs, [0.0] * len(tasks), max_pieces=6, timeout=60)
     xi_ref = min(r for r in refs if math.isfinite(r))

@@ -30,7 +30,7 @@ class GurobiBackend(Backend):
     supports_cutoff = True
     supports_start = True
 
-    def solve(self, model: MilpArrays, limits: SolveLimits) -> SolveResult:
+    def _solve(self, model: MilpArrays, limits: SolveLimits) -> SolveResult:
         import gurobipy as gp
 
         t0 = time.perf_counter()

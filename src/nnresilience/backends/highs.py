@@ -93,7 +93,7 @@ class HighsBackend(Backend):
         # extra native HiGHS options ("mip_heuristic_effort": 0.3, ...), applied last
         self.options = dict(options or {})
 
-    def solve(self, model: MilpArrays, limits: SolveLimits) -> SolveResult:
+    def _solve(self, model: MilpArrays, limits: SolveLimits) -> SolveResult:
         import highspy
 
         t0 = time.perf_counter()

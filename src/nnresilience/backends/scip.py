@@ -58,7 +58,7 @@ class ScipBackend(Backend):
         # extra native SCIP parameters ("separating/maxroundsroot": 5, ...), applied last
         self.params = dict(params or {})
 
-    def solve(self, model: MilpArrays, limits: SolveLimits) -> SolveResult:
+    def _solve(self, model: MilpArrays, limits: SolveLimits) -> SolveResult:
         from pyscipopt import Expr, Model
         from pyscipopt.scip import ExprCons, Term
 

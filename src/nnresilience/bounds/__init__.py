@@ -1,10 +1,11 @@
 """Sound per-neuron bounds: :func:`compute_bounds` and the methods behind it.
 
 Methods, from cheapest to tightest; each starts from the previous one and intersects with
-it, so ``interval ⊇ symbolic ⊇ lp ⊇ milp:W`` holds box by box:
+it, so ``interval ⊇ symbolic ⊇ lp ⊇ milp:W`` and ``symbolic ⊇ alpha`` hold box by box:
 
 ``interval``  box arithmetic layer by layer (:mod:`.interval`);
 ``symbolic``  back-substitution of linear relaxations to the input (:mod:`.symbolic`);
+``alpha``     the same with optimised ReLU lower slopes (α-CROWN, :mod:`.crown`);
 ``lp``        one LP per undecided neuron over the relaxation of all earlier layers (:mod:`.lp`);
 ``milp:W``    one MIP per undecided neuron over the last ``W`` non-linear layers, exact there
               (seed 000, heuristic 1; :mod:`.tighten`).
@@ -12,6 +13,10 @@ it, so ``interval ⊇ symbolic ⊇ lp ⊇ milp:W`` holds box by box:
 Regions: an :class:`~nnresilience.spec.region.InputRegion` or a ``(lo, hi)`` pair. An L1
 region is bounded through its bounding box (sound, since the ball lies inside the box;
 the exact L1 constraint is stated only by the MILP encoder).
+
+Every box contains the exact and the float64 forward value of every input of the region,
+at any magnitude: the one rule of :mod:`nnresilience.bounds.rounding` (docs/bounds.md,
+"Floating-point soundness").
 """
 
 from __future__ import annotations
@@ -21,21 +26,21 @@ from typing import Any
 
 import numpy as np
 
-from nnresilience.bounds.interval import interval_bounds, widen
+from nnresilience.bounds.interval import interval_bounds
 from nnresilience.bounds.relax import maxpool_undecided
 from nnresilience.bounds.types import NetworkBounds
 from nnresilience.errors import ShapeMismatchError
 
-METHODS = ("interval", "symbolic", "lp", "milp:W")
+METHODS = ("interval", "symbolic", "alpha", "lp", "milp:W")
 
 __all__ = ["METHODS", "NetworkBounds", "compute_bounds", "interval_bounds", "layer_stats",
-           "parse_method", "region_box", "unstable_count", "widen"]
+           "parse_method", "region_box", "unstable_count"]
 
 
 def parse_method(method: str) -> tuple[str, int]:
     """``'milp:2'`` → ``('milp', 2)``; other names → ``(name, 0)``; bad names raise."""
     m = method.strip().lower()
-    if m in ("interval", "symbolic", "lp"):
+    if m in ("interval", "symbolic", "alpha", "lp"):
         return m, 0
     if m.startswith("milp"):
         _, _, w = m.partition(":")
@@ -45,8 +50,8 @@ def parse_method(method: str) -> tuple[str, int]:
             width = -1
         if width >= 1:
             return "milp", width
-    raise ValueError(f"unknown bounds method {method!r}: use interval, symbolic, lp or milp:W "
-                     "(W >= 1)")
+    raise ValueError(f"unknown bounds method {method!r}: use interval, symbolic, alpha, lp or "
+                     "milp:W (W >= 1)")
 
 
 def region_box(network, region) -> tuple[np.ndarray, np.ndarray]:
@@ -106,12 +111,13 @@ def layer_stats(network, bounds_lo: list, bounds_hi: list, methods: list[str] | 
 
 
 def _finish(network, los, his, method, t0, methods, seconds, extra=None,
-            deadline: float | None = None) -> NetworkBounds:
+            deadline: float | None = None, cut_short: bool = False) -> NetworkBounds:
+    """Package the boxes; ``timed_out`` when the deadline passed or cut a stage short."""
     stats = layer_stats(network, los, his, methods, seconds)
     now = time.perf_counter()
     total = now - t0
     stats.update({"method": method, "seconds": total,
-                  "timed_out": bool(deadline is not None and now > deadline)})
+                  "timed_out": bool(cut_short or (deadline is not None and now > deadline))})
     if extra:
         stats.update(extra)
     return NetworkBounds(list(los), list(his), method=method, seconds=total, stats=stats)
@@ -157,25 +163,33 @@ def compute_bounds(network, region, method: str = "symbolic", executor=None,
                     deadline=deadline)
     if kind == "symbolic":
         return _finish(network, sym.los, sym.his, "symbolic", t0, sym.methods, sym.seconds,
-                       deadline=deadline)
+                       deadline=deadline, cut_short=sym.timed_out)
+    if kind == "alpha":
+        from nnresilience.bounds.crown import alpha_boxes
+
+        ab = alpha_boxes(network, lo0, hi0, sym.los, sym.his, deadline=deadline,
+                         reference_seconds=sum(sym.seconds))
+        return _finish(network, ab.los, ab.his, "alpha", t0, ab.methods, ab.seconds, ab.extra,
+                       deadline=deadline, cut_short=sym.timed_out)
 
     from nnresilience.bounds.lp import lp_refiner
 
     refine = lp_refiner(network, executor=executor, deadline=deadline)
     lp = propagate(network, lo0, hi0, prior=list(zip(sym.los, sym.his, strict=True)),
                    refine=refine, deadline=deadline)
+    cut = sym.timed_out or lp.timed_out or refine.cut_short
     if kind == "lp":
         return _finish(network, lp.los, lp.his, "lp", t0, lp.methods, lp.seconds,
                        {"lp_solves": refine.n_solves, "lp_chunks": refine.n_chunks},
-                       deadline=deadline)
+                       deadline=deadline, cut_short=cut)
 
     return _milp_stage(network, lo0, hi0, list(zip(lp.los, lp.his, strict=True)), width,
                        executor, deadline, neuron_time_limit, t0,
-                       {"lp_solves": refine.n_solves})
+                       {"lp_solves": refine.n_solves}, cut)
 
 
 def _milp_stage(network, lo0, hi0, base, width, executor, deadline, neuron_time_limit, t0,
-                extra) -> NetworkBounds:
+                extra, cut_short: bool = False) -> NetworkBounds:
     from nnresilience.bounds.symbolic import propagate
     from nnresilience.bounds.tighten import milp_refiner
 
@@ -184,4 +198,5 @@ def _milp_stage(network, lo0, hi0, base, width, executor, deadline, neuron_time_
     out = propagate(network, lo0, hi0, prior=base, refine=mrefine, deadline=deadline)
     extra = dict(extra, mip_solves=mrefine.n_solves, mip_early_stops=mrefine.n_limit)
     return _finish(network, out.los, out.his, f"milp:{width}", t0, out.methods, out.seconds,
-                   extra, deadline=deadline)
+                   extra, deadline=deadline,
+                   cut_short=cut_short or out.timed_out or mrefine.cut_short)

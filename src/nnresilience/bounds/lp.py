@@ -13,9 +13,14 @@ Soundness of the reported value does not rest on the LP solver's tolerances: fro
 row duals ``y`` returned by HiGHS we recompute a *safe* bound by weak duality,
 ``c.x = y.(Ax) + (c - A^T y).x >= sum_r min(y_r lo_r, y_r hi_r) + sum_j min(r_j lb_j,
 r_j ub_j)``, valid for every ``y`` (signs are forced where a row side is infinite) because
-every variable has finite bounds. It is then moved outward by a float64 rounding pad
-``LP_PAD * (|v| + sum of |terms|) + LP_PAD``. A failed or timed-out solve leaves the
-neuron's earlier bound.
+every variable has finite bounds. The certificate itself is computed in float64, so it is
+moved outward by :func:`~nnresilience.bounds.rounding.sum_error` of the magnitudes of its
+terms: the products ``y_r lo_r`` and ``r_j lb_j`` it sums, and the rounding of ``r`` itself
+(``|c| + |A|^T |y|`` per column, times the column's largest magnitude). The LP rows are
+valid in real arithmetic for the exact network (the relaxation lines of :mod:`.relax`, the
+max-pool right-hand side rounded up), so the result bounds the *exact* value of the
+target; :func:`~nnresilience.bounds.symbolic.propagate` widens it by ``e_i``. A failed or
+timed-out solve leaves the neuron's earlier bound.
 
 Work is split into chunks of neurons; each chunk is one call of the top-level function
 :func:`solve_lp_chunk` with picklable arguments, so an executor can run chunks in
@@ -32,9 +37,7 @@ import numpy as np
 import scipy.sparse as sp
 
 from nnresilience.bounds.relax import S_SHAPED, relax_elementwise, relax_maxpool
-
-LP_PAD = 1e-9
-
+from nnresilience.bounds.rounding import down, maxabs, sum_error, up
 
 _BANNER_DONE = False
 
@@ -143,10 +146,13 @@ def relaxation_rows(layers: list, los: list, his: list, upto: int,
             u = np.flatnonzero(~rel.decided)
             m = u.size
             glo = los[j][g[u]]
+            # y <= sum_m (x_m - l_m) + max_m l_m; the constant rounded up
+            rhs = up(glo.max(axis=1) - glo.sum(axis=1)
+                     + sum_error(2.0 * np.abs(glo).sum(axis=1), width + 1))
             add(np.concatenate([np.arange(m), np.repeat(np.arange(m), width)]),
                 np.concatenate([u + y0, g[u].reshape(-1) + x0]),
                 np.concatenate([np.ones(m), -np.ones(m * width)]),
-                np.full(m, -inf), glo.max(axis=1) - glo.sum(axis=1))
+                np.full(m, -inf), rhs)
         else:
             raise NotImplementedError(f"no LP relaxation for layer kind {layer.kind!r}")
     if n_rows == 0:
@@ -193,27 +199,57 @@ def make_highs(A: sp.csr_matrix, row_lo: np.ndarray, row_hi: np.ndarray, lb: np.
     return h
 
 
+class _Certificate:
+    """What :func:`safe_dual_bound` needs besides ``c`` and ``y``, computed once per LP."""
+
+    def __init__(self, A: sp.csr_matrix, lb: np.ndarray, ub: np.ndarray) -> None:
+        self.abs_AT = abs(sp.csr_matrix(A)).T.tocsr()
+        self.mag_x = maxabs(lb, ub)
+        col_nnz = int(np.diff(sp.csc_matrix(A).indptr).max(initial=0))
+        self.n_terms = int(A.shape[0]) + int(A.shape[1]) + col_nnz + 2
+
+
 def safe_dual_bound(A: sp.csr_matrix, row_lo: np.ndarray, row_hi: np.ndarray, lb: np.ndarray,
-                    ub: np.ndarray, c: np.ndarray, y: np.ndarray) -> float:
-    """Weak-duality lower bound on ``min c.x`` valid for any multipliers ``y`` (see module)."""
+                    ub: np.ndarray, c: np.ndarray, y: np.ndarray,
+                    cert: _Certificate | None = None) -> float:
+    """Weak-duality lower bound on ``min c.x`` valid for any multipliers ``y`` (see module),
+    in real arithmetic: the float64 evaluation is padded by its own rounding error."""
+    cert = _Certificate(A, lb, ub) if cert is None else cert
     y = np.asarray(y, dtype=np.float64).copy()
     y[~np.isfinite(row_lo)] = np.minimum(y[~np.isfinite(row_lo)], 0.0)
     y[~np.isfinite(row_hi)] = np.maximum(y[~np.isfinite(row_hi)], 0.0)
-    with np.errstate(invalid="ignore"):
+    with np.errstate(invalid="ignore", over="ignore"):
         row_terms = np.where(y > 0, y * row_lo, np.where(y < 0, y * row_hi, 0.0))
-    r = c - A.T @ y
-    col_terms = np.where(r > 0, r * lb, np.where(r < 0, r * ub, 0.0))
-    v = float(row_terms.sum() + col_terms.sum())
-    mag = float(np.abs(row_terms).sum() + np.abs(col_terms).sum())
-    return v - LP_PAD * (abs(v) + mag) - LP_PAD
+        r = c - A.T @ y
+        col_terms = np.where(r > 0, r * lb, np.where(r < 0, r * ub, 0.0))
+        v = float(row_terms.sum() + col_terms.sum())
+        # c.x = y.(Ax) + r.x holds for the exact r; the float r is off by at most
+        # gamma * (|c| + |A|^T |y|), which costs that times |x_j| <= max(|lb_j|, |ub_j|)
+        r_err = (np.abs(c) + cert.abs_AT @ np.abs(y)) @ cert.mag_x
+        mag = float(np.abs(row_terms).sum() + np.abs(col_terms).sum() + r_err)
+    out = float(down(v - sum_error(mag, cert.n_terms)))
+    return out if np.isfinite(out) else -np.inf
 
 
 # ------------------------------------------------------------------ work unit
+def chunk_end(payload: dict) -> float | None:
+    """The chunk's deadline on this process's ``perf_counter``: ``seconds`` from now, and
+    no later than ``until`` (a ``time.monotonic`` value, system-wide on Linux, so a chunk
+    that waited in an executor queue does not get its whole budget again)."""
+    ends = []
+    if payload.get("seconds") is not None:
+        ends.append(time.perf_counter() + float(payload["seconds"]))
+    if payload.get("until") is not None:
+        ends.append(time.perf_counter() + float(payload["until"]) - time.monotonic())
+    return min(ends) if ends else None
+
+
 def solve_lp_chunk(payload: dict) -> tuple[np.ndarray, np.ndarray, int]:
     """Min and max of ``C[k] . z_last + d[k]`` for each row ``k`` of ``payload['C']``.
 
     Payload keys: ``A, row_lo, row_hi, lb, ub`` (the LP), ``cols`` (columns of the last
-    entry), ``C`` (dense target rows), ``d`` (constants), ``seconds`` (budget for the chunk).
+    entry), ``C`` (dense target rows), ``d`` (constants), ``seconds`` / ``until`` (budget for
+    the chunk, see :func:`chunk_end`).
     Returns lower and upper arrays (``-inf``/``+inf`` where no bound was obtained) and the
     number of LPs solved.
     """
@@ -222,9 +258,9 @@ def solve_lp_chunk(payload: dict) -> tuple[np.ndarray, np.ndarray, int]:
     A, row_lo, row_hi = payload["A"], payload["row_lo"], payload["row_hi"]
     lb, ub, cols = payload["lb"], payload["ub"], payload["cols"]
     C, d = payload["C"], payload["d"]
-    budget = payload.get("seconds")
-    t_end = None if budget is None else time.perf_counter() + budget
+    t_end = chunk_end(payload)
     h = make_highs(A, row_lo, row_hi, lb, ub)
+    cert = _Certificate(A, lb, ub)
     k = C.shape[0]
     lower = np.full(k, -np.inf)
     upper = np.full(k, np.inf)
@@ -248,13 +284,13 @@ def solve_lp_chunk(payload: dict) -> tuple[np.ndarray, np.ndarray, int]:
                 continue
             c = np.zeros(n)
             c[cols] = coef
-            v = safe_dual_bound(A, row_lo, row_hi, lb, ub, c, np.asarray(sol.row_dual))
+            v = safe_dual_bound(A, row_lo, row_hi, lb, ub, c, np.asarray(sol.row_dual), cert)
             if not np.isfinite(v):
                 continue
             if sense > 0:
-                lower[r] = v + d[r]
+                lower[r] = down(v + d[r])
             else:
-                upper[r] = -v + d[r]
+                upper[r] = up(-v + d[r])
     return lower, upper, solved
 
 
@@ -298,6 +334,7 @@ class LPRefiner:
         self.outputs = outputs
         self.n_solves = 0
         self.n_chunks = 0
+        self.cut_short = False
 
     def __call__(self, i: int, los: list, his: list):
         layers = self.layers
@@ -326,8 +363,11 @@ class LPRefiner:
             C = aff.W[ch]
             C = C.toarray() if sp.issparse(C) else np.array(C)
             payloads.append({"A": A, "row_lo": row_lo, "row_hi": row_hi, "lb": lb, "ub": ub,
-                             "cols": cols, "C": C, "d": aff.b[ch], "seconds": seconds})
+                             "cols": cols, "C": C, "d": aff.b[ch], "seconds": seconds,
+                             "until": None if seconds is None else time.monotonic() + seconds})
         results = run_chunks(payloads, solve_lp_chunk, self.executor)
+        if self.deadline is not None and time.perf_counter() >= self.deadline:
+            self.cut_short = True
         self.n_chunks += len(payloads)
         lo = np.full(los[i].size, -np.inf)
         hi = np.full(los[i].size, np.inf)

@@ -42,7 +42,9 @@ import scipy.sparse as sp
 UNIT = 2.0 ** -53
 #: Absolute allowance per operation for gradual underflow (subnormal results).
 TINY = 2.0 ** -1000
-#: Error of the library evaluation of each s-shaped activation, in units of its range.
+#: Error of the float64 evaluation of each s-shaped activation (as :mod:`network.layers`
+#: computes it), in units in the last place of the result: numpy's arctan / tanh / exp are
+#: documented within 4 ulps (SVML or libm); sigmoid adds ``1 + t`` and a division.
 ACTIVATION_ULPS = {"arctan": 4.0, "tanh": 4.0, "sigmoid": 8.0}
 #: Largest magnitude of each s-shaped activation (its range is within ±this).
 ACTIVATION_RANGE = {"arctan": np.pi / 2, "tanh": 1.0, "sigmoid": 1.0}
@@ -92,17 +94,23 @@ def enclose(lo: np.ndarray, hi: np.ndarray, pad: np.ndarray | float
     return down(np.asarray(lo, float) - pad), up(np.asarray(hi, float) + pad)
 
 
-def _row_terms(W) -> int:
+def row_terms(W) -> int:
     """Largest number of non-zero terms in a row of ``W`` (the dot-product length)."""
-    if sp.issparse(W):
+    if type(W) is not np.ndarray and sp.issparse(W):
         W = sp.csr_matrix(W)
         return int(np.diff(W.indptr).max(initial=0))
     return int(W.shape[1])
 
 
-def affine_rounding(layer, mag_in: np.ndarray) -> np.ndarray:
-    """Bound on ``|fl(W h + b) - (W h + b)|`` over ``|h| <= mag_in`` (elementwise)."""
-    terms = np.asarray(layer.abs_W() @ mag_in).reshape(-1) + np.abs(layer.b)
+_row_terms = row_terms
+
+
+def affine_rounding(layer, mag_in: np.ndarray, abs_w=None) -> np.ndarray:
+    """Bound on ``|fl(W h + b) - (W h + b)|`` over ``|h| <= mag_in`` (elementwise).
+
+    ``abs_w``: ``|W|`` if the caller already has it."""
+    abs_w = layer.abs_W() if abs_w is None else abs_w
+    terms = np.asarray(abs_w @ mag_in).reshape(-1) + np.abs(layer.b)
     return sum_error(terms, _row_terms(layer.W) + 1)
 
 
@@ -115,20 +123,47 @@ def activation_rounding(layer, mag_in: np.ndarray) -> np.ndarray:
         # k * x is one multiplication: half a unit of |k x|, and TINY for underflow
         return up(UNIT * abs(layer.slope) * np.asarray(mag_in, float) + TINY)
     if kind in ACTIVATION_ULPS:
-        return np.full(layer.out_size, ACTIVATION_ULPS[kind] * UNIT * ACTIVATION_RANGE[kind]
-                       + TINY)
+        # one ulp of a value v is at most 2 u |v| <= 2 u * range
+        return np.full(layer.out_size,
+                       ACTIVATION_ULPS[kind] * 2.0 * UNIT * ACTIVATION_RANGE[kind] + TINY)
     raise NotImplementedError(f"no rounding model for layer kind {kind!r}")
 
 
-def carry_error(layer, e_in: np.ndarray) -> np.ndarray:
+def carry_error(layer, e_in: np.ndarray, abs_w=None) -> np.ndarray:
     """How an error ``e_in`` on a layer's input shows in its output (before own rounding)."""
     kind = layer.kind
     if kind == "affine":
-        raw = np.asarray(layer.abs_W() @ e_in).reshape(-1)
+        abs_w = layer.abs_W() if abs_w is None else abs_w
+        raw = np.asarray(abs_w @ e_in).reshape(-1)
         return up(raw * (1.0 + 2.0 * gamma(_row_terms(layer.W) + 2)))
     if kind == "maxpool":
         return e_in[layer.groups].max(axis=1)
     return up(LIPSCHITZ[kind] * np.asarray(e_in, float))
+
+
+def merged_error(layer, e_in: np.ndarray, mag_in: np.ndarray) -> np.ndarray:
+    """``e_out`` of an affine layer that ``Network.merged()`` built from consecutive affine
+    layers (``layer.merged_from``): how far the *source* network's float64 value can be from
+    the exact value of the merged layer, given ``|h| <= mag_in`` and an input error ``e_in``.
+
+    Two parts. The source evaluates its layers one by one, each rounding on the magnitude
+    of *its* terms (``x + 1e8`` then ``- 1e8`` rounds at ``1e8`` even though the merged
+    layer is the identity): the error is carried and added layer by layer along the chain.
+    And the merged weights were multiplied in float64: each of the ``k - 1`` products of a
+    ``k``-layer chain is within ``gamma(n + 1)`` of the magnitudes ``|W_k| ... |W_1| m +``
+    bias terms (first order, with the chain's widest dot product ``n``).
+    """
+    chain = layer.merged_from
+    err = np.asarray(e_in, dtype=np.float64)
+    mag = np.asarray(mag_in, dtype=np.float64)
+    n_max = 1
+    for src in chain:
+        absw = src.abs_W()
+        n_max = max(n_max, _row_terms(src.W))
+        err = up(carry_error(src, err, absw) + affine_rounding(src, up(mag + err), absw))
+        mag = up(np.asarray(absw @ mag).reshape(-1) + np.abs(src.b))
+    products = max(1, len(chain) - 1)
+    return up(err + sum_error(mag, products * (n_max + 1)))
 
 
 class ForwardError:
@@ -143,10 +178,19 @@ class ForwardError:
         self.e: list[np.ndarray] = [np.zeros(int(n_inputs))]
 
     def step(self, layer, lo_in: np.ndarray, hi_in: np.ndarray) -> np.ndarray:
-        mag = maxabs(np.asarray(lo_in, float), np.asarray(hi_in, float))
         e_in = self.e[-1]
-        if layer.kind == "affine":
-            out = carry_error(layer, e_in) + affine_rounding(layer, mag)
+        if layer.kind in ("relu", "maxpool"):           # exact: the error only carries
+            out = e_in if layer.kind == "relu" else carry_error(layer, e_in)
+            self.e.append(out)
+            return out
+        mag = maxabs(np.asarray(lo_in, float), np.asarray(hi_in, float))
+        if layer.kind == "affine" and getattr(layer, "merged_from", ()):
+            out = merged_error(layer, e_in, mag)
+        elif layer.kind == "affine":
+            # |W| is recomputed rather than kept: holding one per layer made glibc return
+            # and re-fault ~40 MB per MNIST 256x6 pass (measured)
+            absw = layer.abs_W()
+            out = carry_error(layer, e_in, absw) + affine_rounding(layer, mag, absw)
         else:
             out = carry_error(layer, e_in) + activation_rounding(layer, mag)
         out = up(out)
@@ -160,3 +204,20 @@ def forward_errors(layers, los: list[np.ndarray], his: list[np.ndarray]) -> list
     for i, layer in enumerate(layers):
         fe.step(layer, los[i], his[i])
     return fe.e
+
+
+def replay_slack(A: np.ndarray, e_out: np.ndarray, lo_out: np.ndarray,
+                 hi_out: np.ndarray) -> np.ndarray:
+    """How far the float64 replay's ``A y`` (``Conjunction.margins``, any summation order)
+    can be from ``A`` times the *exact* network output, per row of ``A``.
+
+    ``|A| e_out`` (the forward error of the output) plus the rounding of the product over
+    the output box. A procedure that decides the exact network (a MILP, Reluplex) proves
+    "no float64 replay satisfies ``A y <= b``" only by proving the exact ``A y <= b +
+    replay_slack`` infeasible.
+    """
+    A = np.atleast_2d(np.asarray(A, dtype=np.float64))
+    absA = np.abs(A)
+    carried = up((absA @ np.asarray(e_out, float)) * (1.0 + 2.0 * gamma(A.shape[1] + 2)))
+    return up(carried + sum_error(absA @ maxabs(np.asarray(lo_out, float),
+                                                np.asarray(hi_out, float)), A.shape[1] + 1))

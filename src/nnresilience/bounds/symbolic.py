@@ -13,15 +13,21 @@ the previous box, which is exact per coordinate for monotone maps. Every compute
 intersected with the interval box and with any ``prior`` bounds (all are sound, so the
 intersection is), which makes the result never looser than its inputs.
 
-Floating point: the back-substitution result is moved outward by
-``REL_PAD * (|bound| + mag) + ABS_PAD`` where ``mag = |A| . max(|lo|,|hi|) + |c|`` is the
-size of the terms summed. Float64 rounding of the forward pass and of this computation
-is ~1e-16 per operation times depth and width, well below ``REL_PAD = 1e-9``; the tests
-check that sampled float64 forward values never leave the bounds.
+Floating point (the rule of :mod:`nnresilience.bounds.rounding`, documented in
+docs/bounds.md): back-substitution bounds the *exact* value ``z_i`` (the relaxations hold
+for it), so its result is widened twice. First by its own rounding: the float
+coefficients ``A_j`` and constant ``c_j`` held at entry ``j`` satisfy, in real arithmetic,
+``z_i >= A_j z_j + c_j - E_j``, and each step adds to ``E`` the rounding of what it
+summed -- ``|A_{j+1}| (|W| m_j + |b|)`` and ``|c|`` for an affine step, ``|A_j| m_j`` and
+``|A_{j+1}| max(|lb|, |ub|)`` for a relaxation step (``m_j`` = largest magnitude in the
+box of entry ``j``) -- all as matrix-vector products, so the cost is small next to the
+coefficient products themselves. Then by ``e_i``, the bound on |float64 forward − exact
+forward| that :func:`propagate` builds layer by layer (:class:`~.rounding.ForwardError`).
 
-Memory: target rows are processed in chunks so that a coefficient matrix never holds more
-than :data:`CHUNK_ENTRIES` numbers; layers wider than ``max_neurons`` keep their interval
-bounds (documented fallback for big convolutional layers).
+Memory: target rows are processed in chunks so that the (stacked lower/upper)
+coefficient matrix never holds more than :data:`CHUNK_ENTRIES` numbers; layers wider
+than ``max_neurons`` keep their interval bounds (documented fallback for big
+convolutional layers).
 """
 
 from __future__ import annotations
@@ -33,40 +39,58 @@ from dataclasses import dataclass, field
 import numpy as np
 import scipy.sparse as sp
 
-from nnresilience.bounds.interval import widen
+from nnresilience.bounds.interval import interval_step
 from nnresilience.bounds.relax import (
     LinearRelaxation,
     MaxPoolRelaxation,
     relax_elementwise,
     relax_maxpool,
 )
+from nnresilience.bounds.rounding import (
+    TINY,
+    ForwardError,
+    down,
+    enclose,
+    maxabs,
+    sum_error,
+    up,
+)
 
-REL_PAD = 1e-9
-ABS_PAD = 1e-9
 CHUNK_ENTRIES = 4_000_000
 MAX_NEURONS = 4000
 
 #: ``refine(i, los, his) -> (lo_i, hi_i, method) | None``: called after the box of entry
-#: ``i`` is known from interval/symbolic, with ``los[:i+1]`` final; used by LP/MILP.
+#: ``i`` is known from interval/symbolic, with ``los[:i+1]`` final; used by LP/MILP. The
+#: returned bounds are bounds of the *exact* value of entry ``i`` (real arithmetic,
+#: including the refiner's own rounding); :func:`propagate` widens them by ``e_i``.
 Refiner = Callable[[int, list, list], "tuple[np.ndarray, np.ndarray, str] | None"]
 
 
 @dataclass
 class Propagation:
-    """Boxes of every entry vector plus, per entry, which method set it and its time."""
+    """Boxes of every entry vector plus, per entry, which method set it and its time.
+
+    ``errors[i]`` is ``e_i`` (:class:`~.rounding.ForwardError`); ``timed_out`` says that
+    the deadline cut some stage short (the boxes are still sound, only looser).
+    """
 
     los: list[np.ndarray]
     his: list[np.ndarray]
     methods: list[str] = field(default_factory=list)
     seconds: list[float] = field(default_factory=list)
+    errors: list[np.ndarray] = field(default_factory=list)
+    timed_out: bool = False
 
 
 class RelaxationCache:
-    """Relaxations of layer ``j`` built once from the final box of entry ``j``."""
+    """Relaxations of layer ``j`` built once from the final box of entry ``j``; also the
+    magnitudes ``m_j = max(|lo_j|, |hi_j|)`` the rounding terms need."""
 
     def __init__(self, layers: list, los: list, his: list) -> None:
         self.layers, self.los, self.his = layers, los, his
-        self._cache: dict[int, object] = {}
+        self._cache: dict[object, object] = {}
+        self._mags: dict[int, np.ndarray] = {}
+        self._acc: list[tuple[int, float]] = []
 
     def get(self, j: int) -> LinearRelaxation | MaxPoolRelaxation:
         if j not in self._cache:
@@ -77,10 +101,61 @@ class RelaxationCache:
                 self._cache[j] = relax_elementwise(layer, self.los[j], self.his[j])
         return self._cache[j]
 
+    def mag(self, j: int) -> np.ndarray:
+        if j not in self._mags:
+            self._mags[j] = maxabs(self.los[j], self.his[j])
+        return self._mags[j]
+
+    def pad_terms(self, i: int) -> tuple[int, float]:
+        """``(n, tiny)`` for the own-rounding pad of entry ``i``.
+
+        Every sum a back-substitution to entry ``i`` computes (coefficient products, the
+        constant, accumulated across steps, the final box evaluation) has at most ``T``
+        terms in all, ``T`` summed over the layers; ``n = T + 4 i`` adds a margin for the
+        nested float computation of the magnitudes themselves (see
+        :func:`~.rounding.sum_error`). ``tiny`` allows for products that underflow
+        (gradual underflow loses at most ``TINY`` per product, times the magnitude it
+        multiplies) -- negligible, but it keeps the rule valid at every magnitude.
+        Accumulated over the layers once per propagation (entries ``< i`` are final)."""
+        acc = self._acc
+        while len(acc) < i:
+            j = len(acc)
+            layer = self.layers[j]
+            t_j = 2 * layer.in_size + 2 * layer.out_size + 2
+            u_j = (t_j + 2.0) * (1.0 + float(np.sum(self.mag(j))))
+            prev_t, prev_u = acc[-1] if acc else (2 * self.layers[0].in_size + 1, 0.0)
+            acc.append((prev_t + t_j, prev_u + u_j))
+        total_t, total_u = acc[i - 1]
+        return total_t + 4 * i, TINY * total_u
+
+    def relax_mags(self, j: int) -> tuple[np.ndarray, np.ndarray]:
+        """``(v_la, v_ua)`` of the relaxation step through layer ``j``: with
+        ``A_new = P la + N ua``, ``|A| max(|lb|,|ub|) + |A_new| (m_j + w)`` is
+        ``P @ v_la - N @ v_ua``, where ``w = |W_{j-1}| m_{j-1} + |b_{j-1}|`` if layer
+        ``j-1`` is affine (its step's terms, paid here), else 0."""
+        key = ("relax_mags", j)
+        if key not in self._cache:
+            rel = self.get(j)
+            nxt = self.mag(j)
+            if j >= 1 and self.layers[j - 1].kind == "affine":
+                nxt = nxt + self.wm(j - 1)
+            cm = maxabs(rel.lb, rel.ub)
+            self._cache[key] = (cm + np.abs(rel.la) * nxt, cm + np.abs(rel.ua) * nxt)
+        return self._cache[key]
+
+    def wm(self, j: int) -> np.ndarray:
+        """``|W_j| m_j + |b_j|`` of the affine layer ``j``: the size of its terms."""
+        key = -1 - j
+        if key not in self._mags:
+            layer = self.layers[j]
+            self._mags[key] = (np.asarray(layer.abs_W() @ self.mag(j)).reshape(-1)
+                               + np.abs(layer.b))
+        return self._mags[key]
+
 
 def _times(A: np.ndarray, M) -> np.ndarray:
     """Dense ``A @ M`` for dense or sparse ``M`` (sparse product done on the transpose)."""
-    if sp.issparse(M):
+    if type(M) is not np.ndarray and sp.issparse(M):
         return np.asarray((M.T @ A.T).T)
     return A @ M
 
@@ -94,75 +169,98 @@ def _maxpool_maps(layer, rel: MaxPoolRelaxation) -> tuple[sp.csr_matrix, sp.csr_
     return sel, dom
 
 
+def _split(A: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """``(max(A, 0), min(A, 0))``; ``A`` is overwritten by the second."""
+    P = np.maximum(A, 0.0)
+    return P, np.minimum(A, 0.0, out=A)
+
+
+def _combine(P: np.ndarray, p: np.ndarray, N: np.ndarray, n: np.ndarray) -> np.ndarray:
+    """``P * p + N * n`` (column scalings), computed in the storage of ``P`` and ``N``."""
+    P *= p
+    N *= n
+    P += N
+    return P
+
+
 def backsubstitute(layers: list, i: int, rows: np.ndarray, cache: RelaxationCache,
                    lo0: np.ndarray, hi0: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Bounds of entries ``rows`` of the vector entering layer ``i`` (layer ``i-1`` affine).
+    """Bounds of the exact value of entries ``rows`` of the vector entering layer ``i``
+    (layer ``i-1`` affine), widened by their own rounding error (not by ``e_i``).
 
-    Returns ``(lower, upper)`` already padded outward for floating point.
+    Lower and upper bounds are one computation: the upper bound of ``a.z`` is minus the
+    lower bound of ``-a.z`` (negation is exact), so the coefficient matrix stacks ``W``
+    and ``-W`` and every step below is the lower-bound step, once.
     """
     aff = layers[i - 1]
     W = aff.W[rows] if sp.issparse(aff.W) else aff.W[rows]
-    Al = W.toarray() if sp.issparse(W) else np.array(W, dtype=np.float64)
-    Au = Al.copy()
-    cl = aff.b[rows].copy()
-    cu = cl.copy()
+    W = W.toarray() if sp.issparse(W) else np.asarray(W, dtype=np.float64)
+    r = rows.size
+    A = np.empty((2 * r, W.shape[1]))
+    A[:r] = W
+    np.negative(W, out=A[r:])
+    c = np.concatenate([aff.b[rows], -aff.b[rows]])
+    # Magnitudes of every term summed so far (W and b are given exactly, |b| is the first
+    # term of the constant). |A| @ v is taken as P @ v - N @ v where the sign split exists
+    # anyway (no |A| array is built).
+    E = np.abs(c)
+    paid = False              # |A| (|W| m + |b|) of the next affine step already added
     for j in range(i - 2, -1, -1):
         layer = layers[j]
         if layer.kind == "affine":
-            cl += Al @ layer.b
-            cu += Au @ layer.b
-            Al = _times(Al, layer.W)
-            Au = _times(Au, layer.W)
+            if not paid:
+                E += np.abs(A) @ cache.wm(j)
+            c += A @ layer.b
+            A = _times(A, layer.W)
+            paid = False
         elif layer.kind == "maxpool":
+            # y >= x_sel (P side); y <= x_dom if decided, else y <= const (N side)
             rel = cache.get(j)
             sel, dom = _maxpool_maps(layer, rel)
             const = np.where(rel.decided, 0.0, rel.upper_const)
-            Pl, Nl = np.maximum(Al, 0.0), np.minimum(Al, 0.0)
-            Pu, Nu = np.maximum(Au, 0.0), np.minimum(Au, 0.0)
-            cl += Nl @ const
-            cu += Pu @ const
-            Al = _times(Pl, sel) + _times(Nl, dom)
-            Au = _times(Pu, dom) + _times(Nu, sel)
+            E += np.abs(A) @ (cache.mag(j)[layer.groups].max(axis=1) + np.abs(const))
+            P, N = _split(A)
+            c += N @ const
+            A = _times(P, sel) + _times(N, dom)
+            paid = False
         else:
+            # la x + lb <= f(x) <= ua x + ub: P takes the lower line, N the upper one
             rel = cache.get(j)
-            Pl, Nl = np.maximum(Al, 0.0), np.minimum(Al, 0.0)
-            Pu, Nu = np.maximum(Au, 0.0), np.minimum(Au, 0.0)
-            cl += Pl @ rel.lb + Nl @ rel.ub
-            cu += Pu @ rel.ub + Nu @ rel.lb
-            Al = Pl * rel.la + Nl * rel.ua
-            Au = Pu * rel.ua + Nu * rel.la
-    mag_x = np.maximum(np.abs(lo0), np.abs(hi0))
-    lower = np.maximum(Al, 0.0) @ lo0 + np.minimum(Al, 0.0) @ hi0 + cl
-    upper = np.maximum(Au, 0.0) @ hi0 + np.minimum(Au, 0.0) @ lo0 + cu
-    mag_l = np.abs(Al) @ mag_x + np.abs(cl)
-    mag_u = np.abs(Au) @ mag_x + np.abs(cu)
-    lower = lower - (REL_PAD * (np.abs(lower) + mag_l) + ABS_PAD)
-    upper = upper + (REL_PAD * (np.abs(upper) + mag_u) + ABS_PAD)
-    return lower, upper
+            v_la, v_ua = cache.relax_mags(j)
+            # (in place where possible: fresh large arrays cost page faults)
+            P, N = _split(A)
+            # (matrix-vector products: a 2-column product is slower in OpenBLAS)
+            E += P @ v_la - N @ v_ua
+            c += P @ rel.lb + N @ rel.ub
+            A = _combine(P, rel.la, N, rel.ua)
+            paid = j >= 1 and layers[j - 1].kind == "affine"
+    m0 = cache.mag(0)
+    P, N = _split(A)
+    val = P @ lo0 + N @ hi0 + c
+    E += P @ m0 - N @ m0
+    n, tiny = cache.pad_terms(i)
+    # overflow gives inf - inf = nan somewhere: fmax turns it into an infinite bound
+    val = np.fmax(down(val - up(sum_error(E, n) + tiny)), -np.inf)
+    return val[:r], -val[r:]
 
 
 def symbolic_entry(layers: list, i: int, cache: RelaxationCache, lo0: np.ndarray,
-                   hi0: np.ndarray, rows: np.ndarray | None = None) -> tuple[np.ndarray,
-                                                                            np.ndarray]:
-    """Back-substituted bounds of (some rows of) entry ``i``, in row chunks."""
+                   hi0: np.ndarray, rows: np.ndarray | None = None,
+                   deadline: float | None = None) -> tuple[np.ndarray, np.ndarray] | None:
+    """Back-substituted bounds of the exact value of (some rows of) entry ``i``, in row
+    chunks; ``None`` when ``deadline`` passes before every chunk is done."""
     n = layers[i - 1].out_size
     rows = np.arange(n) if rows is None else np.asarray(rows)
     widest = max([lay.in_size for lay in layers[:i]] + [1])
-    step = max(1, CHUNK_ENTRIES // widest)
+    step = max(1, CHUNK_ENTRIES // (2 * widest))        # W and -W are stacked
     lo = np.empty(rows.size)
     hi = np.empty(rows.size)
     for s in range(0, rows.size, step):
+        if s and deadline is not None and time.perf_counter() > deadline:
+            return None
         lo[s:s + step], hi[s:s + step] = backsubstitute(layers, i, rows[s:s + step], cache,
                                                         lo0, hi0)
     return lo, hi
-
-
-def _interval_step(layer, lo: np.ndarray, hi: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    nlo, nhi = layer.interval(lo, hi)
-    if layer.kind in ("relu", "leaky_relu", "maxpool"):
-        # max, k*x and selection are monotone and exactly rounded: no margin needed
-        return np.asarray(nlo, float), np.asarray(nhi, float)
-    return widen(np.asarray(nlo, float), np.asarray(nhi, float))
 
 
 def propagate(network, lo0: np.ndarray, hi0: np.ndarray, *, symbolic: bool = True,
@@ -171,8 +269,10 @@ def propagate(network, lo0: np.ndarray, hi0: np.ndarray, *, symbolic: bool = Tru
               max_neurons: int = MAX_NEURONS) -> Propagation:
     """Layer-by-layer boxes: interval ∩ back-substitution ∩ prior, then optional refine.
 
-    Past ``deadline`` (a ``time.perf_counter`` value) only interval steps are taken, which
-    keeps the result sound and bounded in time.
+    Back-substitution and ``refine`` bound the exact value of an entry; both are widened
+    by ``e_i`` (built here as the boxes become final) before they are intersected. Past
+    ``deadline`` (a ``time.perf_counter`` value) only interval steps are taken, which keeps
+    the result sound and bounded in time.
     """
     layers = network.layers
     lo0 = np.asarray(lo0, dtype=np.float64).reshape(-1)
@@ -181,27 +281,49 @@ def propagate(network, lo0: np.ndarray, hi0: np.ndarray, *, symbolic: bool = Tru
     if prior is not None:
         los[0], his[0] = np.maximum(los[0], prior[0][0]), np.minimum(his[0], prior[0][1])
     methods, seconds = ["input"], [0.0]
+    fe = ForwardError(los[0].size)
     cache = RelaxationCache(layers, los, his)
+    with np.errstate(invalid="ignore", over="ignore"):   # overflow: infinite bounds
+        timed_out = _propagate_loop(layers, los, his, prior, refine, deadline, symbolic,
+                                    max_neurons, methods, seconds, fe, cache)
+    return Propagation(los, his, methods, seconds, fe.e, timed_out)
+
+
+def _propagate_loop(layers, los, his, prior, refine, deadline, symbolic, max_neurons,
+                    methods, seconds, fe, cache) -> bool:
+    """The body of :func:`propagate`; fills ``los``, ``his``, ``methods``, ``seconds``
+    and ``fe``, returns whether the deadline cut a stage short."""
+    timed_out = False
     for i in range(1, len(layers) + 1):
         t0 = time.perf_counter()
-        lo, hi = _interval_step(layers[i - 1], los[i - 1], his[i - 1])
+        lo, hi = interval_step(layers[i - 1], los[i - 1], his[i - 1])
+        e = fe.step(layers[i - 1], los[i - 1], his[i - 1])
         method = "interval"
         late = deadline is not None and time.perf_counter() > deadline
-        if (symbolic and not late and layers[i - 1].kind == "affine" and i >= 2
+        if (symbolic and layers[i - 1].kind == "affine" and i >= 2
                 and layers[i - 1].out_size <= max_neurons):
-            slo, shi = symbolic_entry(layers, i, cache, los[0], his[0])
-            lo, hi = np.maximum(lo, slo), np.minimum(hi, shi)
-            method = "symbolic"
+            got = None if late else symbolic_entry(layers, i, cache, los[0], his[0],
+                                                   deadline=deadline)
+            if got is None:
+                timed_out = True
+            else:
+                slo, shi = enclose(got[0], got[1], e)
+                lo, hi = np.maximum(lo, slo), np.minimum(hi, shi)
+                method = "symbolic"
         if prior is not None:
             lo, hi = np.maximum(lo, prior[i][0]), np.minimum(hi, prior[i][1])
         los.append(lo)
         his.append(hi)
-        if refine is not None and not (deadline is not None and time.perf_counter() > deadline):
-            got = refine(i, los, his)
-            if got is not None:
-                rlo, rhi, rmethod = got
-                los[i], his[i] = np.maximum(lo, rlo), np.minimum(hi, rhi)
-                method = rmethod
+        if refine is not None:
+            if deadline is not None and time.perf_counter() > deadline:
+                timed_out = True
+            else:
+                got = refine(i, los, his)
+                if got is not None:
+                    rlo, rhi, rmethod = got
+                    rlo, rhi = enclose(rlo, rhi, e)
+                    los[i], his[i] = np.maximum(lo, rlo), np.minimum(hi, rhi)
+                    method = rmethod
         seconds.append(time.perf_counter() - t0)
         methods.append(method)
-    return Propagation(los, his, methods, seconds)
+    return timed_out

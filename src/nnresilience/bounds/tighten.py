@@ -15,11 +15,34 @@ identity piece) for ``y = max(kx, x)``, ``0 <= k < 1``::
 and for a max-pool group with members ``x_m`` (one binary per member, ``sum d = 1``,
 ``U`` the largest member upper bound): ``y >= x_m`` and ``y <= x_m + (U - l_m)(1 - d_m)``.
 
-Soundness: when HiGHS stops early (time limit) we use its proven dual bound, never the
-incumbent; optimal solves use the dual bound too. HiGHS proves that bound with LP solves
-at tolerance ~1e-7, so it is moved outward by ``MIP_PAD * (1 + |v|)`` with
-``MIP_PAD = 1e-6``. Each chunk of neurons is one call of the top-level
-:func:`solve_mip_chunk` (picklable dict payload), so chunks can run in worker processes.
+The rows hold in real arithmetic for the exact network with the float constants we pass
+(big-M coefficients ``(1-k) l``, ``(1-k) u``, ``U - l_m`` rounded up), so the exact values
+of every input of the region form a feasible point of the window model.
+
+**From a HiGHS dual bound to a bound** (HiGHS reports no certificate for a MIP, so its
+dual bound is turned into one under a stated model of its tolerances, never the incumbent):
+
+1. *Primal tolerances.* HiGHS accepts and prunes points with rows violated by up to its
+   feasibility tolerance ``eps_f`` (:data:`MIP_FEASIBILITY_TOL`) on its scaled model, and
+   item 2 of issue 11 shows it can also declare infeasible a region whose points satisfy
+   the rows to ~1e-14, by up to that amount. So every finite row side is loosened
+   *before* solving by ``delta_r = eps_f (1 + s_r)`` with ``s_r = sum_j |A_rj| m_j + |rhs|``
+   the magnitude of the row's terms on the variable boxes (``m_j = max(|lb_j|, |ub_j|)``),
+   plus the terms of coefficients HiGHS drops as tiny (``small_matrix_value``). Every
+   point HiGHS could cut off by a tolerance-level error then lies outside our true model,
+   which is strictly inside the loosened one.
+2. *Dual tolerances.* A node LP bound is accepted with reduced costs wrong by up to
+   ``eps_d`` (:data:`DUAL_FEASIBILITY_TOL`) per column; scaling is switched off, so that is
+   in the model's own units and the node bound exceeds the node's true LP minimum by at
+   most ``eps_d * sum_j (ub_j - lb_j)``. The dual bound is lowered by that sum.
+3. The result is a bound of the exact target value (own float arithmetic rounded
+   outward); :func:`~nnresilience.bounds.symbolic.propagate` intersects it with the LP
+   bound (sound by its own certificate) and widens it by ``e_i``.
+
+This rests on HiGHS honouring its documented tolerances, which the LP stage does not need;
+a solve that ends in any status but optimal / limit, or a non-finite bound, keeps the LP
+bound. Each chunk of neurons is one call of the top-level :func:`solve_mip_chunk`
+(picklable dict payload), so chunks can run in worker processes.
 """
 
 from __future__ import annotations
@@ -30,17 +53,23 @@ import numpy as np
 import scipy.sparse as sp
 
 from nnresilience.bounds.lp import (
+    chunk_end,
     lp_targets,
     make_highs,
+    new_highs,
     relaxation_rows,
     run_chunks,
     solve_lp_chunk,
     split_chunks,
 )
 from nnresilience.bounds.relax import relax_maxpool
+from nnresilience.bounds.rounding import down, maxabs, sum_error, up
 from nnresilience.encode.model import MilpModel
 
-MIP_PAD = 1e-6
+#: HiGHS tolerances, set explicitly on every window MIP (the margins are derived from them)
+MIP_FEASIBILITY_TOL = 1e-6
+DUAL_FEASIBILITY_TOL = 1e-7
+PRIMAL_FEASIBILITY_TOL = 1e-7
 PWL = ("affine", "relu", "leaky_relu", "maxpool")
 #: relative gap at which a MIP stops: we keep the dual bound, so a small gap only costs
 #: that fraction of tightness and saves the long tail of the search
@@ -109,17 +138,21 @@ def encode_window(layers: list, los: list, his: list, s: int, e: int, prefix: bo
                 r = np.arange(q)
                 l, u = lo[un], hi[un]
                 one = np.ones(q)
+                # (1-k)(-l) and (1-k) u rounded up: the rows then hold for the exact
+                # network in real arithmetic (a larger M only loosens them)
+                omk = up(1.0 - k)
+                m_lo, m_hi = up(omk * -l), up(omk * u)
                 rows = np.concatenate([r, r, r + q, r + q, r + 2 * q, r + 2 * q, r + 2 * q,
                                        r + 3 * q, r + 3 * q, r + 3 * q])
                 cols = np.concatenate([y[un], x[un], y[un], x[un], y[un], x[un], d,
                                        y[un], x[un], d])
+                # y - x + M_lo d <= M_lo ; y - k x - M_hi d <= 0
                 vals = np.concatenate([one, -one, one, -k * one,
-                                       one, -one, -(1 - k) * l,
-                                       one, -k * one, -(1 - k) * u])
+                                       one, -one, m_lo,
+                                       one, -k * one, -m_hi])
                 m.add_terms(rows, cols, vals, 4 * q,
                             np.concatenate([np.zeros(2 * q), np.full(2 * q, -np.inf)]),
-                            np.concatenate([np.full(2 * q, np.inf), -(1 - k) * l,
-                                            np.zeros(q)]))
+                            np.concatenate([np.full(2 * q, np.inf), m_lo, np.zeros(q)]))
         elif layer.kind == "maxpool":
             g = layer.groups
             rel = relax_maxpool(g, los[j], his[j])
@@ -134,7 +167,7 @@ def encode_window(layers: list, los: list, his: list, s: int, e: int, prefix: bo
                 mem = g[und]                                    # (q, w)
                 d = m.add_binaries(q * w, name=f"p{j}").reshape(q, w)
                 U = his[j][mem].max(axis=1)
-                big = (U[:, None] - los[j][mem]).reshape(-1)
+                big = up(U[:, None] - los[j][mem]).reshape(-1)
                 yy = np.repeat(y[und], w)
                 xx = x[mem].reshape(-1)
                 r = np.arange(q * w)
@@ -153,8 +186,30 @@ def encode_window(layers: list, los: list, his: list, s: int, e: int, prefix: bo
     return m, z
 
 
+def loosen_rows(A: sp.csr_matrix, row_lo: np.ndarray, row_hi: np.ndarray, lb: np.ndarray,
+                ub: np.ndarray, feas_tol: float, small: float) -> tuple[np.ndarray, np.ndarray]:
+    """Row sides moved outward by ``feas_tol (1 + s_r)`` plus the dropped tiny terms
+    (step 1 of the module docstring)."""
+    A = sp.csr_matrix(A)
+    m = maxabs(lb, ub)
+    absA = abs(A)
+    with np.errstate(invalid="ignore", over="ignore"):
+        side = np.maximum(np.where(np.isfinite(row_lo), np.abs(row_lo), 0.0),
+                          np.where(np.isfinite(row_hi), np.abs(row_hi), 0.0))
+        s_r = np.asarray(absA @ m).reshape(-1) + side
+        tiny = absA.copy()
+        tiny.data[tiny.data >= small] = 0.0           # keep the terms HiGHS drops
+        dropped = np.asarray(tiny @ m).reshape(-1)
+        delta = up(feas_tol * (1.0 + s_r) + up(dropped + sum_error(s_r, 2)))
+        return down(row_lo - delta), up(row_hi + delta)
+
+
 def solve_mip_chunk(payload: dict) -> tuple[np.ndarray, np.ndarray, int, int]:
-    """Min/max of ``C[k] . z_last + d[k]`` by MIP; returns lower, upper, solves, early stops."""
+    """Min/max of ``C[k] . z_last + d[k]`` by MIP; returns lower, upper, solves, early stops.
+
+    The bounds are bounds of the exact target value (see the module docstring for how
+    HiGHS's dual bound becomes one); ``-inf``/``+inf`` where no bound was obtained.
+    """
     import highspy
 
     A, row_lo, row_hi = payload["A"], payload["row_lo"], payload["row_hi"]
@@ -166,13 +221,27 @@ def solve_mip_chunk(payload: dict) -> tuple[np.ndarray, np.ndarray, int, int]:
         return lo, hi, n, 0
     C, dconst = payload["C"], payload["d"]
     limit = float(payload["time_limit"])
-    budget = payload.get("seconds")
-    t_end = None if budget is None else time.perf_counter() + budget
-    h = make_highs(A, row_lo, row_hi, lb, ub, integer=integer)
-    h.setOptionValue("mip_rel_gap", float(payload.get("mip_gap", MIP_GAP)))
+    t_end = chunk_end(payload)
     k = C.shape[0]
     lower = np.full(k, -np.inf)
     upper = np.full(k, np.inf)
+    if not (np.all(np.isfinite(lb)) and np.all(np.isfinite(ub))):
+        return lower, upper, 0, 0             # the margins below need finite boxes
+    # coefficients below this are dropped by HiGHS when the model is passed
+    small = new_highs().getOptionValue("small_matrix_value")
+    small = float(small[1] if isinstance(small, tuple) else small)   # highspy versions
+    rlo, rhi = loosen_rows(A, row_lo, row_hi, lb, ub, MIP_FEASIBILITY_TOL, small)
+    h = make_highs(A, rlo, rhi, lb, ub, integer=integer)
+    for name, value in (("mip_rel_gap", float(payload.get("mip_gap", MIP_GAP))),
+                        ("mip_feasibility_tolerance", MIP_FEASIBILITY_TOL),
+                        ("primal_feasibility_tolerance", PRIMAL_FEASIBILITY_TOL),
+                        ("dual_feasibility_tolerance", DUAL_FEASIBILITY_TOL),
+                        ("simplex_scale_strategy", 0)):
+        h.setOptionValue(name, value)
+    # step 2: a node bound exceeds the node's LP minimum by at most eps_d * sum of ranges
+    ranges = up(ub - lb)
+    dual_margin = up(DUAL_FEASIBILITY_TOL * float(up(ranges.sum() + sum_error(ranges.sum(),
+                                                                             ranges.size))))
     cols32 = cols.astype(np.int32)
     solved = stopped = 0
     st = highspy.HighsModelStatus
@@ -196,11 +265,11 @@ def solve_mip_chunk(payload: dict) -> tuple[np.ndarray, np.ndarray, int, int]:
             v = float(h.getInfo().mip_dual_bound)
             if not np.isfinite(v):
                 continue
-            v -= MIP_PAD * (1.0 + abs(v))
+            v = float(down(v - dual_margin))
             if sense > 0:
-                lower[r] = v + dconst[r]
+                lower[r] = down(v + dconst[r])
             else:
-                upper[r] = -v + dconst[r]
+                upper[r] = up(-v + dconst[r])
     return lower, upper, solved, stopped
 
 
@@ -219,6 +288,7 @@ class MilpRefiner:
         self.prefix = prefix
         self.n_solves = 0
         self.n_limit = 0
+        self.cut_short = False
 
     def __call__(self, i: int, los: list, his: list):
         layers = self.layers
@@ -246,8 +316,11 @@ class MilpRefiner:
             payloads.append({"A": arr.A, "row_lo": arr.row_lo, "row_hi": arr.row_hi,
                              "lb": arr.lb, "ub": arr.ub, "integer": arr.integer,
                              "cols": z[-1], "C": C, "d": aff.b[ch],
-                             "time_limit": self.time_limit, "seconds": seconds})
+                             "time_limit": self.time_limit, "seconds": seconds,
+                             "until": None if seconds is None else time.monotonic() + seconds})
         results = run_chunks(payloads, solve_mip_chunk, self.executor)
+        if self.deadline is not None and time.perf_counter() >= self.deadline:
+            self.cut_short = True
         lo = np.full(los[i].size, -np.inf)
         hi = np.full(los[i].size, np.inf)
         for ch, (lch, hch, n, stopped) in zip(chunks, results, strict=True):

@@ -1,14 +1,16 @@
-"""The shared Typer application object and small helpers used by every command module."""
+"""The shared Typer application object and the two consoles every command prints through.
+
+Output that is not a terminal (a pipe, a file, a CI log) is never hard-wrapped: the
+consoles then render at a width no line reaches, so a table row or a message stays on
+one line and ``grep`` sees whole names. On a terminal rich wraps to the window as usual.
+"""
 
 from __future__ import annotations
 
-import json
-import sys
-from pathlib import Path
 from typing import Any
 
 import typer
-from rich.console import Console
+from rich.console import Console, ConsoleDimensions
 
 app = typer.Typer(
     name="nnres",
@@ -19,40 +21,35 @@ app = typer.Typer(
     pretty_exceptions_enable=False,
 )
 
-console = Console(stderr=False)
-err_console = Console(stderr=True)
+# Width used when the output is not a terminal: wide enough that nothing wraps.
+UNWRAPPED_WIDTH = 4000
 
 
-def emit_json(data: Any, target: str | None) -> None:
-    """Write ``data`` as JSON to ``target`` ('-' = stdout) atomically (tmp file + rename)."""
-    text = json.dumps(data, indent=2, sort_keys=False, default=_default)
-    if target in (None, "-"):
-        sys.stdout.write(text + "\n")
-        return
-    write_atomic(Path(target), text + "\n")
+class _Console(Console):
+    """A rich console that does not wrap when its own stream is not a terminal.
+
+    (Rich takes the width from *any* standard stream that is a terminal, or 80; a pipe
+    on stdout next to a terminal on stderr would still be wrapped.)"""
+
+    @property
+    def size(self) -> ConsoleDimensions:
+        dims = Console.size.fget(self)  # type: ignore[attr-defined]
+        if self._width is None and not self.is_terminal:
+            return ConsoleDimensions(UNWRAPPED_WIDTH, dims.height)
+        return dims
+
+    @size.setter
+    def size(self, new_size: tuple[int, int]) -> None:
+        Console.size.fset(self, new_size)  # type: ignore[attr-defined]
 
 
-def write_atomic(path: Path, text: str) -> None:
-    """Write a file so a reader never sees half of it: write a sibling, then rename."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_text(text)
-    tmp.replace(path)
+def make_console(stderr: bool = False, **kwargs: Any) -> Console:
+    """A console on stdout (or stderr) that follows the no-wrap rule above."""
+    return _Console(stderr=stderr, soft_wrap=False, **kwargs)
 
 
-def _default(o: Any) -> Any:
-    import numpy as np
-
-    if isinstance(o, np.ndarray):
-        return o.tolist()
-    if isinstance(o, (np.floating, np.integer)):
-        return o.item()
-    if hasattr(o, "to_dict"):
-        return o.to_dict()
-    if hasattr(o, "value"):
-        return o.value
-    raise TypeError(f"not JSON serialisable: {type(o).__name__}")
+console = make_console()
+err_console = make_console(stderr=True)
 
 
 @app.callback()

@@ -31,7 +31,8 @@ from typing import Any
 import numpy as np
 import typer
 
-from nnresilience.cli.app import app, console, write_atomic
+from nnresilience.cli.app import app, console
+from nnresilience.cli.output import write_atomic
 
 DELTAS: tuple[float, ...] = (0.01, 0.015, 0.02, 0.025, 0.03, 0.035)
 QUICK_DELTAS: tuple[float, ...] = (0.01, 0.035)
@@ -429,11 +430,14 @@ def _store_and_report(out: Path, net, samples, cells: Sequence[Cell], phi_res,
             key = query_key(net, c.prop, {"engine": c.engine, "radius": c.delta})
             store.put(key, "robustness", c.result,
                       {"network_name": net.name, "network_path": net.source,
-                       "property_name": c.prop.name, "params": params, "engine": c.engine})
+                       "property_name": c.prop.name, "params": params, "engine": c.engine,
+                       "info": {"feature_names": list(samples.feature_names),
+                                "sample_id": c.sample}})
         if phi_res is not None and phi_query is not None:
             store.put(query_key(net, phi_query, {}), "phi", phi_res,
                       {"network_name": net.name, "network_path": net.source,
-                       "property_name": f"phi cls={phi_query['cls']}", "params": phi_query})
+                       "property_name": f"phi cls={phi_query['cls']}", "params": phi_query,
+                       "info": {"feature_names": list(samples.feature_names)}})
         write_report = _optional("nnresilience.report", "write_report")
         if write_report is None:
             notes.append("HTML report skipped: nnresilience.report is not available")
@@ -443,6 +447,13 @@ def _store_and_report(out: Path, net, samples, cells: Sequence[Cell], phi_res,
     return str(path)
 
 
+def _demo_work(reporter, out: Path, quick: bool, engine: str, timeout: float | None,
+               with_phi: bool, show_progress: bool) -> dict[str, Any]:
+    """The demo in a killable child (its progress bar draws on stderr)."""
+    return run_demo(out, quick=quick, engine=engine, timeout=timeout, with_phi=with_phi,
+                    show_progress=show_progress)
+
+
 @app.command()
 def demo(
     out: Path = typer.Option(Path("nnres-demo"), "--out", help="output folder"),
@@ -450,32 +461,52 @@ def demo(
                                help=f"only samples {', '.join(QUICK_SAMPLES)} and "
                                     f"δ in {QUICK_DELTAS} (seconds, for tests)"),
     engine: str = typer.Option("auto", "--engine", help="auto, milp or reluplex"),
-    timeout: float | None = typer.Option(None, "--timeout",
-                                         help="seconds per robustness cell"),
+    cell_timeout: float | None = typer.Option(None, "--cell-timeout",
+                                              help="seconds per robustness cell"),
+    timeout: float | None = typer.Option(None, "--timeout", help="seconds for the whole "
+                                         "demo; when they run out it stops (exit 4) "
+                                         "without results"),
     no_phi: bool = typer.Option(False, "--no-phi", help="skip the Phi_m computation"),
     json_out: str | None = typer.Option(None, "--json",
                                         help="also write the summary as JSON ('-' = stdout "
                                              "only, no table)"),
+    quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress display."),
 ) -> None:
     """Run the seed-004 Cardiotocography robustness tables on the shipped network."""
-    from nnresilience.cli.app import emit_json
+    from nnresilience import validate
+    from nnresilience.cli.app import err_console
+    from nnresilience.cli.command import CommandRun, show_progress
     from nnresilience.data import ctg_samples
+    from nnresilience.errors import InvalidArgumentError
 
-    quiet = json_out == "-"
-    summary = run_demo(out, quick=quick, engine=engine, timeout=timeout, with_phi=not no_phi,
-                       show_progress=not quiet)
-    if json_out is not None:
-        emit_json(json_safe(summary), json_out)
-    if quiet:
+    with CommandRun("demo", timeout, quiet) as run:
+        js = run.output(json_out, "--json")
+        validate.choice(engine, ("auto", "milp", "reluplex"), "--engine")
+        cell_timeout = validate.timeout(cell_timeout, "--cell-timeout")
+        if Path(out).exists() and not Path(out).is_dir():
+            raise InvalidArgumentError(f"--out {out}: exists and is not a folder")
+        validate.output_file(Path(out) / "results.json", "--out")
+        res = run.in_child(_demo_work, Path(out), quick, engine, cell_timeout, not no_phi,
+                           show_progress(quiet or js == "-"))
+        if not res.finished:
+            err_console.print(f"stopped: the demo did not finish within --timeout "
+                              f"{timeout:g} s; no results", highlight=False, soft_wrap=True)
+            from nnresilience.cli import EXIT_TIMED_OUT
+
+            raise typer.Exit(EXIT_TIMED_OUT)
+        summary = res.value
+        run.outputs.write_json(js, json_safe(summary))
+    if js == "-":
         return
     samples = ctg_samples()
     cells = [Cell(**c) for c in summary["cells"]]
     console.print(_rich_table(cells, samples, summary["deltas"]))
     if summary.get("phi_text"):
-        console.print(summary["phi_text"])
+        console.print(summary["phi_text"], highlight=False, soft_wrap=True)
     for note in summary["notes"]:
-        console.print(f"[yellow]note:[/yellow] {note}")
-    console.print(f"results: {Path(out) / 'results.json'}, tables: {Path(out) / 'tables.md'}")
+        console.print(f"[yellow]note:[/yellow] {note}", soft_wrap=True)
+    console.print(f"results: {Path(out) / 'results.json'}, tables: {Path(out) / 'tables.md'}",
+                  highlight=False, soft_wrap=True)
     if summary.get("report"):
-        console.print(f"report: {summary['report']}")
-    console.print(f"done in {summary['seconds']:.1f} s")
+        console.print(f"report: {summary['report']}", highlight=False, soft_wrap=True)
+    console.print(f"done in {summary['seconds']:.1f} s", highlight=False)

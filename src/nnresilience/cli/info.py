@@ -13,7 +13,9 @@ import numpy as np
 import typer
 from rich.table import Table
 
-from nnresilience.cli.app import app, console, emit_json
+from nnresilience import validate
+from nnresilience.cli.app import app, console
+from nnresilience.cli.output import Outputs
 from nnresilience.errors import ShapeMismatchError
 
 
@@ -59,21 +61,24 @@ def info(model: Path = typer.Argument(..., help="Model file (.onnx, .nnet, .pt/.
     """Show a network's layers, sizes, parameters, input shape and domain."""
     from nnresilience.loaders import load_network
 
-    net = load_network(model)
-    data = network_info(net)
+    outputs = Outputs()
+    js = outputs.declare(json_out, "--json", (model, prop))
+    net = load_network(validate.input_file(model, "model"))
+    data = {"command": "info", **network_info(net)}
     if prop is not None:
         from nnresilience.spec.vnnlib import read_vnnlib
 
-        pr = read_vnnlib(prop, n_inputs=net.n_inputs, n_outputs=net.n_outputs)
+        pr = read_vnnlib(validate.input_file(prop, "property"), n_inputs=net.n_inputs,
+                         n_outputs=net.n_outputs)
         data["property"] = {
             "name": pr.name, "source": str(prop), "cases": len(pr.cases),
             "terms_per_case": [len(c.unsafe.terms) for c in pr.cases],
             "meta": pr.meta,
         }
-    if json_out is not None:
-        emit_json(data, json_out)
-        if json_out == "-":
-            return
+    with outputs:
+        outputs.write_json(js, data)
+    if js == "-":
+        return
     table = Table(title=f"{net.name} ({net.source_format})")
     table.add_column("#", justify="right")
     table.add_column("kind")
@@ -108,22 +113,24 @@ def eval_cmd(model: Path = typer.Argument(..., help="Model file (.onnx, .nnet, .
     from nnresilience.io import load_inputs
     from nnresilience.loaders import load_network
 
-    net = load_network(model)
-    X = load_inputs(inputs)
+    outputs = Outputs()
+    js = outputs.declare(json_out, "--json", (model, inputs))
+    net = load_network(validate.input_file(model, "model"))
+    X = load_inputs(validate.input_file(inputs, "inputs"))
     if X.shape[1] != net.n_inputs:
         raise ShapeMismatchError(
             f"{inputs}: samples have {X.shape[1]} values, {net.name} expects {net.n_inputs} "
             f"(input shape {tuple(net.input_shape)})")
     Y = np.atleast_2d(net.forward(X))
     top = np.argmax(Y, axis=1)
-    data = {"model": str(model), "inputs": str(inputs), "outputs": Y.tolist(),
-            "argmax": top.tolist()}
+    data = {"command": "eval", "model": str(model), "inputs": str(inputs),
+            "outputs": Y.tolist(), "argmax": top.tolist()}
     if net.softmax:
         data["probabilities"] = np.atleast_2d(net.probabilities(X)).tolist()
-    if json_out is not None:
-        emit_json(data, json_out)
-        if json_out == "-":
-            return
+    with outputs:
+        outputs.write_json(js, data)
+    if js == "-":
+        return
     table = Table(title=f"{net.name} on {inputs.name}")
     table.add_column("row", justify="right")
     table.add_column("argmax", justify="right")

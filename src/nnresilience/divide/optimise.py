@@ -9,6 +9,7 @@ from __future__ import annotations
 import math
 import time
 from collections.abc import Callable
+from dataclasses import replace
 from typing import Any
 
 import numpy as np
@@ -39,8 +40,12 @@ def _min_perturbation_task(network, x, label, norm, k, lo, hi, settings, timeout
 
 
 def _optimise(executor, boxes: list, make_task: Callable, prune_lower: Callable,
-              deadline: float | None, best: float = math.inf) -> tuple[list, dict]:
+              deadline: float | None, best: float = math.inf,
+              progress: Callable | None = None) -> tuple[list, dict]:
     """Run the sub-problems with a shared cutoff; return ``(answers, stats)``.
+
+    ``progress(phase, lower, upper, **extra)`` (a :class:`~nnresilience.resilience.common.
+    Clock`'s ``report``) is called once per finished sub-problem.
 
     ``make_task(box, cutoff, time_left) -> (fn, args)``; each answer is
     ``(lower, upper, payload)``. ``prune_lower(box)`` is a lower bound known without a
@@ -80,6 +85,10 @@ def _optimise(executor, boxes: list, make_task: Callable, prune_lower: Callable,
                 answers[i] = ans
                 if ans[1] is not None:
                     state["best"] = min(state["best"], ans[1])
+                if progress is not None:
+                    progress("subproblem", None,
+                             None if math.isinf(state["best"]) else state["best"],
+                             done=win.completed, total=len(boxes))
     finally:
         win.stop(kill=owned)
         if owned:
@@ -131,8 +140,8 @@ def _attack_upper(network, x: np.ndarray, m: int, k: int, norm: str, lo: np.ndar
 def min_perturbation_divided(network, x: np.ndarray, label: int | None = None,
                              norm: str = "l1", k: int = 1, domain=None, executor=None,
                              parts: int | None = None, *, settings=None,
-                             timeout: float | None = None, attack: float = 1.0
-                             ) -> ResilienceResult:
+                             timeout: float | None = None, attack: float = 1.0,
+                             progress=None) -> ResilienceResult:
     """Per-sample minimum perturbation with the domain of ``x + ε`` split into sub-boxes.
 
     Each sub-box is one per-sample MIP (:func:`nnresilience.resilience.min_perturbation`
@@ -148,11 +157,13 @@ def min_perturbation_divided(network, x: np.ndarray, label: int | None = None,
     is what gets split, and every task starts with the cutoff ``u``.
     """
     from nnresilience.resilience import DEFAULT, resolve_domain
+    from nnresilience.resilience.common import Clock
     from nnresilience.resilience.replay import flip_ok, norm_of
     from nnresilience.spec.condition import misclassification
 
     settings = DEFAULT if settings is None else settings
     t0 = time.monotonic()
+    clock = Clock(timeout, progress, None if label is None else int(label))
     deadline = None if timeout is None else t0 + float(timeout)
     x = np.asarray(x, float).reshape(-1)
     lo, hi = resolve_domain(network, domain)
@@ -175,9 +186,10 @@ def min_perturbation_divided(network, x: np.ndarray, label: int | None = None,
                                             settings, rem, cutoff))
             return _triple_task, (sub,)
 
+        clock.report("subproblems", 0.0, ub)
         answers, stats = _optimise(ex, boxes, make_task,
                                    lambda bx: _gap_norm(x, bx[0], bx[1], norm), deadline,
-                                   math.inf if ub is None else ub)
+                                   math.inf if ub is None else ub, progress=clock.report)
         if ub is not None:  # the attack's point is a sub-answer like the others
             answers.append((ub, ub, tuple(ub_wit)))
             stats["attack_upper"] = ub
@@ -189,8 +201,8 @@ def min_perturbation_divided(network, x: np.ndarray, label: int | None = None,
     for a in answers:
         if a[1] is not None and a[2] is not None:
             b = np.asarray(a[2], float)
-            # replay: b in the domain, out of m's top-k, and its norm recomputed here
-            if np.all(b >= lo - 1e-9) and np.all(b <= hi + 1e-9) and flip_ok(network, b, m, k):
+            # replay, exactly: b in the domain, out of m's top-k, its norm recomputed here
+            if np.all(b >= lo) and np.all(b <= hi) and flip_ok(network, b, m, k):
                 u = norm_of(b - x, norm)
                 if best_upper is None or u < best_upper:
                     best_upper, witness = u, b
@@ -222,49 +234,45 @@ def _triple_task(task: tuple) -> tuple[float, float | None, Any]:
     return lower, float(r.upper), tuple(r.a_perturbed)
 
 
-def _phi_subbox_task(network, cls: int, log_alpha: float, k: int, norm: str, lo, hi,
+def _phi_subbox_task(network, cls: int, alpha: float, k: int, norm: str, lo, hi,
                      sub_lo, sub_hi, bounds, settings, timeout: float | None,
                      cutoff: float | None) -> tuple[float, float | None, Any]:
     """Executor task: MIP (6) with the unperturbed point ``a`` boxed in a sub-box.
 
     ``b = a + ε`` still ranges over all of D and both copies keep the bounds over D
-    (sound, if looser than sub-box bounds for copy 1). ``cutoff`` adds the row
-    ``||b - a|| <= cutoff``: infeasible then proves this sub-box's minimum is
-    ``>= cutoff``. Returns ``(lower, upper, (a, b))`` or ``(lower, None, message)``.
+    (sound, if looser than sub-box bounds for copy 1). Solved like :func:`phi` (the
+    relaxed and tightened stages of :func:`nnresilience.resilience.query._phi_solve`)
+    with the objective cutoff ``cutoff``: the certified bound (the cutoff
+    itself, less its tolerance, when nothing beats it) is this sub-box's lower bound. A
+    solver "infeasible" proves nothing; the sub-box counts as empty (``+inf``) only when a
+    certified premise problem shows no input of it reaches alpha. Returns
+    ``(lower, upper, (a, b))`` or ``(lower, None, message)``.
     """
-    from nnresilience.backends.base import SolveLimits
-    from nnresilience.backends.registry import get_backend
-    from nnresilience.resilience.encode import build_phi_mip
-    from nnresilience.resilience.replay import norm_of, replay_pair
+    from nnresilience.resilience.common import Clock
+    from nnresilience.resilience.query import _phi_solve, _premise_margin
+    from nnresilience.resilience.settings import Query
 
+    clock = Clock(timeout)
     net = network.merged()
-    mip = build_phi_mip(net, cls, log_alpha, k, norm, lo, hi, bounds, settings)
-    mip.model.set_bounds(mip.a, np.asarray(sub_lo, float), np.asarray(sub_hi, float))
-    if cutoff is not None:
-        n = mip.cost.size
-        mip.model.add_terms(np.zeros(n, np.int64), mip.cost, np.ones(n), 1, -np.inf,
-                            float(cutoff))
-    limits = SolveLimits(time_limit=timeout, threads=settings.threads,
-                         mip_gap=settings.mip_gap, use_priorities=settings.priorities)
-    res = get_backend(settings.backend).solve(mip.model.arrays(), limits)
-    status = res.status.value
-    if status == "infeasible":
-        return (math.inf if cutoff is None else float(cutoff)), None, "infeasible"
-    dual = res.dual_bound
-    lower = 0.0 if dual is None or not math.isfinite(dual) else max(0.0, float(dual))
-    if res.x is not None:
-        rep = replay_pair(net, res.x[mip.a], res.x[mip.b], cls, log_alpha, k, lo, hi,
-                          settings.premise_tol)
-        if rep is not None:
-            a, b, _ = rep
-            upper = norm_of(b - a, norm)
-            return min(lower, upper), upper, (tuple(map(float, a)), tuple(map(float, b)))
-    return lower, None, f"solver: {status}"
+    q = Query(int(cls), float(alpha), int(k), norm, lo, hi)
+    sub_lo, sub_hi = np.asarray(sub_lo, float), np.asarray(sub_hi, float)
+    lower, best, sol = _phi_solve(net, q, bounds, settings, clock, {}, a_box=(sub_lo, sub_hi),
+                                  cutoff=cutoff)
+    if best is not None:
+        a, b, upper = best
+        return min(lower, upper), upper, (tuple(map(float, a)), tuple(map(float, b)))
+    if sol is None:
+        return lower, None, "timeout"
+    if sol.cert.failed and clock.can_solve():
+        _, t_up, _ = _premise_margin(net, q.cls, sub_lo, sub_hi, bounds, settings, clock, {})
+        if t_up < q.log_alpha:
+            return math.inf, None, "no input of the sub-box reaches alpha"
+    return lower, None, f"solver: {sol.status}"
 
 
 def phi_divided(network, cls: int, alpha: float = 1.0, k: int = 1, norm: str = "l1",
                 domain=None, executor=None, parts: int | None = None, *, settings=None,
-                timeout: float | None = None) -> ResilienceResult:
+                timeout: float | None = None, progress=None) -> ResilienceResult:
     """Φ_m with the domain of the unperturbed point ``a`` split into sub-boxes.
 
     Φ_m = min over sub-boxes S of (min ||b - a|| with a in S confident for m, b in D
@@ -273,19 +281,24 @@ def phi_divided(network, cls: int, alpha: float = 1.0, k: int = 1, norm: str = "
     Sub-boxes where no input reaches the confidence ratio are infeasible and cheap. The
     witness pair is replayed here again (premise and flip, through ``network.forward``).
     """
-    from nnresilience.resilience import DEFAULT, alpha_max, resolve_domain
+    from nnresilience.resilience import DEFAULT, resolve_domain
+    from nnresilience.resilience.common import Clock
     from nnresilience.resilience.encode import network_bounds
+    from nnresilience.resilience.query import _settle_empty
     from nnresilience.resilience.replay import flip_ok, norm_of, premise_ok
     from nnresilience.resilience.settings import Query
 
     settings = DEFAULT if settings is None else settings
     t0 = time.monotonic()
+    clock = Clock(timeout, progress, int(cls))
     deadline = None if timeout is None else t0 + float(timeout)
     lo, hi = resolve_domain(network, domain)
     net = network.merged()
     q = Query(int(cls), float(alpha), int(k), norm, lo, hi)
     q.check_network(net.n_inputs, net.n_outputs)
-    bounds = network_bounds(net, lo, hi, settings, timeout)
+    clock.report("bounds")
+    bounds = network_bounds(net, lo, hi, settings, clock.share(settings.bounds_share))
+    clock.report("subproblems")
     ex, owned = _resolve_executor(executor)
     try:
         workers = max(1, int(getattr(ex, "workers", 1)))
@@ -303,10 +316,11 @@ def phi_divided(network, cls: int, alpha: float = 1.0, k: int = 1, norm: str = "
         boxes = [boxes[i] for i in np.argsort(-conf, kind="stable")]
 
         def make_task(box, cutoff, rem):
-            return _phi_subbox_task, (net, q.cls, q.log_alpha, q.k, norm, lo, hi, box[0],
+            return _phi_subbox_task, (net, q.cls, q.alpha, q.k, norm, lo, hi, box[0],
                                       box[1], bounds, settings, rem, cutoff)
 
-        answers, stats = _optimise(ex, boxes, make_task, lambda _bx: 0.0, deadline)
+        answers, stats = _optimise(ex, boxes, make_task, lambda _bx: 0.0, deadline,
+                                   progress=clock.report)
     finally:
         if owned:
             ex.terminate()
@@ -316,27 +330,25 @@ def phi_divided(network, cls: int, alpha: float = 1.0, k: int = 1, norm: str = "
         if a[1] is None or not isinstance(a[2], tuple):
             continue
         av, bv = (np.asarray(v, float) for v in a[2])
-        inside = all(np.all(v >= lo - 1e-9) and np.all(v <= hi + 1e-9) for v in (av, bv))
-        if inside and premise_ok(net, av, q.cls, q.log_alpha, settings.premise_tol) \
-                and flip_ok(net, bv, q.cls, q.k):
+        # replay again here, exactly: both points in D, premise and flip in float64
+        inside = all(np.all(v >= lo) and np.all(v <= hi) for v in (av, bv))
+        if inside and premise_ok(net, av, q.cls, q.log_alpha) and flip_ok(net, bv, q.cls, q.k):
             u = norm_of(bv - av, norm)
             if best is None or u < best:
                 best, pair = u, (av, bv)
     common = dict(cls=q.cls, alpha=q.alpha, k=q.k, norm=norm)
     stats = {**stats, "divided": True, "bounds_method": bounds.method}
     if best is None and math.isinf(lower):
-        # every sub-MIP infeasible without a cutoff: no confident input, or no flip in D
-        am = alpha_max(network, q.cls, (lo, hi), settings=settings, bounds=bounds)
-        if am.lower is None or q.alpha > am.lower * (1 + 1e-9):
-            return ResilienceResult("phi", None, None, False, False,
-                                    seconds=time.monotonic() - t0, stats=stats,
-                                    message=f"no input in the domain reaches confidence "
-                                            f"ratio alpha={q.alpha:g} for class {q.cls}",
-                                    **common)
-        return ResilienceResult("phi", math.inf, math.inf, True, True,
-                                seconds=time.monotonic() - t0, stats=stats,
-                                message=f"no perturbation inside the domain takes class "
-                                        f"{q.cls} out of the top-{q.k}: Phi = +inf", **common)
+        # every sub-box certified to hold no confident input
+        return ResilienceResult("phi", None, None, False, False, seconds=clock.elapsed(),
+                                stats=stats, message=f"no input in the domain reaches "
+                                                     f"confidence ratio alpha={q.alpha:g} "
+                                                     f"for class {q.cls}", **common)
+    if best is None and clock.can_solve():
+        # nothing witnessed: Φ may be +inf (no flip anywhere) or the premise empty
+        settled = _settle_empty(network, net, q, bounds, settings, clock, stats, common)
+        if settled is not None:
+            return replace(settled, seconds=clock.elapsed())
     if best is not None:
         lower = min(lower, best)
     optimal = bool(best is not None and not stats["timed_out"]

@@ -33,6 +33,7 @@ import math
 
 import numpy as np
 
+from nnresilience.encode.bigm import pad_up
 from nnresilience.encode.model import MilpModel, QuadConstraint
 from nnresilience.encode.relu import _rows
 from nnresilience.errors import EngineUnsupportedError
@@ -147,7 +148,11 @@ def _atan_miqcp_neuron(model: MilpModel, xi: int, yi: int, li: float, ui: float,
         z = int(model.add_vars(1, zlo, zhi, name=f"{name}_inv")[0])
     deltas = (model.add_binaries(len(live), name=f"{name}_case") if len(live) > 1
               else np.zeros(0, dtype=np.int64))
-    R = math.pi + k1 + ATAN_C + k1 * xmax + ATAN_C * xmax ** 2 + ATAN_BAND
+    # R must dominate |expr_c - rhs_c| everywhere on the box: |y| <= π/2 + band (its
+    # bounds), |x| <= xmax, |z| <= 1; rounded outward like every bounds-derived big-M
+    inner = math.pi / 2 + ATAN_BAND + k1 * xmax + ATAN_C * xmax ** 2
+    outer = math.pi + ATAN_BAND + k1 + ATAN_C
+    R = float(pad_up(max(inner, outer), max(inner, outer), 6))
     for ci, (a, b, tag, _) in enumerate(live):
         dv = int(deltas[ci]) if deltas.size else None
         if dv is not None:
@@ -178,7 +183,7 @@ def _atan_miqcp_neuron(model: MilpModel, xi: int, yi: int, li: float, ui: float,
         if not dz:
             model.quad.append(_q({}, [(z, xi, 1.0)], 1.0, 1.0))
         else:
-            Mz = xmax + 1.0
+            Mz = float(pad_up(xmax + 1.0, xmax + 1.0))     # |z x - 1| <= |x| + 1
             model.quad.append(_q({d: -Mz for d in dz}, [(z, xi, 1.0)], 1.0 - Mz, np.inf))
             model.quad.append(_q({d: Mz for d in dz}, [(z, xi, 1.0)], -np.inf, 1.0 + Mz))
     if deltas.size:

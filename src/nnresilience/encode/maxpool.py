@@ -15,13 +15,15 @@ attaining ``L`` is always live), and duplicates of an index (padding at borders)
 once. A group with one live member is the equality ``y = x_m``, no binary.
 
 With a uniform ``big_m`` (paper baseline) no member is pruned and ``U - l_j`` is replaced
-by ``M`` (refused when ``M`` is smaller than the true spread, which would be unsound).
+by ``M`` (:class:`~nnresilience.encode.bigm.BigMTooSmallError` when ``M`` is smaller than
+the spread, which would be unsound). Spreads from bounds are rounded outward.
 """
 
 from __future__ import annotations
 
 import numpy as np
 
+from nnresilience.encode.bigm import check_uniform, pad_up
 from nnresilience.encode.model import MilpModel
 from nnresilience.encode.relu import _rows
 from nnresilience.errors import EngineUnsupportedError
@@ -69,15 +71,13 @@ def encode_maxpool(model: MilpModel, x: np.ndarray, lo: np.ndarray, hi: np.ndarr
         return y, np.zeros(0, dtype=np.int64), np.zeros((0, 2), dtype=np.int64)
     d = model.add_binaries(m, name=f"{name}_d")
     xm = x[g[mo, mp]]
+    spread = pad_up(U[mo] - glo[mo, mp], np.abs(U[mo]) + np.abs(glo[mo, mp]))
     if big_m is not None:
-        spread = U[mo] - glo[mo, mp]
-        if np.any(spread > big_m):
-            raise EngineUnsupportedError(f"uniform big-M {big_m:g} is smaller than the spread "
-                                         f"{spread.max():g} of a max-pool group of layer "
-                                         f"'{name}'")
+        check_uniform(big_m, spread, lambda i: f"max-pool group {int(mo[i])} of layer "
+                                               f"'{name}' (the spread of its inputs' bounds)")
         M = np.full(m, float(big_m))
     else:
-        M = U[mo] - glo[mo, mp]
+        M = spread
     r = np.arange(m)
     # y - x_j >= 0
     _rows(model, [(r, y[mo], 1.0), (r, xm, -1.0)], m, 0.0, np.inf)

@@ -30,13 +30,13 @@ import numpy as np
 import scipy.sparse as sp
 
 from nnresilience.encode.arctan import encode_sshape
-from nnresilience.encode.condition import encode_condition
+from nnresilience.encode.condition import MarginEncoding, encode_condition, encode_margin
 from nnresilience.encode.maxpool import encode_maxpool
 from nnresilience.encode.model import MilpModel
 from nnresilience.encode.relu import _rows, encode_piecewise_max
 
-__all__ = ["ENCODERS", "NetworkEncoding", "encode_condition", "encode_network",
-           "encode_region", "network_start"]
+__all__ = ["ENCODERS", "MarginEncoding", "NetworkEncoding", "encode_condition",
+           "encode_margin", "encode_network", "encode_region", "network_start"]
 
 
 @dataclass(eq=False)

@@ -22,13 +22,16 @@ big-M ReLU formulation (``M^- = -l``, ``M^+ = u``), whose LP relaxation is the t
 Uniform big-M mode (``big_m = M``, the paper's baseline): *every* neuron gets a binary and
 exactly the paper's six rows (2a)-(4b) with the same ``M`` (for LeakyReLU the rows above
 with ``l = -M``, ``u = M``, plus (3a)/(3b)). This is sound only if ``M >= max(-l, u)``;
-:func:`encode_relu` refuses smaller ``M`` instead of silently cutting off real behaviour.
+a smaller ``M`` raises :class:`~nnresilience.encode.bigm.BigMTooSmallError` naming the
+layer and neuron instead of silently cutting off real behaviour. Per-side Ms
+``(1 - k)(-l)`` and ``(1 - k) u`` are rounded outward (:mod:`nnresilience.encode.bigm`).
 """
 
 from __future__ import annotations
 
 import numpy as np
 
+from nnresilience.encode.bigm import check_uniform, pad_up
 from nnresilience.encode.model import MilpModel
 from nnresilience.errors import EngineUnsupportedError
 
@@ -64,12 +67,8 @@ def encode_piecewise_max(model: MilpModel, x: np.ndarray, lo: np.ndarray, hi: np
     yhi = np.minimum(img_hi, out_hi)
     yhi = np.maximum(yhi, ylo)                       # guard against crossed float bounds
     if big_m is not None:
-        need = np.maximum(-lo, hi)
-        if np.any(need > big_m):
-            i = int(np.argmax(need))
-            raise EngineUnsupportedError(
-                f"uniform big-M {big_m:g} is smaller than the bound {need[i]:g} of neuron {i} "
-                f"of layer '{name}': the encoding would be unsound")
+        check_uniform(big_m, np.maximum(-lo, hi),
+                      lambda i: f"neuron {i} of layer '{name}' (its pre-activation bound)")
         unstable = np.ones(n, dtype=bool)
         act = np.zeros(n, dtype=bool)
         l_eff = np.full(n, -float(big_m))
@@ -104,11 +103,11 @@ def encode_piecewise_max(model: MilpModel, x: np.ndarray, lo: np.ndarray, hi: np
     _rows(model, [(r, yu, 1.0), (r, xu, -1.0)], m, 0.0, np.inf)
     if k != 0.0 or big_m is not None:
         _rows(model, [(r, yu, 1.0), (r, xu, -k)], m, 0.0, np.inf)
-    # (r3) y - x + (1-k)(-l) d <= (1-k)(-l)
-    c3 = (1.0 - k) * (-lu)
+    # (r3) y - x + (1-k)(-l) d <= (1-k)(-l)   (both Ms rounded outward)
+    c3 = pad_up((1.0 - k) * (-lu), -lu)
     _rows(model, [(r, yu, 1.0), (r, xu, -1.0), (r, d, c3)], m, -np.inf, c3)
     # (r4) y - k x - (1-k) u d <= 0
-    c4 = (1.0 - k) * uu
+    c4 = pad_up((1.0 - k) * uu, uu)
     _rows(model, [(r, yu, 1.0), (r, xu, -k), (r, d, -c4)], m, -np.inf, 0.0)
     if big_m is not None:
         # (3a) x - M d <= 0 ; (3b) x - M d >= -M  (implied above, kept to match the paper)

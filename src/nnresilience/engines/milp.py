@@ -1,36 +1,53 @@
-"""The MILP engine: decide a case by one feasibility MILP (seed 000 encoding).
+"""The MILP engine: decide a case by maximising its unsafe margin (seed 000 encoding).
 
-The model is network + input region + unsafe output condition with objective 0, solved
-with "stop at the first feasible point". Reading the answer:
+The model is network + input region + the *margin form* of the unsafe condition
+(:func:`nnresilience.encode.condition.encode_margin`): a column ``t`` no larger than the
+margin of the selected term, maximised (``minimise -t``). The property is violated iff
+the maximum ``t*`` is ``>= 0``. This form always has a feasible point, so nothing here
+ever rests on a bare "infeasible" (issue 11: HiGHS called a model infeasible whose rows an
+explicit point met to 5e-14, with the unsafe margin at +1e-5). Reading the answer, with
+``τ`` the tolerance margin of the model (:mod:`nnresilience.backends.certify`):
 
-* INFEASIBLE -> ``HOLDS``. Sound for every encoding mode: the encoding of a
-  piecewise-linear network is exact, and the S-shaped encodings are relaxations
-  (supersets of the true graph), so no unsafe input exists if the model has no point.
-* a feasible point -> ``VIOLATED`` *candidate*: the input columns, clipped into the box.
-  The engine replays it through :meth:`Network.forward`; if solver tolerances (1e-6) or an
-  arctan relaxation make the replay fail, it re-solves once with the unsafe set shrunk by
-  :data:`REPLAY_MARGIN` (a feasible point there is deeper inside). If that also fails the
-  candidate is still returned with ``stats['replayed'] = False``: the caller's replay
-  decides, and reports ``unknown``.
-* time/solution limit without a point, or solver trouble -> ``UNKNOWN`` with statistics.
+* the solver's proven bound, less its objective tolerance, puts ``t*`` below ``-τ``
+  -> ``HOLDS``. A cutoff at that level lets the solver stop as soon as it is proven;
+* a solver point with ``t >= 0`` -> its input columns, clipped into the box, are replayed
+  through :meth:`Network.forward`; a point that replays is ``VIOLATED``, one that does not
+  is returned with ``stats['replayed'] = False`` (the caller's replay reports
+  ``unknown``). ``t`` is capped at ``2 (τ + τ_obj)`` above zero, so a deep violation ends
+  the solve at once (a point at the cap is optimal) and is deep enough to replay;
+* the bound puts ``t*`` below zero but not below ``-τ`` (the tolerance band): ``UNKNOWN``,
+  unless the *re-check* hook (``recheck``) settles it. The default re-check
+  (:func:`tight_second_opinion`) re-solves the same model with a second backend at 1000×
+  tighter tolerances and accepts ``holds`` only if that bound clears *its* ``τ``; the
+  orchestration may pass another (a sound-bounds engine);
+* a solver "infeasible", error, or a time limit without a decisive bound -> ``UNKNOWN``.
 
-``timeout`` is a wall-clock budget for the whole call: the solver gets what is left after
-building.
+For S-shaped activations the encoding is a relaxation (a superset of the graph): ``holds``
+is still a proof, a point only a candidate. ``timeout`` is a wall-clock budget for the
+whole call (bounds, building, solving, re-check).
 """
 
 from __future__ import annotations
 
+import math
 import time
+from collections.abc import Callable
+from dataclasses import dataclass, replace
 from typing import Any
 
 import numpy as np
 
-from nnresilience.backends.base import SolveLimits, SolveStatus
+from nnresilience.backends.base import SolveLimits
 from nnresilience.engines.base import Engine, EngineAnswer
 from nnresilience.results import Status
 
-REPLAY_MARGIN = 1e-5
 BOX_TOL = 1e-9
+#: Inputs of the region (besides its centre) whose margins the engine evaluates first.
+SAMPLES = 8
+#: Factor by which the default re-check tightens the second backend's tolerances.
+RECHECK_TIGHTEN = 1e3
+#: Share of the time left that bound computation may take when the engine computes them.
+BOUNDS_SHARE = 0.3
 
 
 def _replays(network, case, x: np.ndarray) -> bool:
@@ -40,17 +57,111 @@ def _replays(network, case, x: np.ndarray) -> bool:
     return bool(case.unsafe.satisfied(y))
 
 
+@dataclass(frozen=True, eq=False)
+class RecheckRequest:
+    """What a re-check hook gets when the primary solve ends in the tolerance band.
+
+    ``arrays`` is the margin model (minimise ``-t``; ``margin_col`` is ``t``,
+    ``input_cols`` the network input), ``tau`` its tolerance margin, ``lower`` the
+    primary's certified lower bound on ``-t`` (in ``(0, tau]``), ``deadline`` a
+    ``time.perf_counter()`` value the hook must return by.
+    """
+
+    network: Any
+    case: Any
+    bounds: Any
+    arrays: Any
+    margin_col: int
+    input_cols: np.ndarray
+    backend: str
+    tau: float
+    lower: float
+    deadline: float | None
+    attained: float = math.inf      # an objective value a known point attains
+
+
+Recheck = Callable[[RecheckRequest], EngineAnswer | None]
+
+
+def _tightened_backend(primary: str, quadratic: bool):
+    """A second backend (another solver when one is installed) at tightened tolerances."""
+    from nnresilience.backends.base import TOLERANCE_OPTIONS
+    from nnresilience.backends.registry import BACKENDS
+
+    order = ["scip", "highs"] if primary != "scip" else ["highs", "scip"]
+    for name in order:
+        cls = BACKENDS[name]
+        if not cls.available() or (quadratic and not cls.supports_quadratic):
+            continue
+        native = {k: v / RECHECK_TIGHTEN for group in TOLERANCE_OPTIONS[name]
+                  for k, v in group.items()}
+        if name == "scip":
+            # SCIP's own Ctrl-C handler would swallow the user's interrupt (and stays
+            # installed when a solve ends in an LP error)
+            return cls(params={**native, "misc/catchctrlc": False})
+        return cls(options=native)
+    return None
+
+
+def tight_second_opinion(req: RecheckRequest) -> EngineAnswer | None:
+    """Default re-check: the same margin model, another backend, tolerances 1000× tighter.
+
+    ``holds`` only if this solve's own certified bound clears its own (1000× smaller)
+    ``τ``; the primary must already have put the margin below zero (that is when the
+    hook is called), so two solvers agree and the second within a much narrower band.
+    A replayed point from it is a counterexample. Anything else: None (unknown).
+    """
+    from nnresilience.backends.certify import certify, model_tau, objective_tau, safe_solve
+
+    t0 = time.perf_counter()
+    backend = _tightened_backend(req.backend, bool(req.arrays.quad))
+    if backend is None:
+        return None
+    left = None if req.deadline is None else req.deadline - t0
+    if left is not None and left <= 0.05:
+        return None
+    tol = backend.tolerances()
+    tau = model_tau(req.arrays, tol)
+    need = tau + objective_tau(req.arrays, tol)
+    res = safe_solve(backend, req.arrays,
+                      SolveLimits(time_limit=left,
+                                  cutoff=_above(need) if need < req.attained else None))
+    cert = certify(res, req.arrays, tol, tau=tau, attained=req.attained)
+    stats = {"recheck_backend": backend.name, "recheck_tau": tau,
+             "recheck_lower": cert.lower, "recheck_status": res.status.value}
+    if cert.clears(tau):
+        return EngineAnswer(Status.HOLDS, None, time.perf_counter() - t0,
+                            f"second opinion ({backend.name}, tolerances /"
+                            f"{RECHECK_TIGHTEN:g}) clears its margin {tau:.3g}", stats)
+    if res.x is not None:
+        x = np.clip(res.x[req.input_cols], req.case.region.lo, req.case.region.hi)
+        if _replays(req.network, req.case, x):
+            return EngineAnswer(Status.VIOLATED, x, time.perf_counter() - t0,
+                                f"second opinion ({backend.name}) found a counterexample",
+                                stats)
+    return EngineAnswer(Status.UNKNOWN, None, time.perf_counter() - t0, "", stats)
+
+
+def _above(v: float) -> float:
+    """A cutoff a hair above ``v`` (a proof needs the bound strictly above it)."""
+    return float(np.nextafter(v * (1.0 + 1e-9), math.inf))
+
+
 class MilpEngine(Engine):
     """``backend``: ``auto``/``highs``/``scip``/``gurobi``; ``big_m``: uniform M (paper
-    baseline) or ``None`` for per-side Ms from the bounds; ``arctan``: ``pwl``/``miqcp``."""
+    baseline) or ``None`` for per-side Ms from the bounds; ``arctan``: ``pwl``/``miqcp``;
+    ``recheck``: what settles an answer in the tolerance band (``"auto"``:
+    :func:`tight_second_opinion`; ``None``: nothing, the answer is ``unknown``; or a
+    callable taking a :class:`RecheckRequest`)."""
 
     name = "milp"
 
     def __init__(self, backend: str = "auto", big_m: float | None = None,
-                 arctan: str = "pwl") -> None:
+                 arctan: str = "pwl", recheck: str | Recheck | None = "auto") -> None:
         self.backend = backend
         self.big_m = big_m
         self.arctan = arctan
+        self.recheck = recheck
 
     def supports(self, network) -> str | None:
         from nnresilience.encode.milp import ENCODERS
@@ -68,93 +179,144 @@ class MilpEngine(Engine):
                 return str(exc)
         return None
 
-    def _bounds_for(self, network, case, bounds):
+    def _bounds_for(self, network, case, bounds, deadline: float | None):
         region = case.region
         if bounds is None:
-            try:
-                from nnresilience.bounds import compute_bounds  # type: ignore[attr-defined]
+            from nnresilience.bounds import compute_bounds
 
-                return compute_bounds(network, region)
-            except (ImportError, AttributeError, TypeError):
-                from nnresilience.bounds.interval import interval_bounds
-
-                return interval_bounds(network, region.lo, region.hi)
+            budget = None if deadline is None else \
+                max(0.0, BOUNDS_SHARE * (deadline - time.perf_counter()))
+            return compute_bounds(network, region, timeout=budget)
         lo0, hi0 = np.asarray(bounds.lo[0]), np.asarray(bounds.hi[0])
         if np.any(region.lo < lo0 - BOX_TOL) or np.any(region.hi > hi0 + BOX_TOL):
             raise ValueError("the bounds were computed for an input box that does not "
                              "contain the case's region; they would make the encoding unsound")
         return bounds
 
-    def build(self, network, case, bounds, margin: float = 0.0, priorities: bool = True):
-        """Model and encoding of one case (exposed for tests and the benchmarks)."""
-        from nnresilience.encode.milp import encode_condition, encode_network, encode_region
+    def build(self, network, case, bounds, shift: float = 0.0, priorities: bool = True):
+        """Margin model of one case: ``(model, encoding, margin)`` (exposed for tests and
+        the benchmarks). The objective is ``minimise -t``; ``shift`` moves every row of the
+        condition by a constant (``t <= b - shift - a y``)."""
+        from nnresilience.encode.milp import encode_margin, encode_network, encode_region
         from nnresilience.encode.model import MilpModel
 
         model = MilpModel()
         enc = encode_network(model, network, bounds, big_m=self.big_m, arctan=self.arctan,
                              priorities=priorities)
         encode_region(model, enc.inputs, case.region)
-        encode_condition(model, enc.outputs, case.unsafe, bounds.lo[-1], bounds.hi[-1],
-                         margin=margin)
-        return model, enc
+        mar = encode_margin(model, enc.outputs, case.unsafe, bounds.lo[-1], bounds.hi[-1],
+                            shift=shift)
+        model.set_objective(np.array([mar.t]), -1.0)
+        return model, enc, mar
 
     def check(self, network, case, bounds=None, timeout: float | None = None,
               **options: Any) -> EngineAnswer:
-        """Decide ``case``; options: ``threads`` (1), ``priorities`` (True), ``verbose``."""
+        """Decide ``case``; options: ``threads`` (1), ``priorities`` (True), ``verbose``,
+        ``recheck`` (overrides the engine's)."""
+        from nnresilience.backends.certify import certify, model_tau, objective_tau, safe_solve
         from nnresilience.backends.registry import get_backend
 
         t0 = time.perf_counter()
         deadline = None if timeout is None else t0 + float(timeout)
-        bounds = self._bounds_for(network, case, bounds)
+
+        def answer(status, x, msg, stats):
+            return EngineAnswer(status, x, time.perf_counter() - t0, msg, stats)
+
+        bounds = self._bounds_for(network, case, bounds, deadline)
         stats: dict[str, Any] = {"engine": self.name, "big_m": self.big_m,
-                                 "arctan": self.arctan}
+                                 "arctan": self.arctan, "form": "margin"}
+        tb = time.perf_counter()
+        model, enc, mar = self.build(network, case, bounds,
+                                     priorities=bool(options.get("priorities", True)))
+        arrays = model.arrays()
+        backend = get_backend(self.backend, need_quadratic=bool(arrays.quad))
+        tol = backend.tolerances()
+        tau = model_tau(arrays, tol)
+        tau_obj = objective_tau(arrays, tol)
+        need = tau + tau_obj
+        # cap t: a point at the cap is optimal at once, and deep enough to replay
+        cap = min(mar.t_max, max(2.0 * need, 1e-12))
+        ub = arrays.ub.copy()
+        ub[mar.t] = max(cap, arrays.lb[mar.t])
+        arrays = replace(arrays, ub=ub)
+        stats.update({"backend": backend.name, "n_vars": arrays.n_vars,
+                      "n_rows": arrays.n_rows + len(arrays.quad),
+                      "n_binaries": arrays.n_integer, "relaxed": enc.relaxed,
+                      "build_seconds": time.perf_counter() - tb, "tau": tau,
+                      "tau_obj": tau_obj, "tolerances": [tol.feasibility, tol.integrality],
+                      "margin_cap": cap})
+        # Objective values known to be attained: -t_lo (any point, t at its lower bound)
+        # and -margin of a few inputs of the region (true network values satisfy every
+        # row). A solver bound above them contradicts itself (certify rejects it); such an
+        # input that already violates the condition is the answer.
+        attained = -float(arrays.lb[mar.t])
+        X = np.vstack([(case.region.lo + case.region.hi) / 2.0,
+                       case.region.sample(SAMPLES, np.random.default_rng(0))])
+        X = case.region.clip(X)
+        margins = np.array([case.unsafe.max_margin(y) for y in network.forward(X)])
+        j = int(np.argmax(margins))
+        if margins[j] >= 0.0 and _replays(network, case, X[j]):
+            stats.update(replayed=True, margin_found=float(margins[j]), status="sampled")
+            return answer(Status.VIOLATED, X[j], "a sampled input violates (replayed)", stats)
+        attained = min(attained, -min(float(margins[j]), cap))
+        stats["attained"] = attained
+        remaining = None if deadline is None else deadline - time.perf_counter()
+        if remaining is not None and remaining <= 0:
+            stats["status"] = "timeout before solve"
+            return answer(Status.UNKNOWN, None, "time budget exhausted", stats)
+        # a cutoff the known points beat could only be "met" by a solver failure: then
+        # holds is out of reach (τ too large for this model) and the solve only looks for
+        # a counterexample
+        cutoff = _above(need) if need < attained else None
+        stats["holds_reachable"] = cutoff is not None
+        limits = SolveLimits(time_limit=remaining, threads=int(options.get("threads", 1)),
+                             cutoff=cutoff, verbose=bool(options.get("verbose", False)))
+        res = safe_solve(backend, arrays, limits)
+        cert = certify(res, arrays, tol, tau=tau, attained=attained)
+        stats.update({"solve_seconds": res.seconds, "status": res.status.value,
+                      "native_status": res.stats.get("native_status", ""),
+                      "nodes": int(res.stats.get("nodes", 0)),
+                      # proven upper bound on the maximum unsafe margin (tolerance included)
+                      "margin_bound": -cert.lower, "replayed": False})
+        if cert.clears(tau):
+            return answer(Status.HOLDS, None,
+                          f"MILP: unsafe margin <= {-cert.lower:.6g}, below -τ = {-tau:.3g}",
+                          stats)
         candidate = None
-        for attempt, margin in enumerate((0.0, REPLAY_MARGIN)):
-            tb = time.perf_counter()
-            model, enc = self.build(network, case, bounds, margin=margin,
-                                    priorities=bool(options.get("priorities", True)))
-            arrays = model.arrays()
-            backend = get_backend(self.backend, need_quadratic=bool(arrays.quad))
-            build_s = time.perf_counter() - tb
-            stats.update({"backend": backend.name, "n_vars": arrays.n_vars,
-                          "n_rows": arrays.n_rows + len(arrays.quad),
-                          "n_binaries": arrays.n_integer, "relaxed": enc.relaxed,
-                          "build_seconds": stats.get("build_seconds", 0.0) + build_s})
-            remaining = None if deadline is None else deadline - time.perf_counter()
-            if remaining is not None and remaining <= 0:
-                stats["status"] = "timeout before solve"
-                break
-            limits = SolveLimits(time_limit=remaining, threads=int(options.get("threads", 1)),
-                                 stop_at_first_solution=True,
-                                 verbose=bool(options.get("verbose", False)))
-            res = backend.solve(arrays, limits)
-            stats["solve_seconds"] = stats.get("solve_seconds", 0.0) + res.seconds
-            stats["status"] = res.status.value
-            stats["nodes"] = stats.get("nodes", 0) + int(res.stats.get("nodes", 0))
-            stats["attempts"] = attempt + 1
-            if res.status is SolveStatus.INFEASIBLE:
-                if attempt == 0:
-                    return EngineAnswer(Status.HOLDS, None, time.perf_counter() - t0,
-                                        "MILP infeasible: no input of the region reaches the "
-                                        "unsafe set", stats)
-                break                      # shrunk set empty: keep the first candidate
-            if res.x is None:
-                if attempt == 0:
-                    return EngineAnswer(Status.UNKNOWN, None, time.perf_counter() - t0,
-                                        f"solver stopped without an answer ({res.status.value},"
-                                        f" {res.stats.get('native_status', '')})", stats)
-                break
+        if res.x is not None:
+            t_inc = float(res.x[mar.t])
+            stats["margin_found"] = t_inc
             x = np.clip(res.x[enc.inputs], case.region.lo, case.region.hi)
             if _replays(network, case, x):
                 stats["replayed"] = True
-                return EngineAnswer(Status.VIOLATED, x, time.perf_counter() - t0,
-                                    "MILP found a counterexample (replayed)", stats)
-            if candidate is None:
+                return answer(Status.VIOLATED, x, "MILP found a counterexample (replayed)",
+                              stats)
+            if t_inc >= 0.0:
                 candidate = x
-        stats["replayed"] = False
+        if cert.failed:
+            return answer(Status.UNKNOWN, None, f"MILP solver failure: {cert.reason}", stats)
+        if cert.lower > 0.0 and candidate is None:
+            hook = options.get("recheck", self.recheck)
+            hook = tight_second_opinion if hook == "auto" else hook
+            stats["band"] = True
+            if hook is not None:
+                req = RecheckRequest(network, case, bounds, arrays, mar.t, enc.inputs,
+                                     backend.name, tau, cert.lower, deadline, attained)
+                got = hook(req)
+                if got is not None:
+                    stats.update(got.stats)
+                    stats["recheck"] = got.status.value
+                    if got.status is Status.VIOLATED and got.x is not None:
+                        stats["replayed"] = _replays(network, case, got.x)
+                    if got.status is not Status.UNKNOWN:
+                        return answer(got.status, got.x, got.message, stats)
+            return answer(Status.UNKNOWN, None,
+                          f"MILP: unsafe margin <= {-cert.lower:.3g}, within the solver "
+                          f"tolerance band τ = {tau:.3g}; not decided", stats)
         if candidate is not None:
-            return EngineAnswer(Status.VIOLATED, candidate, time.perf_counter() - t0,
-                                "MILP candidate does not replay in float64; the caller's "
-                                "replay decides", stats)
-        return EngineAnswer(Status.UNKNOWN, None, time.perf_counter() - t0,
-                            "time budget exhausted", stats)
+            return answer(Status.VIOLATED, candidate,
+                          "MILP candidate does not replay in float64; the caller's replay "
+                          "decides", stats)
+        return answer(Status.UNKNOWN, None,
+                      f"solver stopped without a decisive bound ({res.status.value}, "
+                      f"{res.stats.get('native_status', '')})", stats)

@@ -51,6 +51,10 @@ class Affine(Layer):
 
     W: np.ndarray | sp.spmatrix
     b: np.ndarray
+    # The consecutive affine layers this one replaces (set by ``Network.merged()``): the
+    # float64 forward pass of the *source* network evaluates them one by one, so the
+    # rounding rule needs them (``bounds/rounding.py``, ``merged_error``). Empty otherwise.
+    merged_from: tuple = field(default=(), repr=False)
     kind: ClassVar[str] = "affine"
 
     def __post_init__(self) -> None:
@@ -85,6 +89,12 @@ class Affine(Layer):
         return abs(self.W) if sp.issparse(self.W) else np.abs(self.W)
 
     def forward(self, x: np.ndarray) -> np.ndarray:
+        # A merged layer evaluates its source layers one by one: the float64 value every
+        # answer is replayed in is the source network's, not the rounded product's.
+        if self.merged_from:
+            for layer in self.merged_from:
+                x = layer.forward(x)
+            return x
         return np.asarray(self.W @ x.T).T + self.b
 
     def interval(self, lo: np.ndarray, hi: np.ndarray) -> tuple[np.ndarray, np.ndarray]:

@@ -166,7 +166,11 @@ class Network:
         """A copy with consecutive affine layers multiplied into one (same function).
 
         Encoders and bound methods want strictly alternating affine / non-linear layers;
-        a leading non-affine layer gets an identity affine in front.
+        a leading non-affine layer gets an identity affine in front. The products are
+        rounded, so the merged function is not exactly the source's: each merged layer
+        keeps its source layers (``Affine.merged_from``) and the rounding rule of
+        ``bounds/rounding.py`` charges the difference, so bounds of the merged network
+        still contain the *source* network's float64 forward values.
         """
         out: list[Layer] = []
         for layer in self.layers:
@@ -176,7 +180,8 @@ class Network:
                 b = np.asarray(layer.W @ prev.b).reshape(-1) + layer.b
                 if sp.issparse(W) and W.nnz > 0.3 * W.shape[0] * W.shape[1]:
                     W = W.toarray()
-                out[-1] = Affine(W, b)
+                chain = (prev.merged_from or (prev,)) + (layer,)
+                out[-1] = Affine(W, b, merged_from=chain)
             else:
                 out.append(layer)
         if not isinstance(out[0], Affine):

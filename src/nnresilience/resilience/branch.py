@@ -34,7 +34,6 @@ from typing import Any
 import numpy as np
 
 from nnresilience.divide.window import TASK_MARGIN, _resolve_executor, _Window
-from nnresilience.resilience.replay import norm_of, replay_pair
 
 
 @dataclass(order=True)
@@ -55,12 +54,22 @@ class PhiTask:
 
     network: Any
     m: int
-    log_alpha: float
+    alpha: float
     k: int
     norm: str
     lo: np.ndarray
     hi: np.ndarray
     settings: Any
+
+    def query(self):
+        from nnresilience.resilience.settings import Query
+
+        return Query(self.m, self.alpha, self.k, self.norm, self.lo, self.hi)
+
+    @property
+    def log_alpha(self) -> float:
+        """``ln α`` exactly as the query (and so the replay) computes it."""
+        return self.query().log_alpha
 
 
 # --------------------------------------------------------------------------- steps
@@ -73,54 +82,46 @@ def bound_piece(task: PhiTask, lo: np.ndarray, hi: np.ndarray, upper: float | No
     deadline = None if seconds is None else time.perf_counter() + seconds
     c = certified_lower_bound(task.network, task.m, task.log_alpha, task.k, task.norm,
                               task.lo, task.hi, a_lo=lo, a_hi=hi, upper=upper,
-                              premise_tol=task.settings.premise_tol, deadline=deadline)
+                              deadline=deadline)
     return c.lower
 
 
 def solve_piece(task: PhiTask, lo: np.ndarray, hi: np.ndarray, lower: float,
                 upper: float, seconds: float | None
                 ) -> tuple[float, tuple[np.ndarray, np.ndarray, float] | None]:
-    """MIP (6) with ``a ∈ [lo, hi]`` and ``||ε|| <= upper`` (the incumbent's radius).
+    """MIP (6) with ``a ∈ [lo, hi]``, ``||ε|| <= upper`` (the incumbent's radius) and the
+    objective cutoff ``upper``, through the staged certified solve of
+    :func:`nnresilience.resilience.query._phi_solve`.
 
-    Returns ``(lower, pair)``: a proven lower bound of the piece's minimum (``upper``
-    when the MIP shows nothing in the piece beats the incumbent) and a replayed pair or
-    None.
+    Returns ``(lower, pair)``: a proven lower bound of the piece's minimum (the relaxed
+    problem's certified bound; a cutoff nothing beats proves ``upper`` less the
+    objective's tolerance) and an exactly replayed pair or None. A solver "infeasible"
+    proves nothing: the piece keeps ``lower``.
     """
     from nnresilience.bounds.types import NetworkBounds
-    from nnresilience.resilience.common import solve
+    from nnresilience.resilience.common import Clock
+    from nnresilience.resilience.diff_plan import ROWS_RELAX, DiffPrep
     from nnresilience.resilience.difference_rows import DifferencePlan, plan_ladder
-    from nnresilience.resilience.encode import build_phi_mip, network_bounds
+    from nnresilience.resilience.encode import network_bounds
+    from nnresilience.resilience.query import _phi_solve
 
     net, s = task.network, task.settings
-    t0 = time.perf_counter()
-    b1 = network_bounds(net, lo, hi, s, seconds)
-    b2 = network_bounds(net, task.lo, task.hi, s, seconds)
+    clock = Clock(seconds)
+    b1 = network_bounds(net, lo, hi, s, clock.share(s.bounds_share))
+    b2 = network_bounds(net, task.lo, task.hi, s, clock.share(s.bounds_share))
     ladder, out_up = plan_ladder(net, task.lo, task.hi, task.norm, upper, a_lo=lo, a_hi=hi,
                                  prior1=b1, prior2=b2, m=task.m)
-    plan = DifferencePlan(ladder[-1], upper, lower if lower > 0 else None, ladder=ladder,
-                          out_up=out_up)
+    # no cut: ``lower`` is certified for the exact problem only (the caller keeps it)
+    plan = DifferencePlan(ladder[-1], upper, None, ladder=ladder, out_up=out_up,
+                          relax=ROWS_RELAX)
     # copy 1 over the piece, copy 2 over D; the plan intersects both with its own boxes
     both = NetworkBounds([np.minimum(x, y) for x, y in zip(b1.lo, b2.lo, strict=True)],
                          [np.maximum(x, y) for x, y in zip(b1.hi, b2.hi, strict=True)],
                          method=b2.method)
-    mip = build_phi_mip(net, task.m, task.log_alpha, task.k, task.norm, task.lo, task.hi,
-                        both, s, diff=plan)
-    mip.model.set_bounds(mip.a, lo, hi)
-    rem = None if seconds is None else max(0.5, seconds - (time.perf_counter() - t0))
-    res, _ = solve(mip, s, rem)
-    status = res.status.value
-    if status == "infeasible":
-        return max(lower, upper), None
-    dual = res.dual_bound
-    got = lower if dual is None or not math.isfinite(dual) else max(lower, float(dual))
-    pair = None
-    if res.x is not None:
-        rep = replay_pair(net, res.x[mip.a], res.x[mip.b], task.m, task.log_alpha, task.k,
-                          task.lo, task.hi, s.premise_tol)
-        if rep is not None:
-            a, b, _ = rep
-            pair = (a, b, norm_of(b - a, task.norm))
-    return got, pair
+    stats: dict[str, Any] = {}
+    got, best, _ = _phi_solve(net, task.query(), both, s, clock, stats,
+                              a_box=(lo, hi), cutoff=upper, prep=DiffPrep(plan=plan))
+    return max(lower, got), best
 
 
 def split_piece(task: PhiTask, piece: Piece) -> list[Piece]:

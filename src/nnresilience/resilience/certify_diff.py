@@ -22,12 +22,18 @@ The largest such ``r`` is found by bisection (:func:`certified_lower_bound`): ev
 probe is one pass of differential bounds (milliseconds on the digits nets), so the bound
 is always cheap; optimised probes continue the bisection above the plain one.
 
-Floating point: the witness replay accepts ``a`` when its float64 margin is
-``>= ln α - premise_tol`` and ``b`` when its float64 outputs flip exactly; the
-differential bounds are about exact network values, so the thresholds absorb the
-forward errors of both copies (``e1``, ``e2`` at the output) and ``premise_tol``. The
+Floating point: the witness replay (:func:`~nnresilience.resilience.replay.replay_pair`)
+accepts ``a`` when its float64 margin is ``>= ln α`` and ``b`` when its float64 outputs
+flip, both exactly; the differential bounds are about exact network values, so the
+thresholds absorb the forward errors of both copies (``e1``, ``e2`` at the output). The
 norm of a replayed pair is computed in float64 too: the reported bound is scaled down
 by ``1 - gamma(d + 2)``.
+
+``relax`` (default 0) widens both sets in exact values: premise ``>= ln α - relax``, flip
+``y_j - y_m >= -relax``. A larger set only lowers the bound, so it stays a lower bound
+of Φ_m; with ``relax >= τ`` it also bounds the *relaxed* MIP (6) of
+:mod:`nnresilience.resilience.query` (premise and flip rows loosened by ``τ``), which is
+what a cut row in that problem needs.
 
 An a-box smaller than the domain (branching, :mod:`.branch`) gives one piece's bound,
 and a piece where copy-1 bounds prove that no input reaches the confidence is vacuous
@@ -75,10 +81,10 @@ def _others(m: int, n_out: int) -> np.ndarray:
     return np.delete(np.arange(n_out), m)
 
 
-def premise_vacuous(an: DifferentialAnalysis, m: int, log_alpha: float,
-                    premise_tol: float) -> bool:
-    """True when copy-1 bounds over the a-box prove ``max_a min_i (y_m - y_i)(a)`` is below
-    the replay's acceptance threshold ``ln α - premise_tol``."""
+def premise_upper(an: DifferentialAnalysis, m: int) -> float:
+    """An upper bound of the float64 margin ``fl(y_m - y_i)`` (min over i != m) of any
+    input of the a-box: copy-1 bounds of the exact differences, plus the forward errors
+    ``e_m + e_i`` and the subtraction's rounding. ``ln α_max`` of the a-box is below it."""
     n_out = an.network.n_outputs
     others = _others(m, n_out)
     A = np.zeros((others.size, n_out))
@@ -86,9 +92,16 @@ def premise_vacuous(an: DifferentialAnalysis, m: int, log_alpha: float,
     A[np.arange(others.size), others] = -1.0
     up, db = an.target_upper(LinearTargets(A, np.zeros_like(A), np.zeros(others.size)))
     e = db.e1[-1]
-    # float margin >= ln α - tol  =>  exact margin >= ln α - tol - e_m - e_i
-    thr = log_alpha - premise_tol - (e[m] + e[others])
-    return bool(np.any(up < thr))
+    exact = np.nextafter(up + (e[m] + e[others]), np.inf)
+    fl = np.nextafter(exact + 2.0 * UNIT * np.abs(exact) + TINY, np.inf)
+    return float(np.min(fl))
+
+
+def premise_vacuous(an: DifferentialAnalysis, m: int, log_alpha: float,
+                    relax: float = 0.0) -> bool:
+    """True when copy-1 bounds over the a-box prove ``max_a min_i (y_m - y_i)(a)`` is below
+    the acceptance threshold ``ln α - relax`` (float64 replay or exact values)."""
+    return premise_upper(an, m) < log_alpha - relax
 
 
 def _flip_targets(m: int, n_out: int, lam: np.ndarray, theta: np.ndarray):
@@ -103,23 +116,29 @@ def _flip_targets(m: int, n_out: int, lam: np.ndarray, theta: np.ndarray):
     return LinearTargets(A, B, -(lam * theta[None, :]).sum(1))
 
 
-def _thresholds(db, m: int, log_alpha: float, premise_tol: float):
-    """``θ_i`` (premise in exact values) and the flip margins ``e2_j + e2_m``."""
+def _sub_ulp(log_alpha: float) -> float:
+    """Rounding allowance of the replay's float64 margin ``fl(y_m - y_i) >= ln α``: the
+    exact difference is at least ``ln α (1 - u)`` (α >= 1, so ``ln α >= 0``)."""
+    return float(np.nextafter(2.0 * UNIT * abs(log_alpha) + TINY, np.inf))
+
+
+def _thresholds(db, m: int, log_alpha: float, relax: float):
+    """``θ_i`` (premise in exact values) and the flip margins ``e2_j + e2_m + relax``."""
     e1, e2 = db.e1[-1], db.e2[-1]
-    theta = log_alpha - premise_tol - (e1[m] + e1)
+    theta = log_alpha - relax - _sub_ulp(log_alpha) - (e1[m] + e1)
     theta[m] = 0.0
-    return theta, e2 + e2[m]
+    return theta, np.nextafter(e2 + e2[m] + relax, np.inf)
 
 
 class RadiusCertifier:
     """Decides "no accepted pair within radius r" for one a-box, reusing parameters."""
 
     def __init__(self, network, m: int, log_alpha: float, k: int, norm: str, lo, hi,
-                 a_lo=None, a_hi=None, premise_tol: float = 1e-6, prior1=None,
+                 a_lo=None, a_hi=None, relax: float = 0.0, prior1=None,
                  prior2=None) -> None:
         self.net = network.merged()
         self.m, self.log_alpha, self.k, self.norm = int(m), float(log_alpha), int(k), norm
-        self.premise_tol = float(premise_tol)
+        self.relax = float(relax)
         self.region = PairRegion(lo, hi, norm, 0.0, a_lo, a_hi)
         self.prior1, self.prior2 = prior1, prior2
         n_out = self.net.n_outputs
@@ -130,6 +149,7 @@ class RadiusCertifier:
         self.params: DiffParams | None = None
         self._an: DifferentialAnalysis | None = None
         self.n_probes = 0
+        self.margin_upper = math.inf        # bound of the float64 premise margin
         self.opt_stats: list[dict] = []
 
     def analysis(self, radius: float) -> DifferentialAnalysis:
@@ -142,7 +162,8 @@ class RadiusCertifier:
         return self._an
 
     def vacuous(self) -> bool:
-        return premise_vacuous(self.analysis(0.0), self.m, self.log_alpha, self.premise_tol)
+        self.margin_upper = premise_upper(self.analysis(0.0), self.m)
+        return self.margin_upper < self.log_alpha - self.relax
 
     def _verdict(self, up: np.ndarray, flip_margin: np.ndarray) -> bool:
         blocked = up < -flip_margin[self.others]
@@ -155,7 +176,7 @@ class RadiusCertifier:
         n_out = self.net.n_outputs
         zero = np.zeros(n_out)
         up0, db = an.target_upper(_flip_targets(self.m, n_out, lam, zero), params)
-        theta, fm = _thresholds(db, self.m, self.log_alpha, self.premise_tol)
+        theta, fm = _thresholds(db, self.m, self.log_alpha, self.relax)
         shift = (lam * theta[None, :]).sum(1)
         up = up0 - shift
         up = np.nextafter(up + 4 * UNIT * (np.abs(up0) + np.abs(shift)) + TINY, np.inf)
@@ -215,7 +236,7 @@ def _scale_down(r: float, d: int) -> float:
 
 def certified_lower_bound(network, m: int, log_alpha: float, k: int, norm: str, lo, hi, *,
                           a_lo=None, a_hi=None, upper: float | None = None,
-                          premise_tol: float = 1e-6, optimise: int = 0, rel_tol: float = 1e-3,
+                          relax: float = 0.0, optimise: int = 0, rel_tol: float = 1e-3,
                           max_probes: int = 40, deadline: float | None = None,
                           prior1=None, prior2=None) -> CertifiedRadius:
     """Largest radius the differential bounds certify, by bisection (see module doc).
@@ -226,11 +247,12 @@ def certified_lower_bound(network, m: int, log_alpha: float, k: int, norm: str, 
     the answer is whatever was certified by then.
     """
     t0 = time.perf_counter()
-    cert = RadiusCertifier(network, m, log_alpha, k, norm, lo, hi, a_lo, a_hi, premise_tol,
+    cert = RadiusCertifier(network, m, log_alpha, k, norm, lo, hi, a_lo, a_hi, relax,
                            prior1, prior2)
     d = cert.region.dim
     if cert.vacuous():
         return CertifiedRadius(math.inf, vacuous=True, probes=1,
+                               stats={"margin_upper": cert.margin_upper},
                                seconds=time.perf_counter() - t0)
     diam = cert.region.diameter()
     r_hi = diam if upper is None else min(float(upper), diam)

@@ -1,9 +1,19 @@
-"""Helpers shared by the resilience queries: domain resolution, solving, intervals."""
+"""Helpers shared by the resilience queries: domain, deadline, certified solving, intervals.
+
+Every solve of a resilience query goes through :func:`solve_certified`, which hands the
+model to a backend with the time left and returns, next to the raw result, the
+tolerance margin ``τ`` and the :class:`~nnresilience.backends.certify.Certificate` of
+the answer. The *relaxed* problem (premise and flip rows loosened by ``τ``) is made
+here from a built model by shifting those rows' bounds, so solver tolerances cannot cut
+off the true optimum and its certified dual bound is a lower bound of the true one.
+"""
 
 from __future__ import annotations
 
 import math
 import time
+from collections.abc import Callable
+from dataclasses import dataclass, replace
 from typing import Any
 
 import numpy as np
@@ -11,6 +21,11 @@ import numpy as np
 from nnresilience.errors import InputDataError, ShapeMismatchError
 from nnresilience.resilience.encode import ResilienceMip
 from nnresilience.resilience.settings import ResilienceSettings
+
+Progress = Callable[[dict], None]
+
+#: A solver call is not started with less time than this left (seconds).
+MIN_SOLVE = 0.05
 
 
 def resolve_domain(network, domain) -> tuple[np.ndarray, np.ndarray]:
@@ -37,49 +52,262 @@ def resolve_domain(network, domain) -> tuple[np.ndarray, np.ndarray]:
     return lo, hi
 
 
-def solve(mip: ResilienceMip, settings: ResilienceSettings, timeout: float | None,
-           stop_first: bool = False):
-    from nnresilience.backends.base import SolveLimits
+class Clock:
+    """The deadline of one call: ``timeout`` seconds from construction (None: no limit).
+
+    Stages ask :meth:`left` for the time that remains and pass it on whole (or a share
+    of it); nothing adds a floor, so the stages cannot add up past the deadline.
+    """
+
+    def __init__(self, timeout: float | None, progress: Progress | None = None,
+                 cls: int | None = None) -> None:
+        self.t0 = time.perf_counter()
+        self.deadline = None if timeout is None else self.t0 + max(0.0, float(timeout))
+        self.progress = progress
+        self.cls = cls
+        self._last = -math.inf
+
+    def left(self) -> float | None:
+        return None if self.deadline is None else max(0.0, self.deadline - time.perf_counter())
+
+    def share(self, fraction: float) -> float | None:
+        left = self.left()
+        return None if left is None else fraction * left
+
+    def can_solve(self) -> bool:
+        left = self.left()
+        return left is None or left > MIN_SOLVE
+
+    def elapsed(self) -> float:
+        return time.perf_counter() - self.t0
+
+    def report(self, phase: str, lower: float | None = None, upper: float | None = None,
+               force: bool = True, **extra: Any) -> None:
+        """Call the progress hook with ``{"phase", "cls", "lower", "upper", "elapsed",
+        "time_left", ...}`` (JSON-ready: infinities become strings)."""
+        if self.progress is None:
+            return
+        now = time.perf_counter()
+        if not force and now - self._last < 2.0:
+            return
+        self._last = now
+
+        def js(v):
+            if v is None or isinstance(v, (str, bool, int)):
+                return v
+            v = float(v)
+            return v if math.isfinite(v) else ("inf" if v > 0 else "-inf")
+
+        event = {"phase": phase, "cls": self.cls, "lower": js(lower), "upper": js(upper),
+                 "elapsed": round(self.elapsed(), 3), "time_left": js(self.left()),
+                 **{k: js(v) for k, v in extra.items()}}
+        self.progress(event)
+
+
+    def beat(self, phase: str, lower=None, upper=None) -> Callable[[], None] | None:
+        """A heartbeat for a long solver call (None without a progress hook): reports
+        ``phase`` with ``solving: True`` each time it is called."""
+        if self.progress is None:
+            return None
+        return lambda: self.report(phase, lower, upper, solving=True)
+
+
+HEARTBEAT = 2.0      # seconds between progress reports while a solver runs
+
+
+def _solve_with_heartbeat(backend, arrays, limits, heartbeat):
+    """``backend.solve`` in a helper thread while this one reports every
+    :data:`HEARTBEAT` seconds. HiGHS releases the GIL while it solves, so the reports come
+    on time; a solver that holds it (SCIP) only delays them."""
+    import threading
+
+    box: dict = {}
+
+    def work() -> None:
+        from nnresilience.backends.certify import safe_solve
+
+        try:
+            box["res"] = safe_solve(backend, arrays, limits)
+        except BaseException as exc:  # noqa: BLE001 - re-raised in the caller's thread
+            box["exc"] = exc
+
+    th = threading.Thread(target=work, name="nnres-solve", daemon=True)
+    th.start()
+    while True:
+        th.join(HEARTBEAT)
+        if not th.is_alive():
+            break
+        heartbeat()
+    if "exc" in box:
+        raise box["exc"]
+    return box["res"]
+
+
+def make_backend(settings: ResilienceSettings, quadratic: bool = False,
+                 tighten: float = 1.0):
+    """The configured backend; ``tighten > 1`` divides its tolerances by that factor
+    (through its native options, so :meth:`Backend.tolerances` reports them)."""
+    from nnresilience.backends.base import TOLERANCE_OPTIONS
     from nnresilience.backends.registry import get_backend
 
-    backend = get_backend(settings.backend)
-    limits = SolveLimits(time_limit=timeout, threads=settings.threads, mip_gap=settings.mip_gap,
-                         stop_at_first_solution=stop_first, use_priorities=settings.priorities,
-                         use_start=True)
-    res = backend.solve(mip.model.arrays(), limits)
-    return res, getattr(backend, "name", type(backend).__name__)
+    backend = get_backend(settings.backend, need_quadratic=quadratic)
+    if tighten > 1.0 and backend.name in TOLERANCE_OPTIONS:
+        native = {k: v / tighten for group in TOLERANCE_OPTIONS[backend.name]
+                  for k, v in group.items()}
+        backend = type(backend)(**({"params": native} if backend.name == "scip"
+                                   else {"options": native}))
+    return backend
 
 
-def remaining(t0: float, timeout: float | None, floor: float = 0.5) -> float | None:
-    if timeout is None:
+@dataclass(eq=False)
+class Solved:
+    """A certified solve: the result, the arrays solved, ``τ`` and the certificate."""
+
+    res: Any
+    arrays: Any
+    backend: str
+    tau: float
+    cert: Any
+    seconds: float
+    factor: float = 1.0             # the tolerance factor solved with
+
+    @property
+    def status(self) -> str:
+        return self.res.status.value
+
+    @property
+    def x(self) -> np.ndarray | None:
+        return self.res.x
+
+
+def relax_rows(arrays, mip: ResilienceMip, amount: float):
+    """The arrays with the premise and flip rows of ``mip`` loosened by ``amount``."""
+    row_lo = arrays.row_lo.copy()
+    for rows in (mip.premise_rows, mip.flip_rows):
+        if rows is not None and np.size(rows):
+            row_lo[rows] -= amount
+    return replace(arrays, row_lo=row_lo)
+
+
+def solve_certified(mip: ResilienceMip, settings: ResilienceSettings, time_left: float | None,
+                    *, relax: bool, stop_first: bool = False,
+                    cutoff: float | None = None, tighten: float | None = None,
+                    arrays=None, heartbeat: Callable[[], None] | None = None,
+                    attained: float | None = None) -> Solved:
+    """Solve ``mip`` with the time left; ``relax`` loosens its premise/flip rows by ``τ``.
+
+    ``τ`` is computed from the model and the backend's tolerances
+    (:func:`nnresilience.backends.certify.model_tau`); the certificate's ``lower`` is the
+    solver's dual bound less the objective's tolerance. ``tighten`` divides the backend's
+    tolerances (default ``settings.tolerance_factor``); ``τ`` follows them. ``attained``:
+    an objective value a known feasible point reaches (a bound above it is rejected). A
+    solver that raises is reported as an ``ERROR`` result (no bound, no point).
+    """
+    from nnresilience.backends.base import SolveLimits
+    from nnresilience.backends.certify import certify, model_tau, safe_solve
+
+    t0 = time.perf_counter()
+    base = mip.model.arrays() if arrays is None else arrays
+    factor = settings.tolerance_factor if tighten is None else float(tighten)
+    backend = make_backend(settings, bool(base.quad), factor)
+    tol = backend.tolerances()
+    tau = model_tau(base, tol)
+    arr = relax_rows(base, mip, tau) if relax else base
+    limits = SolveLimits(time_limit=time_left, threads=settings.threads,
+                         mip_gap=settings.mip_gap, stop_at_first_solution=stop_first,
+                         use_priorities=settings.priorities, use_start=True, cutoff=cutoff)
+    if heartbeat is None:
+        res = safe_solve(backend, arr, limits)
+    else:
+        res = _solve_with_heartbeat(backend, arr, limits, heartbeat)
+    cert = certify(res, arr, tol, tau=tau, attained=attained)
+    return Solved(res, arr, backend.name, tau, cert, time.perf_counter() - t0, factor)
+
+
+def solve_relaxed(mip: ResilienceMip, settings: ResilienceSettings, clock: Clock, *,
+                  stop_first: bool = False, cutoff: float | None = None,
+                  heartbeat: Callable[[], None] | None = None,
+                  attained: float | None = None) -> Solved | None:
+    """The relaxed problem at ``settings.tolerance_factor``; if that fails numerically
+    (error, a distrusted "infeasible") and time is left, once more at the solver's default
+    tolerances. None when there was no time to solve at all."""
+    if not clock.can_solve():
         return None
-    return max(floor, timeout - (time.perf_counter() - t0))
+    sol = solve_certified(mip, settings, clock.left(), relax=True, stop_first=stop_first,
+                          cutoff=cutoff, heartbeat=heartbeat, attained=attained)
+    if sol.cert.failed and sol.factor > 1.0 and clock.can_solve():
+        again = solve_certified(mip, settings, clock.left(), relax=True,
+                                stop_first=stop_first, cutoff=cutoff, tighten=1.0,
+                                heartbeat=heartbeat, attained=attained)
+        if not again.cert.failed or again.x is not None:
+            return again
+    return sol
+
+
+def decide(network, case, bounds, settings: ResilienceSettings, time_left: float | None):
+    """Decide ``case`` with the MILP engine's certified margin form (same backend, big-M
+    source and priorities as ``settings``). ``HOLDS`` means: no input of the region reaches
+    the unsafe set, with the solver-tolerance margin of :mod:`nnresilience.backends.certify`;
+    a ``VIOLATED`` answer carries a replayed point (check ``stats['replayed']``)."""
+    from nnresilience.engines.milp import MilpEngine
+
+    big_m = settings.big_m_value if settings.big_m == "uniform" else None
+    eng = MilpEngine(backend=settings.backend, big_m=big_m)
+    return eng.check(network, case, bounds, timeout=time_left, priorities=settings.priorities,
+                     threads=settings.threads)
+
+
+def polish(mip: ResilienceMip, sol: Solved, settings: ResilienceSettings, clock: Clock
+           ) -> Solved | None:
+    """The *exact* problem (no relaxation) with every binary fixed at ``sol``'s values.
+
+    With the activation pattern fixed the MIP is an LP over one linear region, and its
+    optimum lies on the exact premise/flip boundary of that region (to the solver's
+    tolerance), so its point replays after at most a tiny repair: a witness that is
+    optimal for the pattern, where repairing the relaxed point can overshoot. None when
+    there is no point or no time; an infeasible pattern (the relaxed optimum used a near
+    miss) simply gives no point.
+    """
+    if sol.x is None or not clock.can_solve():
+        return None
+    base = mip.model.arrays()
+    ints = np.flatnonzero(base.integer)
+    if ints.size == 0:
+        return None
+    lb, ub = base.lb.copy(), base.ub.copy()
+    lb[ints] = ub[ints] = np.clip(np.round(sol.x[ints]), base.lb[ints], base.ub[ints])
+    return solve_certified(mip, settings, clock.left(), relax=False, tighten=sol.factor,
+                           arrays=replace(base, lb=lb, ub=ub))
 
 
 def tup(x: np.ndarray | None) -> tuple[float, ...] | None:
     return None if x is None else tuple(float(v) for v in np.asarray(x).ravel())
 
 
-def solver_stats(res, backend: str, mip: ResilienceMip) -> dict[str, Any]:
-    st = {"solver_status": res.status.value, "backend": backend,
+def solver_stats(sol: Solved, mip: ResilienceMip, prefix: str = "") -> dict[str, Any]:
+    res = sol.res
+    st = {"solver_status": res.status.value, "backend": sol.backend,
           "solver_objective": res.objective, "dual_bound": res.dual_bound,
+          "certified_lower": sol.cert.lower, "tau": sol.tau, "tau_obj": sol.cert.tau_obj,
           "solve_seconds": res.seconds, "build_seconds": mip.seconds,
           "n_binaries": mip.n_binaries, "n_vars": mip.model.n_vars, "n_rows": mip.model.n_rows,
           **mip.stats}
     for key, val in (res.stats or {}).items():
         if isinstance(val, (int, float, str, bool)) or val is None:
             st[f"solver_{key}"] = val
-    return st
+    return {f"{prefix}{k}": v for k, v in st.items()} if prefix else st
 
 
-def interval(upper: float | None, dual: float | None, status_optimal: bool,
-              settings: ResilienceSettings) -> tuple[float, float | None, bool]:
-    """``(lower, upper, optimal)`` of a norm (>= 0) from a witness norm and a dual bound."""
-    lower = 0.0 if dual is None or not math.isfinite(dual) else max(0.0, float(dual))
+def is_optimal(lower: float | None, upper: float | None, settings: ResilienceSettings) -> bool:
+    """The documented optimality test: ``upper - lower <= opt_tol * max(1, upper)``."""
+    if lower is None or upper is None or not math.isfinite(upper):
+        return False
+    return upper - lower <= settings.opt_tol * max(1.0, upper)
+
+
+def norm_lower(cert, upper: float | None = None) -> float:
+    """A proven lower bound of a norm (>= 0) from a certificate, clipped to ``upper``."""
+    lower = max(0.0, float(cert.lower))
     if upper is not None:
         lower = min(lower, upper)
-    optimal = (upper is not None and status_optimal
-               and upper - lower <= settings.opt_tol * max(1.0, upper))
-    return lower, upper, optimal
-
-
+    return lower

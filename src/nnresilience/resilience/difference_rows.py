@@ -69,6 +69,9 @@ class DifferencePlan:
     ladder: list[DiffBounds] = field(default_factory=list)
     out_up: np.ndarray | None = None
     stats: dict[str, Any] = field(default_factory=dict)
+    #: The rows that use the premise or the flip (the cut, the per-class flip rows) hold
+    #: for those rows loosened by up to this much (the relaxed MIP's ``τ``).
+    relax: float = 0.0
 
     def copy_bounds(self, bounds: NetworkBounds) -> tuple[NetworkBounds, NetworkBounds]:
         """Bounds of copy 1 and copy 2, each intersected with the differential boxes
@@ -118,7 +121,7 @@ class DifferencePlan:
         if "flip" in self.kinds and self.out_up is not None and c is not None and \
                 rho is not None:
             n["flip_rows"] = _flip_rows(model, v1[-1], v2[-1], self.ladder, self.out_up,
-                                        rho, c, int(m), float(log_alpha))
+                                        rho, c, int(m), float(log_alpha), self.relax)
         # where the rows are (tests check them at sampled pairs) and the norm column
         n["diff_row_range"] = (first, model.n_rows)
         n["rho_col"] = rho
@@ -321,12 +324,14 @@ def _scaled_rows(model, network, v1, v2, ladder: list[DiffBounds], rho: int) -> 
     return n
 
 
-def _flip_rows(model, y1, y2, ladder, out_up, rho: int, c, m: int, log_alpha: float) -> int:
+def _flip_rows(model, y1, y2, ladder, out_up, rho: int, c, m: int, log_alpha: float,
+               relax: float = 0.0) -> int:
     """Per class ``j != m``: ``Δ(y_j - y_m) <= α_j + β_j ρ`` and, since ``c_j = 1`` means
-    ``y2_j >= y2_m`` while the premise says ``y1_m - y1_j >= ln α`` (so ``Δ(y_j - y_m) >=
-    ln α``), ``β_j ρ >= (ln α - α_j) c_j``. With ``Σ c >= k`` the LP then needs ``ρ`` of
-    at least the certified radius, which the plain disjunction rows (big-M on a
-    fractional ``c``) never demand."""
+    ``y2_j >= y2_m - relax`` while the premise says ``y1_m - y1_j >= ln α - relax`` (so
+    ``Δ(y_j - y_m) >= ln α - 2 relax``: the rows hold on the problem relaxed by
+    ``relax``), ``β_j ρ >= (ln α - 2 relax - α_j) c_j``. With ``Σ c >= k`` the LP then
+    needs ``ρ`` of at least the certified radius, which the plain disjunction rows (big-M
+    on a fractional ``c``) never demand."""
     radii = np.array([d.region.radius for d in ladder])
     others = np.delete(np.arange(y1.size), m)
     al, be = _envelope_line(radii, out_up[:, others])
@@ -343,7 +348,7 @@ def _flip_rows(model, y1, y2, ladder, out_up, rho: int, c, m: int, log_alpha: fl
                                     np.ones(idx.size), -be[idx]]), idx.size, -np.inf, al[idx])
     n += idx.size
     # β ρ - (ln α - α) c >= 0 (a hair of slack on the coefficient for the solver's sake)
-    need = np.maximum(log_alpha - al[idx], 0.0) * (1.0 - 1e-9)
+    need = np.maximum(log_alpha - 2.0 * relax - al[idx], 0.0) * (1.0 - 1e-9)
     sel = np.flatnonzero(need > 0)
     if sel.size:
         n += _pair_rows(model, np.full(sel.size, rho), c[idx[sel]], be[idx[sel]], -need[sel],

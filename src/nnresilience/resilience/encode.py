@@ -9,8 +9,14 @@ resilience (MIP (6) and its relatives):
 * the confidence rows ``y1_m - y1_i >= ln(alpha)`` (Proposition 2: the softmax ratio
   ``p_m >= alpha p_i`` is exactly this logit difference);
 * the top-k disjunction on copy 2: binaries ``c_i``, ``sum c_i >= k`` and
-  ``y2_i - y2_m >= -M_i (1 - c_i)`` with ``M_i = hi2_m - lo2_i`` (the smallest M for which
-  ``c_i = 0`` leaves the row slack for every b in D), or the uniform constant of the paper;
+  ``y2_i - y2_m >= shift - M_i (1 - c_i)`` with ``M_i = hi2_m - lo2_i + shift`` rounded
+  outward (the smallest M for which ``c_i = 0`` leaves the row slack for every b in D),
+  or the uniform constant of the paper, checked against that bound
+  (:class:`~nnresilience.encode.bigm.BigMTooSmallError` when it is smaller);
+* the premise and flip rows take a constant ``shift``: ``-τ`` gives the *relaxed* problem
+  (its optimum is a lower bound that solver tolerances cannot push above the true one),
+  ``+τ`` the *tightened* one (its solutions replay exactly); the row indices are kept
+  (``premise_rows``, ``flip_rows``) so a built model can be shifted without rebuilding;
 * the norm: L1 with ``e_i >= ±(b_i - a_i)`` and objective ``sum e_i`` (the paper's
   ``ε^abs``), L∞ with one ``t >= ±(b_i - a_i)`` and objective ``t``.
 
@@ -21,20 +27,16 @@ a solver answer back to inputs (the cvxpy habit of keeping the inverse map).
 
 from __future__ import annotations
 
-import math
 import time
 from dataclasses import dataclass, field
 
 import numpy as np
 
 from nnresilience.bounds.types import NetworkBounds
+from nnresilience.encode.bigm import box_max, check_uniform
 from nnresilience.encode.model import MilpModel
 from nnresilience.errors import EngineUnsupportedError
 from nnresilience.resilience.settings import ResilienceSettings
-
-# Outward slack added to every top-k big-M (absolute + relative): the bounds are already
-# sound, this only keeps the row from being tight at the bound itself.
-_M_PAD = 1e-6
 
 
 @dataclass(eq=False)
@@ -43,7 +45,9 @@ class ResilienceMip:
 
     ``a``: copy-1 inputs (``None`` when a is a constant); ``b``: copy-2 inputs;
     ``cost``: the objective variables (``e`` for L1, ``[t]`` for L∞, ``[t]`` margin for the
-    premise MIP); ``c``: top-k selectors; ``out1``/``out2``: logits of the copies.
+    premise MIP); ``c``: top-k selectors; ``out1``/``out2``: logits of the copies;
+    ``premise_rows``/``flip_rows``: row indices of the confidence and top-k rows (their
+    lower bounds carry the shift).
     """
 
     model: MilpModel
@@ -56,6 +60,9 @@ class ResilienceMip:
     n_binaries: int = 0
     seconds: float = 0.0
     stats: dict = field(default_factory=dict)
+    premise_rows: np.ndarray | None = None
+    flip_rows: np.ndarray | None = None
+    enc: object | None = None          # NetworkEncoding of a single-copy model (MIP start)
     # [diff hook] the copies' encodings (full MIP starts, difference rows)
     enc1: object | None = None
     enc2: object | None = None
@@ -67,6 +74,8 @@ def network_bounds(network, lo: np.ndarray, hi: np.ndarray, settings: Resilience
 
     Interval bounds come straight from the foundation; the other methods (symbolic,
     ``milp:W`` look-back of heuristic 1) from :func:`nnresilience.bounds.compute_bounds`.
+    ``timeout`` is the time the bounds may take (callers pass their share of the query's
+    deadline; when it runs out the cheaper bounds already computed are kept, still sound).
     """
     method = settings.bounds_method
     if method == "interval":
@@ -75,10 +84,8 @@ def network_bounds(network, lo: np.ndarray, hi: np.ndarray, settings: Resilience
         return interval_bounds(network, lo, hi)
     from nnresilience.bounds import compute_bounds
 
-    # Bound tightening may use at most half of the query's time: the MIP needs the rest.
-    budget = None if timeout is None else 0.5 * float(timeout)
     return compute_bounds(network, (np.asarray(lo, float), np.asarray(hi, float)),
-                          method=method, timeout=budget)
+                          method=method, timeout=timeout)
 
 
 def _encode_copy(model: MilpModel, network, bounds: NetworkBounds, inputs: np.ndarray,
@@ -91,31 +98,42 @@ def _encode_copy(model: MilpModel, network, bounds: NetworkBounds, inputs: np.nd
 
 
 def _topk_rows(model: MilpModel, out: np.ndarray, out_lo: np.ndarray, out_hi: np.ndarray,
-               m: int, k: int, settings: ResilienceSettings) -> np.ndarray:
-    """At least ``k`` classes ``i != m`` with ``y_i >= y_m``; returns the binaries ``c``."""
+               m: int, k: int, settings: ResilienceSettings, shift: float = 0.0
+               ) -> tuple[np.ndarray, np.ndarray]:
+    """At least ``k`` classes ``i != m`` with ``y_i - y_m >= shift``; returns the binaries
+    ``c`` and the indices of the ``n - 1`` top-k rows."""
     others = np.array([i for i in range(out.size) if i != m], dtype=np.int64)
     n = others.size
     c = model.add_binaries(n, name="c")
     model.add_terms(np.zeros(n, np.int64), c, np.ones(n), 1, float(k), np.inf)
+    # c_i = 0 must leave y_i - y_m >= shift - M_i slack everywhere: M_i >= max(y_m - y_i)
+    # + shift over the output box (rounded outward)
+    A = np.zeros((n, out.size))
+    A[np.arange(n), m] = 1.0
+    A[np.arange(n), others] = -1.0
+    need = np.maximum(box_max(A, np.zeros(n), out_lo, out_hi, max(shift, 0.0)), 0.0)
     if settings.big_m == "uniform":
+        check_uniform(settings.big_m_value, need,
+                      lambda i: f"the top-k row of class {int(others[i])} against class {m} "
+                                f"(bound on y_{m} - y_{int(others[i])} over the domain)")
         M = np.full(n, settings.big_m_value)
     else:
-        M = np.maximum(out_hi[m] - out_lo[others], 0.0)
-        M = M + _M_PAD * (1.0 + np.abs(M))
+        M = need
     r = np.arange(n)
-    # y_i - y_m - M_i c_i >= -M_i
-    model.add_terms(np.r_[r, r, r], np.r_[out[others], np.full(n, out[m]), c],
-                    np.r_[np.ones(n), -np.ones(n), -M], n, -M, np.inf)
-    return c
+    # y_i - y_m - M_i c_i >= shift - M_i
+    rows = model.add_terms(np.r_[r, r, r], np.r_[out[others], np.full(n, out[m]), c],
+                           np.r_[np.ones(n), -np.ones(n), -M], n, shift - M, np.inf)
+    return c, rows
 
 
-def _confidence_rows(model: MilpModel, out: np.ndarray, m: int, log_alpha: float) -> None:
-    """``y_m - y_i >= ln(alpha)`` for every ``i != m`` (Proposition 2)."""
+def _confidence_rows(model: MilpModel, out: np.ndarray, m: int, log_alpha: float
+                     ) -> np.ndarray:
+    """``y_m - y_i >= ln(alpha)`` for every ``i != m`` (Proposition 2); returns row indices."""
     others = np.array([i for i in range(out.size) if i != m], dtype=np.int64)
     n = others.size
     r = np.arange(n)
-    model.add_terms(np.r_[r, r], np.r_[np.full(n, out[m]), out[others]],
-                    np.r_[np.ones(n), -np.ones(n)], n, log_alpha, np.inf)
+    return model.add_terms(np.r_[r, r], np.r_[np.full(n, out[m]), out[others]],
+                           np.r_[np.ones(n), -np.ones(n)], n, log_alpha, np.inf)
 
 
 def _norm_rows(model: MilpModel, b: np.ndarray, a: np.ndarray | None, a_const: np.ndarray | None,
@@ -151,12 +169,17 @@ def _norm_rows(model: MilpModel, b: np.ndarray, a: np.ndarray | None, a_const: n
 
 def build_phi_mip(network, m: int, log_alpha: float, k: int, norm: str, lo: np.ndarray,
                   hi: np.ndarray, bounds: NetworkBounds, settings: ResilienceSettings,
-                  diff=None) -> ResilienceMip:
+                  premise_shift: float = 0.0, flip_shift: float = 0.0, diff=None
+                  ) -> ResilienceMip:
     """MIP (6): minimise ``||b - a||`` with a confident for m and b out of m's top-k.
 
-    Both copies use ``bounds`` (computed over D, which contains both a and b).
+    Both copies use ``bounds`` (computed over D, which contains both a and b). The
+    premise rows read ``y1_m - y1_i >= ln(alpha) + premise_shift``, the flip rows
+    ``y2_i - y2_m >= flip_shift`` for the selected classes. The flip rows' Ms leave room
+    for any shift up to ``max(flip_shift, 0)``.
     ``diff`` (a :class:`~nnresilience.resilience.difference_rows.DifferencePlan`) adds the
-    radius row, the difference rows and tighter copy bounds of the two-copy analysis.
+    radius row, the cut, the difference rows and tighter copy bounds of the two-copy
+    analysis (all valid for every pair within the plan's radius, whatever the shifts).
     """
     t0 = time.perf_counter()
     model = MilpModel()
@@ -165,10 +188,11 @@ def build_phi_mip(network, m: int, log_alpha: float, k: int, norm: str, lo: np.n
     b1, b2 = (bounds, bounds) if diff is None else diff.copy_bounds(bounds)
     a = model.add_vars(d, lo, hi, name="a")
     enc1 = _encode_copy(model, network, b1, a, settings)
-    _confidence_rows(model, enc1.outputs, m, log_alpha)
+    prem = _confidence_rows(model, enc1.outputs, m, log_alpha + premise_shift)
     b = model.add_vars(d, lo, hi, name="b")
     enc2 = _encode_copy(model, network, b2, b, settings)
-    c = _topk_rows(model, enc2.outputs, b2.lo[-1], b2.hi[-1], m, k, settings)
+    c, flip = _topk_rows(model, enc2.outputs, b2.lo[-1], b2.hi[-1], m, k, settings,
+                         flip_shift)
     cost = _norm_rows(model, b, a, None, hi - lo, norm)
     n_cut = 0
     if settings.coupling:
@@ -179,23 +203,25 @@ def build_phi_mip(network, m: int, log_alpha: float, k: int, norm: str, lo: np.n
         stats.update(diff.add(model, network, enc1, enc2, cost, norm, c, m, log_alpha))
     nb = int(enc1.n_binaries + enc2.n_binaries + c.size)
     return ResilienceMip(model, a, b, cost, c, enc1.outputs, enc2.outputs, nb,
-                         time.perf_counter() - t0, stats, enc1=enc1, enc2=enc2)
+                         time.perf_counter() - t0, stats, prem, flip, enc1=enc1,
+                         enc2=enc2)
 
 
 def build_local_mip(network, x: np.ndarray, m: int, k: int, norm: str, lo: np.ndarray,
                     hi: np.ndarray, bounds: NetworkBounds, settings: ResilienceSettings,
-                    radius: float | None = None) -> ResilienceMip:
+                    radius: float | None = None, flip_shift: float = 0.0) -> ResilienceMip:
     """Per-sample problem: a is the constant ``x``; minimise ``||b - x||`` over b in
     ``[lo, hi]`` (already intersected with any radius box) with m out of b's top-k.
 
     ``radius`` (optional) adds ``||b - x|| <= radius`` as a row (for L1; for L∞ the box
-    already says it), turning the optimisation into the δ-robustness decision of Table 1.
+    already says it). ``flip_shift`` as in :func:`build_phi_mip`.
     """
     t0 = time.perf_counter()
     model = MilpModel()
     b = model.add_vars(network.n_inputs, lo, hi, name="b")
     enc2 = _encode_copy(model, network, bounds, b, settings)
-    c = _topk_rows(model, enc2.outputs, bounds.lo[-1], bounds.hi[-1], m, k, settings)
+    c, flip = _topk_rows(model, enc2.outputs, bounds.lo[-1], bounds.hi[-1], m, k, settings,
+                         flip_shift)
     span = np.maximum(np.abs(hi - x), np.abs(x - lo))
     cost = _norm_rows(model, b, None, np.asarray(x, float), span, norm)
     if radius is not None:
@@ -208,7 +234,7 @@ def build_local_mip(network, x: np.ndarray, m: int, k: int, norm: str, lo: np.nd
                                   norm, m)
     nb = int(enc2.n_binaries + c.size)
     return ResilienceMip(model, None, b, cost, c, None, enc2.outputs, nb,
-                         time.perf_counter() - t0, {"coupling_rows": n_cut})
+                         time.perf_counter() - t0, {"coupling_rows": n_cut}, None, flip)
 
 
 def build_premise_mip(network, m: int, lo: np.ndarray, hi: np.ndarray, bounds: NetworkBounds,
@@ -226,17 +252,23 @@ def build_premise_mip(network, m: int, lo: np.ndarray, hi: np.ndarray, bounds: N
     out = enc.outputs
     olo, ohi = bounds.lo[-1], bounds.hi[-1]
     others = np.array([i for i in range(out.size) if i != m], dtype=np.int64)
-    t_hi = float(np.min(ohi[m] - olo[others]))
-    t_lo = -math.inf if min_margin is None else float(min_margin)
+    # every output of the box has margin >= t_floor; none exceeds t_hi (a hair of
+    # outward slack for the float64 differences)
+    pad = 4.0 * np.finfo(float).eps * (np.abs(ohi[m]) + np.abs(olo[others]).max(initial=0.0)
+                                       + np.abs(olo[m]) + np.abs(ohi[others]).max(initial=0.0))
+    t_hi = float(np.min(ohi[m] - olo[others]) + pad)
+    t_floor = float(np.min(olo[m] - ohi[others]) - pad)
+    t_lo = t_floor if min_margin is None else float(min_margin)
     t = model.add_vars(1, t_lo, max(t_hi, t_lo), name="margin")
     n = others.size
     r = np.arange(n)
     # y_m - y_i - t >= 0
-    model.add_terms(np.r_[r, r, r], np.r_[np.full(n, out[m]), out[others], np.full(n, t[0])],
-                    np.r_[np.ones(n), -np.ones(n), -np.ones(n)], n, 0.0, np.inf)
+    prem = model.add_terms(np.r_[r, r, r],
+                           np.r_[np.full(n, out[m]), out[others], np.full(n, t[0])],
+                           np.r_[np.ones(n), -np.ones(n), -np.ones(n)], n, 0.0, np.inf)
     model.set_objective(t, -1.0)
     return ResilienceMip(model, a, None, t, None, out, None, int(enc.n_binaries),
-                         time.perf_counter() - t0)
+                         time.perf_counter() - t0, premise_rows=prem, enc=enc)
 
 
 # ------------------------------------------------------------------ coupling cuts

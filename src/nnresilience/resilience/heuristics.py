@@ -13,9 +13,10 @@ import numpy as np
 
 
 def pick_initial_input(network, data: np.ndarray | None, m: int, log_alpha: float,
-                       lo: np.ndarray, hi: np.ndarray, pick: str = "closest",
-                       tol: float = 1e-6) -> np.ndarray | None:
-    """A data row inside D whose margin ``min_j (y_m - y_j)`` meets ``ln(alpha)``.
+                       lo: np.ndarray, hi: np.ndarray, pick: str = "closest"
+                       ) -> np.ndarray | None:
+    """A data row inside D whose margin ``min_j (y_m - y_j)`` meets ``ln(alpha)`` exactly
+    (float64, no slack: the pair built on it is a witness).
 
     ``pick='closest'`` takes the smallest such margin (a sample near the premise boundary,
     usually nearest to the flip set, hence the smallest Φ_ini); ``'highest'`` the largest.
@@ -30,7 +31,7 @@ def pick_initial_input(network, data: np.ndarray | None, m: int, log_alpha: floa
     X = np.clip(X[inside], lo, hi)
     Y = network.forward(X)
     margin = Y[:, m] - np.delete(Y, m, axis=1).max(axis=1)
-    ok = margin >= log_alpha - tol
+    ok = margin >= log_alpha
     if not ok.any():
         return None
     idx = np.flatnonzero(ok)

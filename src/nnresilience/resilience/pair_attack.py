@@ -162,7 +162,7 @@ def confident_starts(network, m: int, log_alpha: float, lo, hi, n: int,
 def attack_pair(network, m: int, log_alpha: float, k: int, norm: str, lo, hi, *,
                 data: np.ndarray | None = None, n_starts: int = 64, rounds: int = 40,
                 budget: float = 2.0, rng: int | np.random.Generator = 0,
-                premise_tol: float = 1e-6, patience: int = 6
+                patience: int = 6
                 ) -> tuple[np.ndarray, np.ndarray, float] | None:
     """Best replayed pair ``(a, b, ||b - a||)`` found within ``budget`` seconds, or None
     (no start reaches the flip set). Batches of ``n_starts`` starts run until the budget
@@ -182,7 +182,7 @@ def attack_pair(network, m: int, log_alpha: float, k: int, norm: str, lo, hi, *,
                                  skip=batch * (n_starts // 2))
             before = None if best is None else best[2]
             best = _descend(net, A, m, log_alpha, k, norm, lo, hi, rounds, t_end,
-                            premise_tol, patience, best)
+                            patience, best)
             if best is None and batch >= 1:
                 break           # nothing flips from two batches of starts
             gained = best is not None and (before is None or best[2] < before * (1 - 1e-6))
@@ -191,8 +191,7 @@ def attack_pair(network, m: int, log_alpha: float, k: int, norm: str, lo, hi, *,
     return best
 
 
-def _descend(net, A, m, log_alpha, k, norm, lo, hi, rounds, t_end, premise_tol, patience,
-             best):
+def _descend(net, A, m, log_alpha, k, norm, lo, hi, rounds, t_end, patience, best):
     """Walk each start's ``b`` into F, then alternate projections and segment shrinks."""
     if A.size == 0:
         return best
@@ -211,7 +210,7 @@ def _descend(net, A, m, log_alpha, k, norm, lo, hi, rounds, t_end, premise_tol, 
     for _ in range(rounds):
         a, b = _segment_shrink(net, a, b, m, log_alpha, k, 0.0)
         before = None if best is None else best[2]
-        best = _keep_best(net, a, b, m, log_alpha, k, norm, lo, hi, premise_tol, best)
+        best = _keep_best(net, a, b, m, log_alpha, k, norm, lo, hi, best)
         gained = best is not None and (before is None or best[2] < before * (1 - 1e-6))
         stale = 0 if gained else stale + 1
         if time.monotonic() > t_end or stale >= patience:
@@ -228,12 +227,13 @@ def _descend(net, A, m, log_alpha, k, norm, lo, hi, rounds, t_end, premise_tol, 
     return best
 
 
-def _keep_best(net, a, b, m, log_alpha, k, norm, lo, hi, tol, best):
+def _keep_best(net, a, b, m, log_alpha, k, norm, lo, hi, best):
+    """The shortest of a few candidate pairs that replays exactly (no tolerance)."""
     d = np.array([norm_of(bb - aa, norm) for aa, bb in zip(a, b, strict=True)])
     for i in np.argsort(d)[:4]:
         if best is not None and d[i] >= best[2]:
             break
-        rep = replay_pair(net, a[i], b[i], m, log_alpha, k, lo, hi, tol)
+        rep = replay_pair(net, a[i], b[i], m, log_alpha, k, lo, hi)
         if rep is not None:
             ra, rb, _ = rep
             u = norm_of(rb - ra, norm)

@@ -1,33 +1,46 @@
 """Φ_m, Ξ, α_max and per-sample minimum perturbation (seed 000, §4 and MIP (6)).
 
-Every answer is a :class:`~nnresilience.results.ResilienceResult` with an honest interval:
-``lower`` is the solver's *proven* dual bound (``min(dual, upper)``, and 0 for a norm when
-nothing better is proven), ``upper`` the norm of a witness pair that passed the float64
-replay of :mod:`.replay` (None when no witness survived). ``optimal`` only when the two
-meet within ``settings.opt_tol``.
+Every answer is a :class:`~nnresilience.results.ResilienceResult` with an honest interval
+(the contract of docs/resilience.md):
 
-Soundness caveats (also in docs/resilience.md): ``lower`` is proven for the MILP, which is
-exact for ReLU / LeakyReLU / max-pool networks when the big-M values come from sound
-bounds (interval, symbolic, milp:W); the ``uniform`` M = 1e4 of the paper's baseline is
-only sound when every pre-activation stays within ±1e4. Arctan networks use the encoder's
-relaxation, so their ``lower`` is a lower bound of the relaxed problem (Theorem 1: an
-under-approximation) and still a valid lower bound.
+* ``upper`` is the norm of a witness pair that replays **exactly** in float64
+  (:mod:`.replay`: premise margin ``>= ln α`` and the top-k flip, no slack), or None;
+* ``lower`` is the certified dual bound (:mod:`nnresilience.backends.certify`) of the
+  **relaxed** problem, whose premise and flip rows are loosened by the solver-tolerance
+  margin ``τ``, so the solver's tolerances cannot cut off the true optimum;
+* ``optimal`` only when they meet within ``settings.opt_tol``.
+
+When the relaxed problem's witness fails the exact replay (and its repair), a witness is
+sought in the *tightened* problem (premise ``>= ln α + τ``, flip by ``τ``) with the time
+left. The solver runs with its tolerances divided by ``settings.tolerance_factor``
+(1000: ``τ`` is 1000× smaller than at the defaults). "No input reaches α" and
+"Φ = +inf" are only said from certified margin problems, never from an "infeasible".
+
+Soundness caveats (also in docs/resilience.md): the MILP is exact for ReLU / LeakyReLU /
+max-pool networks; every big-M comes from sound bounds or is checked against them (a
+uniform M that is too small raises). S-shaped activations are relaxed, so ``lower``
+bounds the relaxed problem (Theorem 1's under-approximation) and stays valid.
 """
 
 
 from __future__ import annotations
 
 import math
-import time
 from typing import Any
 
 import numpy as np
 
+from nnresilience.encode.milp import network_start
 from nnresilience.resilience.common import (
-    interval,
-    remaining,
+    Clock,
+    Progress,
+    decide,
+    is_optimal,
+    norm_lower,
+    polish,
     resolve_domain,
-    solve,
+    solve_certified,
+    solve_relaxed,
     solver_stats,
     tup,
 )
@@ -45,182 +58,309 @@ from nnresilience.resilience.local import (  # noqa: F401 - re-exported
 )
 from nnresilience.resilience.replay import norm_of, premise_margin, replay_pair
 from nnresilience.resilience.settings import DEFAULT, Query, ResilienceSettings
-from nnresilience.results import ResilienceResult
+from nnresilience.resilience.units import run_units
+from nnresilience.results import ResilienceResult, Status
 
 
 # ------------------------------------------------------------------------------- α_max
+def _premise_margin(net, cls: int, lo, hi, bounds, settings: ResilienceSettings,
+                    clock: Clock, stats: dict) -> tuple[float | None, float, np.ndarray | None]:
+    """``(witness margin, certified upper bound of the max margin, witness a)``.
+
+    The premise MIP maximises ``t <= y_m - y_i`` over D with those rows loosened by ``τ``;
+    its certified dual bound bounds the true maximum from above. Without a certified
+    bound the output bounds give one (sound, looser). The witness margin is the exact
+    float64 ``min_j (y_m - y_j)`` of the best point found.
+    """
+    others = np.delete(np.arange(net.n_outputs), cls)
+    t_up = float(np.min(bounds.hi[-1][cls] - bounds.lo[-1][others]))
+    # any input is a witness of its own margin: the best of a few samples is a lower end
+    # even when the solver finds no point in time, and the MIP starts from it
+    rng = np.random.default_rng(0)
+    P = np.vstack([(lo + hi) / 2.0, rng.uniform(lo, hi, size=(255, lo.size))])
+    Y = net.forward(P)
+    marg = Y[:, cls] - Y[:, others].max(axis=1)
+    j = int(np.argmax(marg))
+    a, best = P[j], float(marg[j])
+    mip = build_premise_mip(net, cls, lo, hi, bounds, settings)
+    if mip.enc is not None:
+        network_start(mip.model, mip.enc, net, a)
+    sol = solve_relaxed(mip, settings, clock, heartbeat=clock.beat("mip"), attained=-best)
+    if sol is not None:
+        stats.update(solver_stats(sol, mip))
+        if not sol.cert.failed and math.isfinite(sol.cert.lower):
+            t_up = min(t_up, -sol.cert.lower)
+        if sol.x is not None:
+            cand = np.clip(sol.x[mip.a], lo, hi)
+            got = premise_margin(net.forward(cand), cls)
+            if got > best:
+                a, best = cand, got
+    if best is not None:
+        t_up = max(t_up, best)
+    return best, t_up, a
+
+
 def alpha_max(network, cls: int, domain=None, *, settings: ResilienceSettings = DEFAULT,
-              timeout: float | None = None, bounds=None) -> ResilienceResult:
+              timeout: float | None = None, bounds=None,
+              progress: Progress | None = None) -> ResilienceResult:
     """The largest ratio ``p_m / max_{j != m} p_j`` any input in D reaches.
 
-    Solves ``max t s.t. t <= y_m - y_i`` over D; returns ``[lower, upper]`` =
-    ``[exp(replayed margin of the witness), exp(proven dual bound)]``. ``lower`` may be
-    < 1 (class m never wins anywhere in D).
+    ``[lower, upper] = [exp(exact margin of the witness), exp(certified bound of the
+    relaxed premise MIP)]``. ``lower`` may be < 1 (class m never wins anywhere in D).
     """
-    t0 = time.perf_counter()
+    clock = Clock(timeout, progress, int(cls))
     net = network.merged()
     lo, hi = resolve_domain(network, domain)
     Query(cls, 1.0, 1, "l1", lo, hi).check_network(net.n_inputs, net.n_outputs)
+    clock.report("bounds")
     if bounds is None:
-        bounds = network_bounds(net, lo, hi, settings, timeout)
-    mip = build_premise_mip(net, cls, lo, hi, bounds, settings)
-    res, backend = solve(mip, settings, remaining(t0, timeout))
-    stats = solver_stats(res, backend, mip)
-    stats["bounds_method"] = bounds.method
-    a = None
-    lower = None
-    if res.x is not None:
-        a = np.clip(res.x[mip.a], lo, hi)
-        lower = math.exp(premise_margin(net.forward(a), cls))
-    # The objective is -t: a dual bound D proves t* <= -D.
-    t_up = None if res.dual_bound is None or not math.isfinite(res.dual_bound) \
-        else -float(res.dual_bound)
-    if t_up is None:
-        others = np.delete(np.arange(net.n_outputs), cls)
-        t_up = float(np.min(bounds.hi[-1][cls] - bounds.lo[-1][others]))
+        bounds = network_bounds(net, lo, hi, settings, clock.share(settings.bounds_share))
+    stats: dict[str, Any] = {"bounds_method": bounds.method}
+    clock.report("mip")
+    marg, t_up, a = _premise_margin(net, cls, lo, hi, bounds, settings, clock, stats)
+    lower = None if marg is None else math.exp(min(marg, 700.0))
     upper = math.exp(min(t_up, 700.0))
-    if lower is not None:
-        upper = max(upper, lower)
-    optimal = (lower is not None and res.status.value == "optimal"
-               and upper - lower <= settings.opt_tol * max(1.0, upper))
-    msg = ""
-    if res.status.value == "infeasible":
-        msg = "the premise MIP is infeasible (empty domain?)"
+    optimal = is_optimal(lower, upper, settings)
+    clock.report("done", lower, upper)
     return ResilienceResult("alpha_max", lower, upper, optimal, feasible=lower is not None,
-                            cls=cls, a=tup(a), seconds=time.perf_counter() - t0,
-                            message=msg, stats=stats)
+                            cls=cls, a=tup(a), seconds=clock.elapsed(), stats=stats)
 
 
 # --------------------------------------------------------------------------------- Φ_m
 def phi(network, cls: int, alpha: float = 1.0, k: int = 1, norm: str = "l1", domain=None, *,
         settings: ResilienceSettings = DEFAULT, timeout: float | None = None,
-        data: np.ndarray | None = None, bounds=None) -> ResilienceResult:
+        data: np.ndarray | None = None, bounds=None,
+        progress: Progress | None = None) -> ResilienceResult:
     """Φ_m of Definition 1 by MIP (6): the smallest ``||ε||`` such that some ``a`` in D with
     ``p_m(a) >= alpha p_j(a)`` (all j != m) has ``a + ε`` in D and m not in the top-k.
 
     ``data`` (optional rows of inputs) feeds heuristic 3 when ``settings.warm_start``.
-    Infeasible premise (``alpha > alpha_max``) gives ``feasible=False`` with a message.
+    If no input reaches ``alpha`` (proven), ``feasible=False`` with a message. ``progress``
+    is called with small dicts at each stage (keys in docs/resilience.md).
     """
-    t0 = time.perf_counter()
+    clock = Clock(timeout, progress, int(cls))
     net = network.merged()
     lo, hi = resolve_domain(network, domain)
     q = Query(int(cls), float(alpha), int(k), norm, lo, hi)
     q.check_network(net.n_inputs, net.n_outputs)
+    clock.report("bounds")
     if bounds is None:
-        bounds = network_bounds(net, lo, hi, settings, timeout)
+        bounds = network_bounds(net, lo, hi, settings, clock.share(settings.bounds_share))
     stats: dict[str, Any] = {"bounds_method": bounds.method, "bounds_seconds": bounds.seconds}
     common = dict(cls=q.cls, alpha=q.alpha, k=q.k, norm=norm)
 
     prep = None
     if settings.uses_differential:  # [diff hook] two-copy analysis (resilience/diff_plan.py)
-        from nnresilience.resilience.diff_plan import prepare_phi, start_from_pair
+        from nnresilience.resilience.diff_plan import prepare_phi, settle_by_diff
 
-        prep = prepare_phi(net, q, bounds, settings, data, t0, timeout)
+        clock.report("differential")
+        prep = prepare_phi(net, q, bounds, settings, data, clock.t0, timeout)
         stats.update(prep.stats)
-        if prep.vacuous or prep.unreachable:
-            return _infeasible_phi(network, q, settings, bounds, t0, timeout, stats, common)
+        settled = settle_by_diff(prep, q, clock, stats, common)
+        if settled is not None:
+            return settled
     ini = None
     if settings.warm_start:
-        ini = _initial_pair(net, q, bounds, settings, data, t0, timeout, stats)
-    mip = build_phi_mip(net, q.cls, q.log_alpha, q.k, norm, lo, hi, bounds, settings,
-                        diff=None if prep is None else prep.plan)
-    if ini is not None:
-        a0, b0, phi0 = ini
-        _set_start(mip, net, a0, b0, q.cls, norm)
-        n = mip.cost.size
-        mip.model.add_terms(np.zeros(n, np.int64), mip.cost, np.ones(n), 1, -np.inf,
-                            phi0 * (1 + 1e-7) + 1e-7)
-    elif prep is not None:  # [diff hook]
-        start_from_pair(mip, net, prep, q.cls, norm)
-    mip_time = remaining(t0, timeout)
-    if prep is not None:  # [diff hook] leave time for branching
-        mip_time = prep.mip_time(mip_time, settings)
-    res, backend = solve(mip, settings, mip_time)
-    stats.update(solver_stats(res, backend, mip))
-    has_pair = ini is not None or (prep is not None and prep.pair is not None)  # [diff hook]
-
-    if res.status.value == "infeasible" and not has_pair:
-        return _infeasible_phi(network, q, settings, bounds, t0, timeout, stats, common)
-    a = b = None
-    upper = None
+        clock.report("warm_start")
+        ini = _initial_pair(net, q, bounds, settings, data, clock, stats)
+        if ini is not None:
+            stats["witness_from"] = "heuristic3"
+    mip_clock = clock if prep is None else prep.mip_clock(clock, settings)  # [diff hook]
+    lower, best, sol = _phi_solve(net, q, bounds, settings, mip_clock, stats, ini=ini,
+                                  prep=prep)
     msg = ""
-    if res.x is not None:
-        rep = replay_pair(net, res.x[mip.a], res.x[mip.b], q.cls, q.log_alpha, q.k, lo, hi,
-                          settings.premise_tol)
-        if rep is None:
-            msg = "solver witness failed the float64 replay and could not be repaired"
-        else:
-            a, b, stats["repaired"] = rep
-            upper = norm_of(b - a, norm)
-    if ini is not None and (upper is None or ini[2] < upper):
-        a, b, upper = ini
-        stats["witness_from"] = "heuristic3"
-    dual = res.dual_bound
-    if res.status.value == "infeasible" and has_pair:
-        # The replayed warm-start pair satisfies every row, so "infeasible" is numerical
-        # trouble: nothing is proven.
-        dual = None
-        msg = msg or "solver reported infeasible despite a feasible warm start (numerics)"
-    lower, upper, optimal = interval(upper, dual, res.status.value == "optimal", settings)
-    if prep is not None:  # [diff hook] attack pair, certified bound, branching
+    if sol is not None and sol.cert.failed and best is None:
+        # the relaxed MIP (6) was reported infeasible: only certified margins decide
+        settled = _settle_empty(network, net, q, bounds, settings, clock, stats, common)
+        if settled is not None:
+            return settled
+        msg = "the solver reported MIP (6) infeasible, which is not trusted; " \
+              "nothing certified within the limits"
+    if prep is not None:  # [diff hook] certified differential bound, branching
         from nnresilience.resilience.diff_plan import finish_phi
 
-        a, b, upper, lower, closed = finish_phi(net, q, settings, prep, a, b, upper, lower,
-                                                t0, timeout, stats)
-        optimal = optimal or closed
+        best, lower = finish_phi(net, q, settings, prep, best, lower, clock, stats)
+    upper = None if best is None else best[2]
+    if upper is not None:
+        lower = min(lower, upper)
+    optimal = is_optimal(lower, upper, settings)
     if upper is None and not msg:
-        msg = f"no witness found within the limits (solver: {res.status.value})"
-    return ResilienceResult("phi", lower, upper, optimal, True, a=tup(a), a_perturbed=tup(b),
-                            seconds=time.perf_counter() - t0, message=msg, stats=stats,
-                            **common)
+        msg = (f"no witness replays exactly within the limits (solver: "
+               f"{'not run' if sol is None else sol.status})")
+    clock.report("done", lower, upper)
+    return ResilienceResult("phi", lower, upper, optimal, True,
+                            a=None if best is None else tup(best[0]),
+                            a_perturbed=None if best is None else tup(best[1]),
+                            seconds=clock.elapsed(), message=msg, stats=stats, **common)
 
 
-def _infeasible_phi(network, q: Query, settings, bounds, t0, timeout, stats, common
-                    ) -> ResilienceResult:
-    """MIP (6) infeasible: either no confident input (alpha > alpha_max) or no flip in D."""
-    am = alpha_max(network, q.cls, (q.lo, q.hi), settings=settings,
-                   timeout=remaining(t0, timeout), bounds=bounds)
-    stats["alpha_max_lower"], stats["alpha_max_upper"] = am.lower, am.upper
-    if am.lower is None or q.alpha > am.lower * (1 + 1e-9):
-        lo_s = "?" if am.lower is None else f"{am.lower:.6g}"
-        text = (f"{am.upper:.6g}" if am.optimal else f"in [{lo_s}, {am.upper:.6g}]")
-        msg = (f"no input in the domain reaches confidence ratio alpha={q.alpha:g} for class "
-               f"{q.cls} (alpha_max = {text})")
-        return ResilienceResult("phi", None, None, False, False,
-                                seconds=time.perf_counter() - t0, message=msg, stats=stats,
+def _phi_solve(net, q: Query, bounds, settings: ResilienceSettings, clock: Clock, stats: dict,
+               *, ini=None, a_box=None, cutoff: float | None = None, prep=None):
+    """The staged solve of MIP (6): ``(lower, best witness (a, b, norm) or None, first sol)``.
+
+    1. the *relaxed* problem (premise and flip rows loosened by ``τ``): its certified dual
+       bound is ``lower``, its point (replayed exactly, repaired if needed) a witness, and
+       its activation pattern, solved exactly as an LP (:func:`~.common.polish`), another;
+    2. if the interval is still open: the *tightened* problem (rows moved by ``τ`` the
+       other way): its points replay exactly, so it supplies a witness when the relaxed
+       one failed (issue 11, item 1: a margin peaking at ``ln α - 5e-7``).
+    ``a_box`` restricts the unperturbed point to a sub-box, ``cutoff`` is an objective
+    cutoff (a divided search's best upper); ``ini`` a warm-start witness (heuristic 3).
+    ``prep`` (:class:`~.diff_plan.DiffPrep`, optional): the two-copy analysis: its pair
+    (replayed exactly) is a witness and the full MIP start, its plan adds the radius row,
+    copy 2's bounds and the cut to both problems; the relaxed problem's bound is used only
+    when the plan's rows are valid for it (:meth:`~.diff_plan.DiffPrep.rows_valid`).
+    """
+    best = ini
+    plan = None if prep is None else prep.plan
+    pair = None if prep is None else prep.pair
+
+    def offer(pair, source: str) -> None:
+        nonlocal best
+        if pair is not None and (best is None or pair[2] < best[2]):
+            best = pair
+            stats["witness_from"] = source
+
+    def upper_now() -> float | None:
+        return None if best is None else best[2]
+
+    def build(shift: float = 0.0) -> ResilienceMip:
+        mip = build_phi_mip(net, q.cls, q.log_alpha, q.k, q.norm, q.lo, q.hi, bounds,
+                            settings, premise_shift=shift, flip_shift=shift, diff=plan)
+        if a_box is not None:
+            mip.model.set_bounds(mip.a, np.asarray(a_box[0], float), np.asarray(a_box[1], float))
+        if pair is not None and (ini is None or pair[2] <= ini[2]):
+            # [diff hook] the attack's pair as a complete start (both copies' columns)
+            from nnresilience.resilience.diff_plan import start_from_pair
+
+            start_from_pair(mip, net, prep, q.cls, q.norm)
+        elif ini is not None:
+            _set_start(mip, net, ini[0], ini[1], q.cls, q.norm)
+        if ini is not None:
+            phi0 = ini[2]
+            n = mip.cost.size
+            # a real witness: the optimum is <= phi0, so this row cuts off nothing (a
+            # little slack keeps it clear of the solver's tolerance)
+            mip.model.add_terms(np.zeros(n, np.int64), mip.cost, np.ones(n), 1, -np.inf,
+                                phi0 * (1 + 1e-6) + 1e-6)
+        return mip
+
+    lower = 0.0
+    offer(pair, "pair_attack")          # [diff hook] replayed exactly by the attack
+    # a known witness attains its norm in the relaxed problem: a bound above it is void
+    attained = None if best is None else best[2] * (1 + 1e-6) + 1e-6
+    mip = build()
+    clock.report("mip", lower, upper_now())
+    sol = solve_relaxed(mip, settings, clock, cutoff=cutoff,
+                        heartbeat=clock.beat("mip", lower, upper_now()), attained=attained)
+    if sol is None:
+        return lower, best, None
+    stats.update(solver_stats(sol, mip))
+    offer(_phi_witness(net, q, sol, mip), "relaxed")
+    valid = prep is None or prep.rows_valid(sol.tau, stats)    # [diff hook]
+    if not sol.cert.failed and valid:
+        lower = max(lower, norm_lower(sol.cert))
+    if upper_now() is None or upper_now() - lower > 1e-9 * max(1.0, upper_now()):
+        # the relaxed point's activation pattern, solved exactly: a sharper witness
+        pol = polish(mip, sol, settings, clock)
+        if pol is not None:
+            offer(_phi_witness(net, q, pol, mip), "pattern")
+    if not sol.cert.failed and not is_optimal(max(lower, 0.0 if prep is None else prep.lower),
+                                              upper_now(), settings) \
+            and clock.can_solve():
+        # no exact witness (or a poor one): the tightened problem's points replay
+        clock.report("tightened", lower, upper_now())
+        mip_t = build(sol.tau)
+        sol_t = solve_certified(mip_t, settings, clock.left(), relax=False,
+                                tighten=sol.factor, cutoff=cutoff,
+                                heartbeat=clock.beat("tightened", lower, upper_now()))
+        stats["tightened_status"] = sol_t.status
+        offer(_phi_witness(net, q, sol_t, mip_t), "tightened")
+    return lower, best, sol
+
+
+def _phi_witness(net, q: Query, sol, mip: ResilienceMip
+                 ) -> tuple[np.ndarray, np.ndarray, float] | None:
+    """The solver point as an exactly replayed pair ``(a, b, ||b - a||)`` (after repair)."""
+    if sol.x is None:
+        return None
+    rep = replay_pair(net, sol.x[mip.a], sol.x[mip.b], q.cls, q.log_alpha, q.k, q.lo, q.hi)
+    if rep is None:
+        return None
+    a, b, _ = rep
+    return a, b, norm_of(b - a, q.norm)
+
+
+def _settle_empty(network, net, q: Query, bounds, settings, clock: Clock, stats, common
+                  ) -> ResilienceResult | None:
+    """MIP (6) reported infeasible: decide between "no confident input" and "no flip in D"
+    by certified margin problems; None when neither is certified."""
+    from nnresilience.spec.condition import not_in_top_k
+    from nnresilience.spec.property import Case
+    from nnresilience.spec.region import InputRegion
+
+    clock.report("premise")
+    marg, t_up, _ = _premise_margin(net, q.cls, q.lo, q.hi, bounds, settings, clock, {})
+    stats["alpha_max_upper"] = math.exp(min(t_up, 700.0))
+    stats["alpha_max_lower"] = None if marg is None else math.exp(min(marg, 700.0))
+    if t_up < q.log_alpha:
+        text = f"alpha_max <= {math.exp(min(t_up, 700.0)):.6g}"
+        if marg is not None:
+            text = f"alpha_max in [{math.exp(min(marg, 700.0)):.6g}, " \
+                   f"{math.exp(min(t_up, 700.0)):.6g}]"
+        return ResilienceResult("phi", None, None, False, False, seconds=clock.elapsed(),
+                                message=f"no input in the domain reaches confidence ratio "
+                                        f"alpha={q.alpha:g} for class {q.cls} ({text})",
+                                stats=stats, **common)
+    if not clock.can_solve():
+        return None
+    clock.report("flip")
+    case = Case(InputRegion(q.lo, q.hi), not_in_top_k(q.cls, q.k, net.n_outputs))
+    ans = decide(net, case, bounds, settings, clock.left())
+    stats["flip_check"] = ans.status.value
+    if ans.status is Status.HOLDS:
+        return ResilienceResult("phi", math.inf, math.inf, True, True,
+                                seconds=clock.elapsed(), stats=stats,
+                                message=f"no perturbation inside the domain takes class "
+                                        f"{q.cls} out of the top-{q.k}: Phi = +inf",
                                 **common)
-    msg = (f"no perturbation inside the domain takes class {q.cls} out of the top-{q.k}: "
-           "Phi = +inf")
-    return ResilienceResult("phi", math.inf, math.inf, True, True,
-                            seconds=time.perf_counter() - t0, message=msg, stats=stats,
-                            **common)
+    return None
 
 
-def _initial_pair(net, q: Query, bounds, settings: ResilienceSettings, data, t0, timeout,
+def _initial_pair(net, q: Query, bounds, settings: ResilienceSettings, data, clock: Clock,
                   stats) -> tuple[np.ndarray, np.ndarray, float] | None:
-    """Heuristic 3: a_ini (data, else the premise MIP), then Φ_ini at a_ini."""
-    t1 = time.perf_counter()
-    a0 = pick_initial_input(net, data, q.cls, q.log_alpha, q.lo, q.hi, settings.ini_pick,
-                            settings.premise_tol)
+    """Heuristic 3: a_ini (data, else the premise MIP), then Φ_ini at a_ini; the pair is a
+    witness (both points replay exactly) or None."""
+    from nnresilience.resilience.replay import premise_ok, repair_premise
+
+    t1 = clock.elapsed()
+    a0 = pick_initial_input(net, data, q.cls, q.log_alpha, q.lo, q.hi, settings.ini_pick)
     stats["ini_source"] = "data" if a0 is not None else "premise_mip"
+
+    def limit() -> float | None:
+        left = clock.left()
+        return settings.ini_timeout if left is None else min(settings.ini_timeout, left)
+
     if a0 is None:
+        if not clock.can_solve():
+            return None
         mip = build_premise_mip(net, q.cls, q.lo, q.hi, bounds, settings,
                                 min_margin=q.log_alpha)
-        lim = settings.ini_timeout if timeout is None else min(settings.ini_timeout,
-                                                              remaining(t0, timeout))
-        res, _ = solve(mip, settings, lim, stop_first=True)
-        if res.x is None:
-            stats["ini_seconds"] = time.perf_counter() - t1
+        sol = solve_certified(mip, settings, limit(), relax=False, stop_first=True)
+        if sol.x is None:
+            stats["ini_seconds"] = clock.elapsed() - t1
             return None
-        a0 = np.clip(res.x[mip.a], q.lo, q.hi)
-        if premise_margin(net.forward(a0), q.cls) < q.log_alpha - settings.premise_tol:
-            stats["ini_seconds"] = time.perf_counter() - t1
-            return None
-    lim = settings.ini_timeout if timeout is None else min(settings.ini_timeout,
-                                                          remaining(t0, timeout))
+        a0 = np.clip(sol.x[mip.a], q.lo, q.hi)
+        if not premise_ok(net, a0, q.cls, q.log_alpha):
+            a0 = repair_premise(net, a0, a0, q.cls, q.log_alpha, q.lo, q.hi)
+            if a0 is None:
+                stats["ini_seconds"] = clock.elapsed() - t1
+                return None
+    if not clock.can_solve():
+        return None
     r = min_perturbation(net, a0, q.cls, q.norm, q.k, (q.lo, q.hi),
-                         settings=settings.with_(warm_start=False), timeout=lim)
-    stats["ini_seconds"] = time.perf_counter() - t1
+                         settings=settings.with_(warm_start=False), timeout=limit())
+    stats["ini_seconds"] = clock.elapsed() - t1
     stats["phi_ini"] = r.upper
     if r.upper is None or r.a_perturbed is None:
         return None
@@ -242,50 +382,68 @@ def _set_start(mip: ResilienceMip, net, a: np.ndarray, b: np.ndarray, m: int, no
 
 
 # ----------------------------------------------------------------------------------- Ξ
-def _phi_task(item: tuple) -> ResilienceResult:
+def _phi_task(item: tuple, timeout: float | None) -> ResilienceResult:
     """Executor task (top-level, picklable): one class of Ξ."""
-    network, cls, alpha, k, norm, domain, settings, timeout, data = item
+    network, cls, alpha, k, norm, domain, settings, data = item
     return phi(network, cls, alpha, k, norm, domain, settings=settings, timeout=timeout,
                data=data)
 
 
+def _phi_missing(item: tuple, why: str) -> ResilienceResult:
+    _, cls, alpha, k, norm, _, _, _ = item
+    return ResilienceResult("phi", 0.0, None, False, True, cls=cls, alpha=alpha, k=k,
+                            norm=norm, message=why)
+
+
 def phi_many(network, classes, alpha: float = 1.0, k: int = 1, norm: str = "l1", domain=None,
              *, settings: ResilienceSettings = DEFAULT, timeout: float | None = None,
-             data: np.ndarray | None = None, workers=None) -> list[ResilienceResult]:
-    """Φ_m for several classes through the executor (one task per class)."""
-    from nnresilience.parallel import make_executor
+             data: np.ndarray | None = None, workers=None, unit_timeout: float | None = None,
+             progress: Progress | None = None) -> list[ResilienceResult]:
+    """Φ_m for several classes through the executor (one task per class).
 
+    ``timeout`` bounds the whole call; each class gets a fair share of the time left
+    when it starts (at most ``unit_timeout``). A class that could not run in time is
+    reported as ``[0, None]`` with a message. ``progress`` is called once per finished
+    class.
+    """
     lo, hi = resolve_domain(network, domain)
     classes = [int(c) for c in classes]
-    items = [(network, c, alpha, k, norm, (lo, hi), settings, timeout, data) for c in classes]
-    out: list[ResilienceResult | None] = [None] * len(items)
-    with make_executor(workers) as ex:
-        for i, r in ex.map(_phi_task, items):
-            out[i] = r
-    return [r for r in out if r is not None]
+    items = [(network, c, alpha, k, norm, (lo, hi), settings, data) for c in classes]
+    return run_units(_phi_task, items, timeout, workers, unit_timeout, _phi_missing,
+                     progress, key="cls", keys=classes)
 
 
 def xi(network, alpha: float = 1.0, k: int = 1, norm: str = "l1", domain=None, *,
        classes=None, settings: ResilienceSettings = DEFAULT, timeout: float | None = None,
-       data: np.ndarray | None = None, workers=None) -> ResilienceResult:
+       data: np.ndarray | None = None, workers=None, unit_timeout: float | None = None,
+       progress: Progress | None = None) -> ResilienceResult:
     """Ξ = min_m Φ_m (Definition 2) with the argmin class.
 
-    Classes whose premise is infeasible (alpha > alpha_max) are vacuous (Φ_m = +inf) and
-    drop out. ``lower = min`` of the proven lowers, ``upper = min`` of the witnessed
-    uppers; the witness pair is the one of the class attaining the upper.
+    Classes whose premise is proven infeasible (alpha > alpha_max) are vacuous (Φ_m = +inf)
+    and drop out. ``lower = min`` of the proven lowers, ``upper = min`` of the witnessed
+    uppers; the witness pair is the one of the class attaining the upper. ``timeout``
+    bounds the whole call (see :func:`phi_many`).
     """
-    t0 = time.perf_counter()
+    clock = Clock(timeout)
     if classes is None:
         classes = range(network.n_outputs)
-    # [diff hook] with branching, the classes' pieces share one queue after the MIPs
-    per = phi_many(network, classes, alpha, k, norm, domain,
-                   settings=settings.with_(branching=0) if settings.branching else settings,
-                   timeout=timeout, data=data, workers=workers)
+    branching = bool(settings.branching)
+    if branching:  # [diff hook] the classes' pieces share one queue after the MIPs
+        from nnresilience.resilience.diff_plan import DiffPrep
+
+        share = DiffPrep.MIP_SHARE_BEFORE_BRANCHING
+        per_settings = settings.with_(branching=0)
+        per_timeout = None if timeout is None else share * timeout
+    else:
+        per_settings, per_timeout = settings, timeout
+    per = phi_many(network, classes, alpha, k, norm, domain, settings=per_settings,
+                   timeout=per_timeout, data=data, workers=workers, unit_timeout=unit_timeout,
+                   progress=progress)
     feas = [r for r in per if r.feasible]
     stats = {"per_class": [r.to_dict() for r in per]}
     if not feas:
         return ResilienceResult("xi", None, None, False, False, alpha=alpha, k=k, norm=norm,
-                                seconds=time.perf_counter() - t0, stats=stats,
+                                seconds=clock.elapsed(), stats=stats,
                                 message="no class has an input reaching confidence ratio "
                                         f"alpha={alpha:g}")
     lower = min(r.lower if r.lower is not None else 0.0 for r in feas)
@@ -299,14 +457,12 @@ def xi(network, alpha: float = 1.0, k: int = 1, norm: str = "l1", domain=None, *
                    and all(r.lower is not None and r.lower >= upper - tol
                            for r in feas if r is not best))
     cls, a_best, b_best = best.cls, best.a, best.a_perturbed
-    if settings.branching and not optimal and upper is not None:  # [diff hook]
+    if branching and not optimal and upper is not None and clock.can_solve():  # [diff hook]
         from nnresilience.resilience.diff_plan import refine_xi
 
         lower, upper, cls, a_best, b_best, optimal = refine_xi(
-            network, feas, alpha, k, norm, domain, settings, timeout, workers, lower,
+            network, feas, alpha, k, norm, domain, settings, clock.left(), workers, lower,
             upper, cls, a_best, b_best, stats)
     return ResilienceResult("xi", lower, upper, optimal, True, cls=cls, alpha=alpha, k=k,
                             norm=norm, a=a_best, a_perturbed=b_best,
-                            seconds=time.perf_counter() - t0, stats=stats)
-
-
+                            seconds=clock.elapsed(), stats=stats)

@@ -22,12 +22,14 @@ from typing import Any
 
 import numpy as np
 
+from nnresilience.bounds.interval import interval_bounds
 from nnresilience.bounds.types import NetworkBounds
 from nnresilience.engines.base import Engine, EngineAnswer
 from nnresilience.engines.reluplex.search import (
     ReluplexSearch,
     SearchOptions,
     build_query,
+    float_slack_pad,
 )
 from nnresilience.engines.reluplex.stats import ReluplexStats
 from nnresilience.errors import EngineUnsupportedError, ShapeMismatchError
@@ -51,6 +53,11 @@ def _single_blas_thread():
     return threadpool_limits(limits=1, user_api="blas")
 
 
+def _monotonic(deadline: float) -> float:
+    """The ``time.monotonic()`` moment of a ``time.perf_counter()`` deadline."""
+    return time.monotonic() + (deadline - time.perf_counter())
+
+
 def _unsupported_reason(network) -> str | None:
     for i, layer in enumerate(network.layers):
         if layer.kind not in SUPPORTED_KINDS:
@@ -60,7 +67,7 @@ def _unsupported_reason(network) -> str | None:
 
 
 def _bounds_for(net, lo: np.ndarray, hi: np.ndarray, given) -> tuple[NetworkBounds, str]:
-    """Per-layer bounds of the merged net: the caller's if they fit, else symbolic."""
+    """Per-layer bounds of the network: the caller's if they fit, else symbolic."""
     if isinstance(given, NetworkBounds) and len(given.lo) == len(net.layers) + 1 and all(
             np.shape(given.lo[i]) == (n,) for i, n in enumerate(net.layer_sizes())):
         return given, given.method
@@ -74,8 +81,13 @@ class ReluplexEngine(Engine):
 
     ``check(network, case, bounds=None, timeout=None, split_threshold=5, preprocess=True,
     restore_every=50, max_depth=None, tighten_rounds=4)``; see :class:`SearchOptions`.
-    ``bounds`` (a NetworkBounds of ``network.merged()``) is used when ``preprocess`` is on
-    and its layer count fits; otherwise the engine computes symbolic bounds itself.
+    ``bounds`` (a NetworkBounds of ``network``) is used when ``preprocess`` is on and its
+    layer count fits; otherwise the engine computes symbolic bounds itself.
+
+    The network is *not* merged: multiplying consecutive affine layers in float64 would
+    change the exact function the search reasons about. Every slack's upper bound is
+    raised by :func:`~.search.float_slack_pad`, so ``holds`` covers the float64 forward
+    pass that the answer is judged by, not only the exact network.
     """
 
     name = "reluplex"
@@ -109,19 +121,22 @@ class ReluplexEngine(Engine):
                 f"case has {region.dim} inputs / {case.unsafe.n_outputs} outputs, network "
                 f"{network.name!r} has {network.n_inputs} / {network.n_outputs}")
         deadline = None if timeout is None else t0 + float(timeout)
-        net = network.merged()
+        net = network
         stats = ReluplexStats()
         extra: dict[str, Any] = {"preprocess": opt.preprocess, "terms": []}
         layer_bounds = None
         if opt.preprocess:
             layer_bounds, method = _bounds_for(net, region.lo, region.hi, bounds)
             extra["bounds_method"] = method
+        boxes = layer_bounds if layer_bounds is not None else interval_bounds(
+            net, region.lo, region.hi)
         extra["seconds_preprocess"] = time.perf_counter() - t0
 
         unknown_msg = ""
         for t, term in enumerate(case.unsafe.terms):
+            pad = float_slack_pad(net, term.A, term.b, boxes.lo, boxes.hi)
             status, x, msg = self._term(net, network, case, term.A, term.b, layer_bounds,
-                                        opt, deadline, stats)
+                                        opt, deadline, stats, pad)
             extra["terms"].append(status)
             if status == "sat":
                 return self._answer(Status.VIOLATED, x, t0, f"term {t} satisfiable",
@@ -145,27 +160,46 @@ class ReluplexEngine(Engine):
                             message=message, stats=d)
 
     def _term(self, net, network, case, A: np.ndarray, b: np.ndarray, layer_bounds,
-              opt: SearchOptions, deadline: float | None, stats: ReluplexStats
-              ) -> tuple[str, np.ndarray | None, str]:
-        """Decide one conjunction; a SAT result comes with a replayed input."""
-        res, x = self._query(net, case, A, b, layer_bounds, opt, deadline, stats)
+              opt: SearchOptions, deadline: float | None, stats: ReluplexStats,
+              pad: np.ndarray | None = None) -> tuple[str, np.ndarray | None, str]:
+        """Decide one conjunction; a SAT result comes with a replayed input.
+
+        The first query allows ``A y <= b + pad`` (``pad``: float64 replay error), so its
+        UNSAT is a proof for the float64 forward pass. A SAT witness that does not replay
+        (it may use the pad, or sit on the boundary that rounding pushes outside) gets a
+        few small ascent steps (:func:`nnresilience.falsify.repair`), then is searched
+        again without the pad, then strictly inside (``b`` lowered by
+        :data:`BOUNDARY_MARGIN`); if none gives a replaying witness the answer is
+        unknown, never a guess.
+        """
+        res, x = self._query(net, case, A, b, layer_bounds, opt, deadline, stats, pad)
         if res.status != "sat":
             return res.status, None, res.message
         if x is not None and self._replays(network, case, x):
             return "sat", x, ""
-        # Witness on the boundary that rounding pushes outside: search strictly inside.
-        shifted = b - BOUNDARY_MARGIN * (1.0 + np.abs(b))
-        res2, x2 = self._query(net, case, A, shifted, layer_bounds, opt, deadline, stats)
-        if res2.status == "sat" and x2 is not None and self._replays(network, case, x2):
-            return "sat", x2, ""
-        if res2.status == "unknown":
-            return "unknown", None, res2.message
+        if x is not None:
+            # usually the witness sits on A y = b (+ pad): a few small ascent steps move
+            # it strictly inside, far cheaper than another search
+            from nnresilience.falsify import repair
+
+            x_rep = repair(network, case, x, steps=10,
+                           deadline=None if deadline is None else _monotonic(deadline))
+            if x_rep is not None and self._replays(network, case, x_rep):
+                return "sat", x_rep, ""
+        retries = [b] if pad is not None and np.any(pad > 0) else []
+        retries.append(b - BOUNDARY_MARGIN * (1.0 + np.abs(b)))
+        for rhs in retries:
+            res2, x2 = self._query(net, case, A, rhs, layer_bounds, opt, deadline, stats)
+            if res2.status == "sat" and x2 is not None and self._replays(network, case, x2):
+                return "sat", x2, ""
+            if res2.status == "unknown":
+                return "unknown", None, res2.message
         return ("unknown", None,
                 f"only boundary witnesses (within {BOUNDARY_MARGIN:g}) that do not replay")
 
     @staticmethod
-    def _query(net, case, A, b, layer_bounds, opt, deadline, stats):
-        q = build_query(net, case.region.lo, case.region.hi, A, b, layer_bounds)
+    def _query(net, case, A, b, layer_bounds, opt, deadline, stats, pad=None):
+        q = build_query(net, case.region.lo, case.region.hi, A, b, layer_bounds, pad)
         res = ReluplexSearch(q, opt, deadline, stats).run()
         x = None
         if res.status == "sat" and res.x is not None:

@@ -17,18 +17,24 @@ Leaky rules of seed 004 §III.B:
   make clear the variable updated is ``x_j = x^f``, which is what we implement.)
 * L-ReluSuccess: all bounds and all pairs hold  ->  SAT.
 
-Tolerances (all relative to ``1 + |value|``):
+Tolerances steer the *search* only (all relative to ``1 + |value|``); SAT is replayed by
+the engine and nothing that closes a branch uses them:
 
 * :data:`FEAS_TOL` = 1e-9: a bound ``l <= x <= u`` counts as satisfied within it.
 * :data:`PAIR_TOL` = 1e-7: a pair counts as satisfied when ``|x^f - f(x^b)|`` is within it.
 * :data:`PIVOT_TOL` = 1e-9: a tableau coefficient below it (relative to the row) is not
   used as a pivot (the division would amplify rounding error).
-* Failure is claimed only when the row's bound, computed on a freshly restored row over
-  *all* its coefficients, misses the violated bound by more than :data:`FEAS_TOL` plus an
-  estimate of the rounding error of the row (:data:`ROW_REL_ERR` times the row's
-  magnitude). Between "violated by more than FEAS_TOL" and "provably infeasible" the
-  branch is reported as stuck (undecided), never as infeasible: the safe direction.
-* Bounds derived from rows are moved outward by the same rounding estimate.
+
+What closes a branch is rigorous (the project's rule, :mod:`nnresilience.bounds.rounding`):
+
+* every bound derived from a row (:func:`tighten_rows`, :func:`row_range`) holds for
+  every *exact* solution of the original equations: the row's own rounding
+  (``sum_error`` of its magnitude) and its defect as a consequence of ``A x = 0``
+  (:meth:`Tableau.defect`) are added, and divisions round outward;
+* bounds through a pair round ``k x`` and ``x / k`` outward;
+* a bound conflict ``l > u`` (:func:`bound_conflict`) or a row-based Failure must clear
+  :func:`conflict_margin` (a few ulps of the magnitudes); a smaller gap leaves the branch
+  open (:func:`merge_touching_bounds` widens it), never closed.
 """
 
 from __future__ import annotations
@@ -37,13 +43,13 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from nnresilience.bounds.rounding import TINY, UNIT, down, up
 from nnresilience.engines.reluplex.stats import ReluplexStats
-from nnresilience.engines.reluplex.tableau import ONE, Tableau
+from nnresilience.engines.reluplex.tableau import ONE, Tableau, sum_error_fast
 
 FEAS_TOL = 1e-9
 PAIR_TOL = 1e-7
 PIVOT_TOL = 1e-9
-ROW_REL_ERR = 1e-10
 TIGHTEN_MIN_GAIN = 1e-7
 """A derived bound replaces the current one only if it is tighter by this (relative)
 amount: tiny improvements would make the fixpoint loop crawl."""
@@ -142,24 +148,24 @@ def _entering(tab: Tableau, r: int, increase: bool, ptol: float, bland: bool = T
     return int(idx[0]) if bland else int(idx[np.argmax(np.abs(coef[idx]))])
 
 
-def row_range(tab: Tableau, r: int) -> tuple[float, float, float]:
-    """Range of ``basis[r]`` implied by its row and the non-basic bounds, with an error pad.
+def row_range(tab: Tableau, r: int) -> tuple[float, float]:
+    """Rigorous range of ``basis[r]`` implied by its row and the other variables' bounds.
 
-    Returns ``(low, high, pad)``: every assignment satisfying the row and the non-basic
-    bounds puts ``basis[r]`` in ``[low, high]`` up to the rounding pad.
+    Every exact solution of the original equations within the current bounds puts
+    ``basis[r]`` in ``[low, high]`` (see :func:`_implied`); ``(-inf, inf)`` if the row
+    involves an unbounded variable.
     """
-    coef = -tab.M[r].copy()
-    coef[tab.basis] = 0.0
-    nz = coef != 0.0
-    c, lo, hi = coef[nz], tab.lo[nz], tab.hi[nz]
-    with np.errstate(invalid="ignore"):
-        top = np.where(c > 0, c * hi, c * lo)
-        bot = np.where(c > 0, c * lo, c * hi)
-    high = float(np.sum(top)) if top.size else 0.0
-    low = float(np.sum(bot)) if bot.size else 0.0
-    mag = np.abs(c) * np.maximum(np.abs(lo), np.abs(hi))
-    pad = ROW_REL_ERR * float(np.sum(mag[np.isfinite(mag)]))
-    return low, high, pad
+    _, _, lo, hi = _implied(tab, np.array([r]))
+    return float(down(lo[0, -1])), float(up(hi[0, -1]))
+
+
+def conflict_margin(lo: np.ndarray | float, hi: np.ndarray | float) -> np.ndarray | float:
+    """How far ``l`` must exceed ``u`` before the gap counts as a conflict: a few units in
+    the last place of the magnitudes involved (the bounds themselves are already widened
+    by every rounding error they carry)."""
+    mag = np.maximum(np.abs(lo), np.abs(hi))
+    mag = np.where(np.isfinite(mag), mag, 0.0)
+    return 4.0 * UNIT * mag + TINY
 
 
 def simplex_step(tab: Tableau, stats: ReluplexStats, bland: bool = True) -> str:
@@ -217,11 +223,11 @@ def _failure_or_retry(tab: Tableau, i: int, stats: ReluplexStats) -> str:
     if lo_i - tol(lo_i) <= x <= hi_i + tol(hi_i):
         return "pivoted"                     # restoration removed the violation
     increase = x < lo_i
-    low, high, pad = row_range(tab, r)
-    if increase and high + pad + tol(lo_i) < lo_i:
+    low, high = row_range(tab, r)
+    if increase and high + conflict_margin(high, lo_i) < lo_i:
         stats.fire("Failure")
         return "failure"
-    if not increase and low - pad - tol(hi_i) > hi_i:
+    if not increase and low - conflict_margin(low, hi_i) > hi_i:
         stats.fire("Failure")
         return "failure"
     j = _entering(tab, r, increase, 1e-3 * PIVOT_TOL)
@@ -375,66 +381,113 @@ def _update_b_any(tab: Tableau, pairs: Pairs, p: int, stats: ReluplexStats) -> b
 
 
 # ------------------------------------------------------------------ bound derivation
-def tighten_rows(tab: Tableau, stats: ReluplexStats) -> int:
-    """Derive bounds of every variable from every tableau row, all at once (vectorised).
+def _implied(tab: Tableau, rows: np.ndarray | None = None):
+    """Rigorous bounds that each row implies for each of its variables (vectorised).
 
-    Row ``r``: ``sum_j M[r, j] x_j = 0``, so ``M[r, j] x_j = -sum_{i != j} M[r, i] x_i``
-    lies in ``[-(S_hi - c_hi[r, j]), -(S_lo - c_lo[r, j])]`` where ``c_lo/c_hi`` are the
-    extreme contributions of each term and ``S`` their row sums; infinite contributions are
-    counted so that a bound is derived only when all the *other* terms are finite.
-    Coefficients below PIVOT_TOL do not receive bounds (division would amplify error),
-    but are included in the sums. Each derived bound is moved outward by the row's
-    rounding estimate. Returns the number of improved bounds.
+    Row ``r``: ``sum_j M[r, j] x_j = 0`` up to the defect (:meth:`Tableau.defect`): for an
+    exact solution, ``(M_rj - rho_rj) x_j = -sum_{i != j} M_ri x_i + sum_{i != j} rho_ri x_i``
+    with ``|rho| <= eta``. So ``x_j`` lies in ``T / kappa`` where ``T`` is the range of
+    ``-sum_{i != j} M_ri x_i`` (computed from the other terms' extreme contributions,
+    widened by ``sum_error`` of the row's magnitude and by the row's defect bound
+    ``sum_i eta_ri |x_i|``) and ``kappa`` is the coefficient interval ``M_rj +- eta_rj``.
+    Infinite contributions are counted, so a bound is derived only when every *other*
+    term (values and defect) is finite; coefficients below ``PIVOT_TOL`` of the row, or
+    not larger than their own defect, give no bound (they are kept in the sums).
+
+    Works on ``[M_N | basic column]`` (``M`` is zero off the identity on basic columns).
+    Returns ``(N, rows, new_lo, new_hi)`` with ``-inf``/``+inf`` where nothing follows;
+    the last column is each row's own basic variable. The quotients are *not yet* rounded
+    outward: apply :func:`down` / :func:`up` to whatever is taken from them.
     """
-    if tab.n_rows == 0:
-        return 0
-    # Only non-basic columns are non-zero off the identity: work on [M_N | basic column],
-    # an (m x (|N| + 1)) array whose last column is each row's own basic variable
-    # (coefficient 1, its own bounds per row). Same arithmetic, far fewer entries.
     N = np.flatnonzero(tab.row_of < 0)
-    B = tab.basis
-    m = tab.n_rows
-    M = np.hstack([tab.M[:, N], np.ones((m, 1))])
-    L = np.hstack([np.broadcast_to(tab.lo[N], (m, N.size)), tab.lo[B][:, None]])
-    U = np.hstack([np.broadcast_to(tab.hi[N], (m, N.size)), tab.hi[B][:, None]])
-    lo_inf, hi_inf = ~np.isfinite(L), ~np.isfinite(U)
-    lof, hif = np.where(lo_inf, 0.0, L), np.where(hi_inf, 0.0, U)
+    rows = np.arange(tab.n_rows) if rows is None else np.asarray(rows, dtype=np.int64)
+    B = tab.basis[rows]
+    m = rows.size
+    eta = tab.defect()
+    err, n_inf = tab.row_error(eta)
+    err, n_inf = err[rows], n_inf[rows]
+    every = m == tab.n_rows
+    MN = tab.M[:, N] if every else tab.M[np.ix_(rows, N)]
+    EN = eta[:, N] if every else eta[np.ix_(rows, N)]
+    M = np.hstack([MN, np.ones((m, 1))])
+    E = np.hstack([EN, eta[rows, B][:, None]])
+    lo_v, hi_v = tab.lo, tab.hi
+    L = np.hstack([np.broadcast_to(lo_v[N], (m, N.size)), lo_v[B][:, None]])
+    U = np.hstack([np.broadcast_to(hi_v[N], (m, N.size)), hi_v[B][:, None]])
     pos, neg = M > 0.0, M < 0.0
+    all_finite = bool(np.all(np.isfinite(lo_v)) and np.all(np.isfinite(hi_v)))
+    if all_finite:                               # the usual case: no infinities to count
+        lof, hif = L, U
+    else:
+        lo_inf, hi_inf = ~np.isfinite(L), ~np.isfinite(U)
+        lof, hif = np.where(lo_inf, 0.0, L), np.where(hi_inf, 0.0, U)
     Mp, Mn = np.where(pos, M, 0.0), np.where(neg, M, 0.0)
     c_lo = Mp * lof + Mn * hif
     c_hi = Mp * hif + Mn * lof
-    i_lo = (pos & lo_inf) | (neg & hi_inf)
-    i_hi = (pos & hi_inf) | (neg & lo_inf)
     S_lo, S_hi = c_lo.sum(1, keepdims=True), c_hi.sum(1, keepdims=True)
-    N_lo, N_hi = i_lo.sum(1, keepdims=True), i_hi.sum(1, keepdims=True)
-    rest_lo_ok = (N_lo - i_lo) == 0
-    rest_hi_ok = (N_hi - i_hi) == 0
-    t_lo = -(S_hi - c_hi)           # lower bound of M[r, j] x_j, valid where rest_hi_ok
-    t_hi = -(S_lo - c_lo)           # upper bound, valid where rest_lo_ok
     absM = np.abs(M)
     mag = (absM * np.maximum(np.abs(lof), np.abs(hif))).sum(1, keepdims=True)
+    # range of -sum_{i != j} M_ri x_i plus the defect; S - c and the +-pad round too, which
+    # the factor 2 on the magnitude covers (|S - c|, |pad| <= mag + err)
+    pad = sum_error_fast(2.0 * mag, M.shape[1] + 4) + 2.0 * err[:, None]
+    t_lo = -(S_hi - c_hi) - pad
+    t_hi = -(S_lo - c_lo) + pad
     rowmax = absM[:, :-1].max(1, keepdims=True) if N.size else np.ones((m, 1))
     usable = absM > PIVOT_TOL * np.maximum(rowmax, 1.0)
     usable[:, -1] = True
     usable[:, :-1] &= (N != ONE)[None, :]
-    safe = np.where(usable, M, 1.0)
-    pad = (ROW_REL_ERR * mag + FEAS_TOL) / np.where(usable, absM, 1.0)
-    with np.errstate(invalid="ignore", over="ignore"):
-        v_lo, v_hi = t_lo / safe, t_hi / safe
-        new_lo = np.where(pos, v_lo, v_hi) - pad
-        new_hi = np.where(pos, v_hi, v_lo) + pad
-    ok_lo = usable & np.where(pos, rest_hi_ok, rest_lo_ok)
-    ok_hi = usable & np.where(pos, rest_lo_ok, rest_hi_ok)
-    w_lo = np.where(ok_lo, new_lo, -np.inf)
-    w_hi = np.where(ok_hi, new_hi, np.inf)
+    # kappa in [|M| - E, |M| + E]; scaling by (1 -+ 4u) rounds the endpoints outward
+    # more cheaply than nextafter (each is one subtraction/addition of non-negatives)
+    k_lo = (absM - E) * (1.0 - 4.0 * UNIT)
+    k_hi = (absM + E) * (1.0 + 4.0 * UNIT)
+    usable &= k_lo > 0.0
+    # x_j = T / kappa; for a negative coefficient, x_j = (-T) / |kappa|. The quotients
+    # are rounded outward by the caller, after reducing over rows (down/up are monotone).
+    tp_lo = np.where(pos, t_lo, -t_hi)
+    tp_hi = np.where(pos, t_hi, -t_lo)
+    safe_lo = np.where(usable, k_lo, 1.0)
+    safe_hi = np.where(usable, k_hi, 1.0)
+    with np.errstate(invalid="ignore", over="ignore", divide="ignore"):
+        new_lo = np.minimum(tp_lo / safe_lo, tp_lo / safe_hi)
+        new_hi = np.maximum(tp_hi / safe_lo, tp_hi / safe_hi)
+    ok_lo = usable.copy()
+    ok_hi = usable
+    if not all_finite or np.any(n_inf):
+        # a bound needs every *other* term finite, values and defect alike (the own term
+        # is in kappa); infinite contributions are counted per row
+        lo_inf, hi_inf = ~np.isfinite(L), ~np.isfinite(U)
+        i_lo = (pos & lo_inf) | (neg & hi_inf)
+        i_hi = (pos & hi_inf) | (neg & lo_inf)
+        rest_lo_ok = (i_lo.sum(1, keepdims=True) - i_lo) == 0
+        rest_hi_ok = (i_hi.sum(1, keepdims=True) - i_hi) == 0
+        own_inf = (E > 0.0) & (lo_inf | hi_inf)
+        rest_err_ok = (n_inf[:, None] - own_inf) == 0
+        ok_lo &= rest_err_ok & np.where(pos, rest_hi_ok, rest_lo_ok)
+        ok_hi = ok_hi & rest_err_ok & np.where(pos, rest_lo_ok, rest_hi_ok)
+    new_lo = np.where(ok_lo & ~np.isnan(new_lo), new_lo, -np.inf)
+    new_hi = np.where(ok_hi & ~np.isnan(new_hi), new_hi, np.inf)
+    return N, rows, new_lo, new_hi
+
+
+def tighten_rows(tab: Tableau, stats: ReluplexStats) -> int:
+    """Derive bounds of every variable from every tableau row, all at once (vectorised).
+
+    The bounds are those of :func:`_implied` (rigorous: they hold for every exact
+    solution in the current bounds, whatever the rounding of ``M``). Returns the number
+    of improved bounds.
+    """
+    if tab.n_rows == 0:
+        return 0
+    N, rows, w_lo, w_hi = _implied(tab)
     cand_lo = np.full(tab.n_vars, -np.inf)
     cand_hi = np.full(tab.n_vars, np.inf)
     if N.size:
         cand_lo[N] = w_lo[:, :-1].max(0)
         cand_hi[N] = w_hi[:, :-1].min(0)
-    cand_lo[B] = w_lo[:, -1]
-    cand_hi[B] = w_hi[:, -1]
-    return apply_bounds(tab, cand_lo, cand_hi, stats)
+    cand_lo[tab.basis[rows]] = w_lo[:, -1]
+    cand_hi[tab.basis[rows]] = w_hi[:, -1]
+    with np.errstate(invalid="ignore"):
+        return apply_bounds(tab, down(cand_lo), up(cand_hi), stats)
 
 
 def apply_bounds(tab: Tableau, cand_lo: np.ndarray, cand_hi: np.ndarray,
@@ -463,12 +516,13 @@ def propagate_pair_bounds(tab: Tableau, pairs: Pairs, stats: ReluplexStats) -> i
     lb, ub, lf, uf = tab.lo[b], tab.hi[b], tab.lo[f], tab.hi[f]
     cand_lo = np.full(tab.n_vars, -np.inf)
     cand_hi = np.full(tab.n_vars, np.inf)
-    cand_lo[f] = act(k, lb)
-    cand_hi[f] = act(k, ub)
     leaky = k > 0.0
+    # k * v and v / k round (for v < 0): every such bound is moved one float outward
+    cand_lo[f] = np.where(leaky & (lb < 0.0), down(act(k, lb)), act(k, lb))
+    cand_hi[f] = np.where(leaky & (ub < 0.0), up(act(k, ub)), act(k, ub))
     with np.errstate(divide="ignore", invalid="ignore"):
-        inv_lf = np.where(lf >= 0.0, lf, lf / np.where(leaky, k, 1.0))
-        inv_uf = np.where(uf >= 0.0, uf, uf / np.where(leaky, k, 1.0))
+        inv_lf = np.where(lf >= 0.0, lf, down(lf / np.where(leaky, k, 1.0)))
+        inv_uf = np.where(uf >= 0.0, uf, up(uf / np.where(leaky, k, 1.0)))
     relu_lo = np.where(lf > 0.0, lf, -np.inf)
     cand_lo[b] = np.where(leaky, inv_lf, relu_lo)
     cand_hi[b] = np.where(leaky, inv_uf, uf)      # ReLU: x^b <= x^f
@@ -476,14 +530,18 @@ def propagate_pair_bounds(tab: Tableau, pairs: Pairs, stats: ReluplexStats) -> i
 
 
 def bound_conflict(tab: Tableau) -> bool:
-    """Failure premise on bounds: some ``l(x) > u(x)`` beyond tolerance."""
-    return bool(np.any(tab.lo > tab.hi + tol(tab.hi) + tol(tab.lo)))
+    """Failure premise on bounds: some ``l(x) > u(x)`` by more than :func:`conflict_margin`."""
+    return bool(np.any(tab.lo > tab.hi + conflict_margin(tab.lo, tab.hi)))
 
 
 def merge_touching_bounds(tab: Tableau) -> None:
-    """Where ``l > u`` only within tolerance (rounding), collapse both to their midpoint."""
+    """Where ``l > u`` only within :func:`conflict_margin`, widen to ``[u, l]``.
+
+    Such a gap is not claimed as a conflict, so the branch stays open; the widened box
+    contains both bounds' sides (a superset: sound), and relaxations need ``l <= u``.
+    """
     bad = tab.lo > tab.hi
     if bad.any():
-        mid = 0.5 * (tab.lo[bad] + tab.hi[bad])
-        tab.lo[bad] = mid
-        tab.hi[bad] = mid
+        lo, hi = tab.lo[bad].copy(), tab.hi[bad].copy()
+        tab.lo[bad] = hi
+        tab.hi[bad] = lo

@@ -22,10 +22,14 @@ Search (Reluplex §3-4, seed 004 §III): at each node
    (L-)ReluSuccess after a restoration and a final check of tableau, bounds and pairs.
    Every ``restore_every`` steps the tableau is restored and bounds re-derived.
 
-Soundness of UNSAT: a node is closed only by Failure (a bound conflict beyond tolerance
-or a row certificate, see :mod:`.rules`); a node that cannot be decided (numerically
-stuck, depth limit) makes the whole answer UNKNOWN. Completeness: with every pair split
-the problem is an LP and the simplex with Bland's rule terminates.
+Soundness of UNSAT: a node is closed only by Failure -- a bound conflict that clears
+:func:`.rules.conflict_margin`, a rigorous row range (:func:`.rules.row_range`) or a
+contradicting equation (:meth:`.Tableau.add_equation`) -- and every bound involved is
+rigorous for the exact network (rows carry their defect, see :meth:`.Tableau.defect`);
+the slacks' bounds include the float64 replay error (:func:`float_slack_pad`). A node
+that cannot be decided (numerically stuck, depth limit) makes the whole answer UNKNOWN.
+Completeness: with every pair split the problem is an LP and the simplex with Bland's
+rule terminates.
 """
 
 from __future__ import annotations
@@ -35,6 +39,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from nnresilience.bounds.rounding import down, gamma, maxabs, sum_error, up
 from nnresilience.engines.reluplex import rules
 from nnresilience.engines.reluplex.rules import Pairs
 from nnresilience.engines.reluplex.stats import ReluplexStats
@@ -86,12 +91,22 @@ class _Timeout(Exception):
 
 
 def build_query(net, lo_in: np.ndarray, hi_in: np.ndarray, A_cond: np.ndarray,
-                b_cond: np.ndarray, layer_bounds=None) -> Query:
-    """The tableau of ``net`` (merged: affine and (Leaky)ReLU layers) and one conjunction.
+                b_cond: np.ndarray, layer_bounds=None,
+                slack_pad: np.ndarray | None = None) -> Query:
+    """The tableau of ``net`` (affine and (Leaky)ReLU layers, in any order) and one conjunction.
 
     ``layer_bounds`` (a NetworkBounds of ``net``) sets the initial bounds of every affine
-    output and activation output; without it they start at ``+-inf``.
+    output and activation output, and of the slacks (from the output box); without it
+    they start from interval arithmetic (what the root's row derivation reaches anyway:
+    rigorous row reasoning needs every variable bounded, see :meth:`Tableau.defect`).
+    ``slack_pad`` (per row, default 0) raises the slacks' upper
+    bounds ``b`` so that the query also covers outputs whose *float64* evaluation
+    satisfies the condition (see :func:`float_slack_pad`).
     """
+    if layer_bounds is None:
+        from nnresilience.bounds.interval import interval_bounds
+
+        layer_bounds = interval_bounds(net, lo_in, hi_in)
     n_in = net.n_inputs
     sizes = [n_in]
     kinds = []
@@ -136,8 +151,13 @@ def build_query(net, lo_in: np.ndarray, hi_in: np.ndarray, A_cond: np.ndarray,
     slacks = np.arange(nxt, nxt + A_cond.shape[0])
     if slacks.size:
         blocks.append((slacks, [(slacks, np.eye(slacks.size)), (outputs, -A_cond)]))
-        hi[slacks] = b_cond
+        hi[slacks] = b_cond if slack_pad is None else up(b_cond + slack_pad)
         x[slacks] = A_cond @ val
+        # s = A y over the output box, rounded outward
+        ylo, yhi = layer_bounds.lo[-1], layer_bounds.hi[-1]
+        Ap, An = np.clip(A_cond, 0, None), np.clip(A_cond, None, 0)
+        lo[slacks] = down(Ap @ ylo + An @ yhi
+                          - sum_error(np.abs(A_cond) @ maxabs(ylo, yhi), A_cond.shape[1]))
     m = sum(rows.size for rows, _ in blocks)
     A = np.zeros((m, n_vars))
     basis = np.zeros(m, dtype=np.int64)
@@ -153,6 +173,28 @@ def build_query(net, lo_in: np.ndarray, hi_in: np.ndarray, A_cond: np.ndarray,
                   np.concatenate(pk) if pk else np.zeros(0))
     tab = Tableau.from_equations(A, basis, lo, hi, x)
     return Query(tab, pairs, inputs, outputs, slacks, len(net.layers), layer_vars, net)
+
+
+def float_slack_pad(network, A_cond: np.ndarray, b_cond: np.ndarray, los, his
+                    ) -> np.ndarray:
+    """Per row: how far the float64 replay of ``b_r - a_r . y`` can be from the exact value.
+
+    The search reasons about the exact network; the answer is judged on the float64
+    forward pass. With ``y^f`` within ``e_out`` of the exact ``y`` (the forward error of
+    :mod:`nnresilience.bounds.rounding`, from boxes ``los``/``his`` of ``network`` that
+    contain the float64 values) and the evaluation of ``b_r - a_r . y^f`` rounding by
+    ``sum_error`` of its terms, an exact ``a_r . y > b_r + pad_r`` makes the replayed margin
+    negative. So a query with ``u(s_r) = b_r + pad_r`` that is UNSAT proves that no input
+    satisfies the condition in float64 either.
+    """
+    from nnresilience.bounds.rounding import forward_errors
+
+    e = forward_errors(network.layers, los, his)[-1]
+    ymag = maxabs(los[-1], his[-1])
+    aA = np.abs(A_cond)
+    carried = up((aA @ e) * (1.0 + 2.0 * gamma(aA.shape[1] + 2)))
+    own = sum_error(np.abs(b_cond) + aA @ ymag, aA.shape[1] + 1)
+    return up(carried + own)
 
 
 @dataclass(eq=False)
@@ -398,10 +440,11 @@ class ReluplexSearch:
             a[f], a[b] = 1.0, -1.0
         else:
             if k > 0.0:
-                lo_b = max(tab.lo[b], tab.lo[f] / k)
-                hi_b = min(tab.hi[b], tab.hi[f] / k, 0.0)
+                # divisions and products by k round: each bound moves one float outward
+                lo_b = max(tab.lo[b], float(down(tab.lo[f] / k)))
+                hi_b = min(tab.hi[b], float(up(tab.hi[f] / k)), 0.0)
                 tab.lo[b], tab.hi[b] = lo_b, hi_b
-                tab.lo[f], tab.hi[f] = k * lo_b, k * hi_b
+                tab.lo[f], tab.hi[f] = float(down(k * lo_b)), min(float(up(k * hi_b)), 0.0)
                 if not tab.is_basic(b):
                     tab.update(b, tab.x[f] / k - tab.x[b])
             else:

@@ -19,19 +19,47 @@ Floating point: every pivot adds rounding error to ``M``. :meth:`Tableau.restore
 recomputes ``M`` from ``A`` by one dense solve with ``A_B`` and the basic values from the
 non-basic ones; the search calls it every ``restore_every`` pivots, at every search node
 and before any conclusion (Failure, SAT) is drawn from a row.
+
+Rigour: a row of ``M`` is only *approximately* a consequence of ``A x = 0``. What is exact
+is that ``(lambda^T A) x = 0`` for any vector ``lambda``, so for any solution ``x`` of the
+original equations ``M_r x = (M_r - lambda_r^T A) x``. :meth:`Tableau.defect` takes
+``lambda_r`` = row ``r`` of ``A_B^{-1}`` (computed) and returns ``eta >= |M - Lambda A|``
+elementwise, the float64 evaluation error included (``bounds.rounding.sum_error``). Every
+conclusion drawn from a row (derived bounds, Failure, a contradicting added equation)
+widens by ``sum_j eta_rj |x_j|``, so it holds for the *exact* solutions whatever the
+rounding of the pivots and solves was (a poor ``lambda`` only loosens it).
 """
 
 from __future__ import annotations
 
 import warnings
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 import scipy.sparse as sp
 import scipy.sparse.linalg as spla
 
+from nnresilience.bounds.rounding import TINY, UNIT, gamma, maxabs, sum_error, up
+
 ONE = 0
 """Index of the constant variable (value 1, bounds [1, 1])."""
+
+
+def up_nonneg(x: np.ndarray) -> np.ndarray:
+    """An upper bound of the non-negative ``x`` one rounding up: ``x (1 + 4u) + TINY``.
+
+    Same purpose as :func:`nnresilience.bounds.rounding.up` for non-negative values,
+    without ``nextafter`` (which costs ~100 ns per element on the tableau's matrices): the
+    product and the sum round by at most ``u`` each, so the result is ``>= x``.
+    """
+    return x * (1.0 + 4.0 * UNIT) + TINY
+
+
+def sum_error_fast(magnitude: np.ndarray, n_terms: int) -> np.ndarray:
+    """:func:`nnresilience.bounds.rounding.sum_error` rounded up by :func:`up_nonneg`."""
+    g = gamma(int(n_terms) + 2)
+    return up_nonneg(np.asarray(magnitude, dtype=np.float64) * (g * (1.0 + 2.0 * g))
+                     + TINY * (int(n_terms) + 2))
 
 ZERO_COEF = 1e-12
 """Coefficients of magnitude below this (relative to the row's largest) are treated as 0
@@ -48,6 +76,9 @@ class Tableau:
     hi: np.ndarray
     x: np.ndarray
     row_of: np.ndarray
+    version: int = 0               # bumped whenever M changes (pivot, restore, new row)
+    _defect: tuple | None = field(default=None, repr=False)
+    _lu: tuple | None = field(default=None, repr=False)        # (version, LU of A_B)
 
     # ---------------------------------------------------------------- creation
     @staticmethod
@@ -69,8 +100,10 @@ class Tableau:
         return tab
 
     def copy(self) -> Tableau:
+        # the cached defect belongs to this M, which the copy shares until it changes
         return Tableau(self.A.copy(), self.M.copy(), self.basis.copy(), self.lo.copy(),
-                       self.hi.copy(), self.x.copy(), self.row_of.copy())
+                       self.hi.copy(), self.x.copy(), self.row_of.copy(), self.version,
+                       self._defect, self._lu)
 
     # -------------------------------------------------------------- queries
     @property
@@ -127,6 +160,7 @@ class Tableau:
         self.basis[r] = j
         self.row_of[j] = r
         self.row_of[leaving] = -1
+        self.version += 1
 
     def restore(self) -> bool:
         """Recompute ``M = A_B^{-1} A`` and the basic values from the original equations.
@@ -142,11 +176,14 @@ class Tableau:
         # LU is much cheaper than a dense solve for ACAS-sized tableaux.
         N = np.flatnonzero(self.row_of < 0)
         AB = self.A[:, self.basis]
+        lu = None
         try:
             with warnings.catch_warnings():
                 warnings.simplefilter("error", spla.MatrixRankWarning)
-                MN = spla.splu(sp.csc_matrix(AB)).solve(np.ascontiguousarray(self.A[:, N]))
+                lu = spla.splu(sp.csc_matrix(AB))
+                MN = lu.solve(np.ascontiguousarray(self.A[:, N]))
         except (RuntimeError, spla.MatrixRankWarning):
+            lu = None
             try:
                 MN = np.linalg.solve(AB, self.A[:, N])
             except np.linalg.LinAlgError:
@@ -158,8 +195,68 @@ class Tableau:
         M[:, N] = MN
         M[np.arange(self.n_rows), self.basis] = 1.0
         self.M = M
+        self.version += 1
+        self._lu = None if lu is None else (self.version, lu)
         self.recompute_basic()
         return True
+
+    def defect(self) -> np.ndarray:
+        """``eta`` (m x n) with ``|M - Lambda A| <= eta`` elementwise, exactly.
+
+        ``Lambda`` is our float64 ``A_B^{-1}``; ``M - Lambda A`` is evaluated in float64
+        and its rounding error added (``sum_error`` of ``|M| + |Lambda| |A|``), so
+        ``|M_r . x| <= eta_r . |x|`` holds for every exact solution of ``A x = 0``.
+        Cached until ``M`` changes.
+        """
+        if self._defect is not None and self._defect[0] == self.version:
+            return self._defect[1]
+        m = self.n_rows
+        if m == 0:
+            eta = np.zeros((0, self.n_vars))
+        else:
+            Lam = self._inverse_basis()
+            with np.errstate(over="ignore", invalid="ignore"):
+                R = self.M - Lam @ self.A
+                mag = np.abs(self.M) + np.abs(Lam) @ np.abs(self.A)
+                eta = up_nonneg(np.abs(R) + sum_error_fast(mag, m + 1))
+            eta[~np.isfinite(eta)] = np.inf
+        self._defect = (self.version, eta)
+        return eta
+
+    def _inverse_basis(self) -> np.ndarray:
+        """``A_B^{-1}`` in float64 (the LU of the last restoration when still current).
+
+        Any matrix is acceptable to :meth:`defect` (a poor one only loosens ``eta``), so a
+        singular basis gives zeros rather than an error.
+        """
+        m = self.n_rows
+        lu = self._lu[1] if self._lu is not None and self._lu[0] == self.version else None
+        try:
+            if lu is None:
+                with warnings.catch_warnings():
+                    warnings.simplefilter("error", spla.MatrixRankWarning)
+                    lu = spla.splu(sp.csc_matrix(self.A[:, self.basis]))
+            Lam = np.asarray(lu.solve(np.eye(m))).reshape(m, m)
+        except (RuntimeError, spla.MatrixRankWarning):
+            return np.zeros((m, m))
+        return Lam if np.all(np.isfinite(Lam)) else np.zeros((m, m))
+
+    def row_error(self, eta: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
+        """Per row: ``sum_j eta_rj max(|l_j|, |u_j|)`` over finite terms, and how many terms
+        are infinite (a variable with ``eta_rj > 0`` and an infinite bound).
+
+        Rounded up, so ``|M_r . x|`` of an exact solution within the bounds is at most the
+        first value when the count is 0.
+        """
+        eta = self.defect() if eta is None else eta
+        mag = maxabs(self.lo, self.hi)
+        inf = ~np.isfinite(mag)
+        used = eta > 0.0
+        n_inf = (used & inf[None, :]).sum(axis=1)
+        with np.errstate(invalid="ignore", over="ignore"):
+            terms = np.where(used & ~inf[None, :], eta * np.where(inf, 0.0, mag)[None, :], 0.0)
+            err = up_nonneg(terms.sum(axis=1) * (1.0 + 2.0 * gamma(self.n_vars + 2)))
+        return err, n_inf
 
     def add_equation(self, a: np.ndarray, prefer: tuple[int, ...] = ()) -> int:
         """Add the equation ``a . x = 0`` to the tableau with one new basic variable.
@@ -181,7 +278,7 @@ class Tableau:
         cand[ONE] = 0.0          # the constant stays in the row but never becomes basic
         scale = float(np.max(np.abs(a)))
         if cand.max() <= ZERO_COEF * max(scale, 1.0):
-            return -1 if abs(red[ONE]) > 1e-6 * max(scale, 1.0) else 0
+            return -1 if self._contradicts(a, red) else 0
         j = -1
         for p in prefer:
             if self.row_of[p] < 0 and cand[p] > 1e-6 * cand.max():
@@ -199,5 +296,34 @@ class Tableau:
         self.A = np.vstack([self.A, a[None, :]])
         self.basis = np.append(self.basis, j)
         self.row_of[j] = self.n_rows - 1
+        self.version += 1
         self.recompute_basic()
         return 1
+
+    def _contradicts(self, a: np.ndarray, red: np.ndarray) -> bool:
+        """Does ``T`` provably exclude ``a . x = 0`` (``red``: ``a`` reduced by the rows)?
+
+        For an exact solution of ``T``, ``a . x = red* . x + a_B . (M x)`` with
+        ``red* = a - a_B M`` (``red`` up to its rounding) and ``|M_r x| <= eta_r |x|``.
+        A contradiction is claimed only when the constant ``red_ONE`` exceeds everything
+        else the other terms can contribute within the bounds; otherwise the equation is
+        treated as implied (not added), which can only lose a pruning, never soundness.
+        """
+        m = self.n_rows
+        aB = np.abs(a[self.basis]) if m else np.zeros(0)
+        e_red = sum_error(np.abs(a) + (aB @ np.abs(self.M) if m else 0.0), m + 1)
+        mag = maxabs(self.lo, self.hi)
+        coef = np.abs(red) + e_red
+        coef[ONE] = 0.0
+        coef[self.basis] = 0.0     # red* is exactly 0 there: M[:, basis] = I exactly
+        used = coef > 0.0
+        if np.any(used & ~np.isfinite(mag)):
+            return False
+        rest = float(np.sum(np.where(used, coef * np.where(used, mag, 0.0), 0.0)))
+        if m:
+            err, n_inf = self.row_error()
+            if np.any((aB > 0.0) & (n_inf > 0)):
+                return False
+            rest += float(aB @ err)
+        rest = float(up(rest * (1.0 + 2.0 * gamma(self.n_vars + m + 2))))
+        return abs(float(red[ONE])) - float(e_red[ONE]) > rest
