@@ -16,10 +16,11 @@ Tasks:
 * ``minpert`` -- minimum L∞ perturbation of CTG sample 1: one serial MIP, then
   ``min_perturbation_divided`` with N workers (attack, then split of the neighbourhood).
 * ``divide`` -- ACAS Xu network 1_1 with properties 3 and 4 (``../shared/benchmarks``):
-  ``verify`` serially, then ``verify_divided`` with N workers (1 = in-process).
+  ``verify`` serially, then ``verify_divided`` (now ``verify`` with the executor) with N
+  workers (1 = in-process).
 * ``split``  -- ACAS Xu ``net:prop`` instances (``--instances``, default 1_1:3 1_1:5):
   ``verify`` serially (1 worker), then ``verify(..., executor=ProcessExecutor(N))``, whose
-  input-splitting search tree is shared by the N workers.
+  search frontier is shared by the N workers.
 
 Each row: task, workers, wall seconds (process start-up of the pool included) and the
 speed-up against the 1-worker row of the same task (for ``divide``: against plain
@@ -126,7 +127,7 @@ def run_divide(prop_id: int, workers: int | None, timeout: float) -> tuple[float
     else:
         with _executor(workers) as ex:
             r = verify_divided(net, prop, ex, timeout=timeout)
-        extra = f", {r.stats.get('sub_cases')} sub-boxes"
+        extra = f", {r.engine}"
     sec = time.perf_counter() - t
     return sec, f"{r.status.value}{extra}"
 
@@ -150,14 +151,14 @@ def run_split(instance: str, workers: int | None, timeout: float) -> tuple[float
             r = verify(net, prop, timeout=timeout, executor=ex)
     sec = time.perf_counter() - t
     cpu = time.process_time() - cpu  # this process only (the parent, for N workers)
-    st = next((c for c in r.stats["cases"] if "split_boxes" in c), {})
-    note = f"{r.status.value}, {st.get('split_boxes', '-')} boxes"
+    st = next((c for c in r.stats["cases"] if "domains" in c), {})
+    note = f"{r.status.value}, {st.get('domains', '-')} boxes"
     if workers is None:
         note += f", {cpu:.1f} s CPU"
-    if "split_units" in st:
-        note += (f", {st['split_units']} units, split search {st['split_wall_seconds']:.1f} s "
-                 f"wall / {st['split_unit_seconds']:.1f} s in units / "
-                 f"{st['split_unit_cpu_seconds']:.1f} s CPU in units")
+    if "units" in st:
+        note += (f", {st['units']} units, search {st['wall_seconds']:.1f} s "
+                 f"wall / {st['unit_seconds']:.1f} s in units / "
+                 f"{st['unit_cpu_seconds']:.1f} s CPU in units")
     return sec, note
 
 

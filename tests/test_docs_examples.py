@@ -26,10 +26,10 @@ import os
 import re
 import subprocess
 import sys
+import tomllib
 from pathlib import Path
 
 import pytest
-import tomllib
 
 REPO = Path(__file__).resolve().parents[1]
 PAGES = ["README.md", "docs/cli.md", "docs/campaigns.md", "docs/contracts.md"]

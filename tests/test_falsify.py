@@ -105,3 +105,51 @@ def test_never_returns_safe_point_and_agrees_with_brute_force(seed, kind):
     elif best > 0.05:
         # a clearly reachable unsafe set in 2-D is always found by the sampling stage
         raise AssertionError(f"falsifier missed a violation with margin {best}")
+
+
+@pytest.mark.parametrize("act", [ReLU, Tanh, Sigmoid, Arctan, "maxpool"])
+def test_float32_and_torch_gradients_match_float64(act):
+    from nnresilience.falsify import _Numpy32Grad, _TorchGrad, term_margin_and_grad
+
+    rng = np.random.default_rng(1)
+    if act == "maxpool":
+        mid = [ReLU(6), MaxPool(np.array([[0, 1], [2, 3], [4, 5]]), n_in=6)]
+        W2 = rng.normal(size=(3, 3))
+    else:
+        mid = [act(6)]
+        W2 = rng.normal(size=(3, 6))
+    net = sequential([Affine(rng.normal(size=(6, 4)), rng.normal(size=6)), *mid,
+                      Affine(W2, np.zeros(3))])
+    case = Case(InputRegion(-np.ones(4), np.ones(4)), misclassification(0, 3))
+    X = rng.uniform(-1, 1, size=(8, 4))
+    term = np.arange(8) % 2
+    _, g64 = term_margin_and_grad(net, case, X, term)
+    grads = [_Numpy32Grad(net, case, term).margin(X)]
+    pytest.importorskip("torch")
+    grads.append(_TorchGrad(net, case, term, "cpu").margin(X))
+    for g in grads:
+        assert np.allclose(g, g64, atol=1e-4, rtol=1e-3)
+
+
+def test_pgd_targets_each_term_and_returns_only_exact_hits():
+    """Two disjuncts, reachable in opposite corners; targeted restarts find either, and
+    the returned point replays exactly."""
+    from nnresilience.falsify import pgd
+
+    net = sequential([Affine(np.eye(2), np.zeros(2))])
+    region = InputRegion(-np.ones(2), np.ones(2))
+    cond = OutputCondition((Conjunction(np.array([[-1.0, 0.0], [0.0, -1.0]]),
+                                        np.array([-0.95, -0.95])),        # y near (1, 1)
+                            Conjunction(np.array([[1.0, 0.0], [0.0, 1.0]]),
+                                        np.array([-0.95, -0.95]))), 2)    # near (-1, -1)
+    case = Case(region, cond)
+    for backend in ("numpy", "float32"):
+        for t in (0, 1):
+            x = pgd(net, case, np.zeros((1, 2)), terms=np.array([t]), steps=30,
+                    backend=backend)
+            assert x is not None and region.contains(x)
+            assert cond.terms[t].satisfied(net.forward(x))
+    # an unreachable term: never a point
+    far = Case(region, OutputCondition((Conjunction(np.array([[-1.0, 0.0]]),
+                                                    np.array([-1.5])),), 2))
+    assert pgd(net, far, np.zeros((4, 2)), steps=30, odi_steps=5) is None

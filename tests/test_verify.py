@@ -73,7 +73,7 @@ def test_falsifier_decides_violation(identity_net):
 def test_bounds_decide_holds(identity_net):
     prop = _prop(InputRegion(np.array([-1.0]), np.array([2.0])), [[-1.0]], [-3.0], 1)
     res = V.verify(identity_net, prop, engine="none", bounds_method="interval")
-    assert res.status is Status.HOLDS and res.engine == "bounds"
+    assert res.status is Status.HOLDS and res.engine == "bounds (interval)"
 
 
 def test_bogus_candidate_is_not_violated(identity_net, monkeypatch):
@@ -83,13 +83,15 @@ def test_bogus_candidate_is_not_violated(identity_net, monkeypatch):
     # y0 = |x| <= 1.8, y1 = x; unsafe: y0 + 0 y1 >= 1.9  -> holds; interval bound y0 <= 1.8
     # add y1 term so interval bound is loose: unsafe y0 - y1 >= 2.5 (max is 2 at x=-1)
     prop = _prop(InputRegion(np.array([-1.0]), np.array([1.8])), [[-1.0, 1.0]], [-2.5], 2)
+    # the whole case goes to the engine (no search, whose symbolic bounds would prove it)
+    whole = {"engine": "milp", "input_split": False}
     monkeypatch.setattr(V, "_resolve_engine", lambda name: BogusEngine([0.3]))
-    res = V.verify(net, prop, bounds_method="interval", falsify_budget=0.2)
+    res = V.verify(net, prop, bounds_method="interval", falsify_budget=0.2, **whole)
     assert res.status is Status.UNKNOWN
     assert res.message == "candidate failed replay"
     # a bogus point outside the region is also refused (clipped, then still fails)
     monkeypatch.setattr(V, "_resolve_engine", lambda name: BogusEngine([-50.0]))
-    res = V.verify(net, prop, bounds_method="interval", falsify_budget=0.2)
+    res = V.verify(net, prop, bounds_method="interval", falsify_budget=0.2, **whole)
     assert res.status is Status.UNKNOWN
 
 
@@ -99,7 +101,7 @@ def test_engine_candidate_on_boundary_is_repaired(monkeypatch):
     prop = _prop(InputRegion(np.array([0.0]), np.array([1.0])), [[-1.0]], [-1.0], 1)
     monkeypatch.setattr(V, "falsify", lambda *a, **k: None)
     monkeypatch.setattr(V, "_resolve_engine", lambda name: BogusEngine([1.0 - 1e-10]))
-    res = V.verify(net, prop, bounds_method="interval")
+    res = V.verify(net, prop, bounds_method="interval", engine="milp", input_split=False)
     assert res.status is Status.VIOLATED
     assert net.forward(res.counterexample.x_array)[0] >= 1.0
 
@@ -144,7 +146,7 @@ def test_timeout_gives_unknown(monkeypatch):
     monkeypatch.setattr(V, "falsify", lambda *a, **k: None)
     monkeypatch.setattr(V, "output_box_excludes", lambda *a: False)
     monkeypatch.setattr(V, "spec_rows_exclude", lambda *a: False)
-    res = V.verify(net, prop, timeout=0.5, input_split=False)
+    res = V.verify(net, prop, timeout=0.5, input_split=False, engine="milp")
     assert res.status is Status.UNKNOWN and res.message == "timeout"
 
 

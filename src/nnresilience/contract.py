@@ -482,7 +482,7 @@ def _model_block(network, model_path: str | Path | None) -> dict[str, Any]:
 
 
 def utc_now() -> str:
-    return _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds")
+    return _dt.datetime.now(_dt.UTC).isoformat(timespec="seconds")
 
 
 # -------------------------------------------------------------------------- contract

@@ -525,7 +525,7 @@ def render_report(store: CampaignStore, title: str = "nnresilience report",
         sections.append(("Counterexamples and witnesses", wit))
     if records:
         sections.append(("All results", _table(records)))
-    now = _dt.datetime.now(_dt.timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
+    now = _dt.datetime.now(_dt.UTC).strftime("%Y-%m-%d %H:%M UTC")
     body = "".join(f"<h2>{_e(h)}</h2>{s}" for h, s in sections) or \
         '<p class="empty">The store holds no answers yet.</p>'
     hidden = len(all_records) - len(records)

@@ -108,7 +108,7 @@ def input_image_shape(n: int, input_shape: Any) -> tuple[int, ...] | None:
 
 def page(title: str, subtitle: str, sections: list[tuple[str, str]], figs: _Figures) -> str:
     """The whole HTML document; ``sections`` are ``(heading, html)`` pairs, already escaped."""
-    now = _dt.datetime.now(_dt.timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
+    now = _dt.datetime.now(_dt.UTC).strftime("%Y-%m-%d %H:%M UTC")
     body = "".join(f"<h2>{_e(h)}</h2>{s}" for h, s in sections)
     return (
         "<!DOCTYPE html>\n<html lang='en'><head><meta charset='utf-8'>"

@@ -91,6 +91,24 @@ def workers(value: Any, name: str = "--workers") -> int:
     return integer(value, name, lo=1)
 
 
+def device(value: Any, name: str = "--device") -> str:
+    """A torch device: ``cpu``, ``cuda`` or ``cuda:N`` of a GPU that is present (torch is
+    imported only to check a GPU, so a CPU query keeps its start-up)."""
+    import re
+
+    text = str(value).strip().lower()
+    if text == "cpu":
+        return text
+    if not re.fullmatch(r"cuda(:\d+)?", text):
+        raise InvalidArgumentError(f"{name} must be cpu, cuda or cuda:N, got {value!r}")
+    import torch
+
+    index = int(text.partition(":")[2] or 0)
+    if not torch.cuda.is_available() or index >= torch.cuda.device_count():
+        raise InvalidArgumentError(f"{name} {value}: no such CUDA device on this machine")
+    return text
+
+
 def alpha(value: Any, name: str = "--alpha") -> float:
     """The confidence ratio alpha of Φ_m: a finite number >= 1."""
     v = _number(value, name)

@@ -280,3 +280,32 @@ def test_a_cutoff_bounds_what_a_solve_proves():
     ans = MilpEngine(backend="highs").check(net, case, interval_bounds(
         net, case.region.lo, case.region.hi), timeout=30)
     assert ans.status is Status.HOLDS, ans.message
+
+
+def test_holds_covers_the_float64_replay_not_only_the_exact_network():
+    """``(x + 2^53) -> ReLU -> -2^53``: exactly ``y = x`` (safe: ``y > 0.1`` on [0.2, 0.4]),
+    in float64 ``y = 0`` for every such x (unsafe). The exact model alone would prove
+    ``holds``; the engine widens the unsafe set by the replay slack and must not."""
+    from nnresilience.bounds import compute_bounds
+
+    big = 2.0 ** 53
+    net = Network([Affine(np.array([[1.0]]), np.array([big])), ReLU(1),
+                   Affine(np.array([[1.0]]), np.array([-big]))])
+    case = Case(InputRegion(np.array([0.2]), np.array([0.4])),
+                OutputCondition((Conjunction(np.array([[1.0]]), np.array([0.1])),), 1))
+    assert case.unsafe.satisfied(net.forward(np.array([0.3])))        # float64: violated
+    nb = compute_bounds(net, case.region, method="symbolic")
+    for backend in ("highs", "scip"):
+        ans = MilpEngine(backend=backend).check(net, case, nb, timeout=20)
+        assert ans.status is Status.VIOLATED, (backend, ans.message)
+        assert case.unsafe.satisfied(net.forward(ans.x))
+        assert ans.stats["float_slack"] >= 0.3
+    # on a unit-scale net the widening is negligible (it costs no proof there)
+    from nnresilience.engines.milp import replay_margin_slack
+
+    small = Network([Affine(np.array([[1.0]]), np.array([1.0])), ReLU(1),
+                     Affine(np.array([[1.0]]), np.array([-1.0]))])
+    nb1 = compute_bounds(small, case.region, method="symbolic")
+    assert 0.0 < replay_margin_slack(small, case.unsafe, nb1) < 1e-12
+    assert MilpEngine(backend="highs").check(small, case, nb1, timeout=20).status \
+        is Status.HOLDS

@@ -273,3 +273,94 @@ def test_phi_keeps_its_deadline_on_digits():
     assert elapsed <= 8.0 + 1.0
     assert r.lower > 0.0 and r.upper is not None and r.lower < r.upper
     assert r.stats["cert_lower"] > 0.0
+
+
+# ------------------------------------------- fit into the certified staged solve
+def test_relaxed_certifier_is_weaker_and_still_below_brute_force():
+    """``relax`` widens the premise and flip sets: the bound can only drop, and stays a
+    lower bound of Φ_m (the cut of the relaxed MIP (6) uses it)."""
+    checked = 0
+    for seed, norm in ((0, "l1"), (1, "linf")):
+        net = _net(seed, kind=["relu", "leaky"][seed % 2])
+        lo, hi = _box(2)
+        for m in range(3):
+            ref, _ = brute_force_phi(net, m, 1.1, 1, norm, lo, hi)
+            exact = certified_lower_bound(net, m, math.log(1.1), 1, norm, lo, hi)
+            wide = certified_lower_bound(net, m, math.log(1.1), 1, norm, lo, hi, relax=1e-2,
+                                         upper=None if exact.vacuous else exact.lower)
+            if exact.vacuous or not math.isfinite(ref):
+                continue
+            assert wide.lower <= exact.lower <= ref + 1e-12
+            checked += exact.lower > 0
+    assert checked >= 2
+
+
+def test_rows_valid_only_up_to_the_plans_relaxation():
+    from nnresilience.resilience.diff_plan import DiffPrep
+
+    net = _net(0)
+    lo, hi = _box(2)
+    with_cut = DiffPrep(plan=_plan(net, 0, math.log(1.1), "l1", lo, hi, 0.5, lower=0.1))
+    with_cut.plan.relax = 1e-4
+    st: dict = {}
+    assert with_cut.rows_valid(1e-5, st) and not st
+    assert not with_cut.rows_valid(1e-3, st) and st["diff_rows_invalid_tau"] == 1e-3
+    # radius row and copy bounds only: valid for any relaxation of premise and flip
+    plain = DiffPrep(plan=DifferencePlan(with_cut.plan.diff, 0.5, None, kinds=()))
+    assert plain.rows_valid(10.0, {})
+
+
+@pytest.mark.parametrize("norm", ["l1", "linf"])
+def test_phi_drops_the_mip_bound_when_tau_exceeds_the_cut_relaxation(monkeypatch, norm):
+    """With ROWS_RELAX below every τ the relaxed problem's bound is not used (the cut is
+    not valid for it): the answer still contains the brute-force Φ_m and says why."""
+    from nnresilience.resilience import diff_plan
+
+    monkeypatch.setattr(diff_plan, "ROWS_RELAX", 0.0)
+    net = _net(0)
+    lo, hi = _box(2)
+    seen = 0
+    for m in range(3):
+        ref, feasible = brute_force_phi(net, m, 1.1, 1, norm, lo, hi)
+        r = phi(net, m, 1.1, 1, norm, (LO, HI))
+        if not feasible or not math.isfinite(ref):
+            continue
+        assert r.lower <= ref + 1e-9 <= r.upper + 2e-9
+        if "cut_lower" in r.stats and r.stats["cut_lower"] is not None:
+            assert "diff_rows_invalid_tau" in r.stats
+            seen += 1
+    assert seen >= 1
+
+
+def test_differential_bounds_settle_vacuous_and_unreachable():
+    from nnresilience.network.layers import Affine, ReLU
+    from nnresilience.network.model import Network
+
+    net = _net(0)
+    r = phi(net, 0, math.exp(50.0), 1, "l1", (LO, HI))
+    assert not r.feasible and r.stats["settled_by"] == "differential_bounds"
+    assert "alpha_max <=" in r.message and r.stats["alpha_max_upper"] < math.exp(50.0)
+    # y_1 - y_0 = 0.1 |x| - 3: no flip anywhere, and over all of D the margin moves by at
+    # most 0.1 < ln 1.5 (what the difference argument sees): Φ_0 = +inf, no MIP
+    W1 = np.array([[1.0], [-1.0]])
+    sure = Network([Affine(W1, np.zeros(2)), ReLU(2),
+                    Affine(np.array([[0.0, 0.0], [0.1, 0.1]]), np.array([3.0, 0.0]))])
+    r = phi(sure, 0, 1.5, 1, "l1", (-1.0, 1.0))
+    assert r.feasible and r.lower == r.upper == math.inf and r.optimal
+    assert r.stats["settled_by"] == "differential_bounds"
+
+
+def test_xi_with_branching_keeps_the_whole_call_deadline():
+    from nnresilience.resilience import xi
+
+    net = _net(1, kind="leaky")
+    lo, hi = _box(2)
+    refs = [brute_force_phi(net, m, 1.1, 1, "linf", lo, hi)[0] for m in range(3)]
+    t0 = time.perf_counter()
+    r = xi(net, 1.1, 1, "linf", (LO, HI), settings=DEFAULT.with_(branching=4), timeout=4.0)
+    assert time.perf_counter() - t0 <= 4.0 + 1.0
+    xi_ref = min(x for x in refs if math.isfinite(x))
+    assert r.lower <= xi_ref + 1e-9 and r.upper >= xi_ref - 1e-9
+    a, b = np.asarray(r.a), np.asarray(r.a_perturbed)
+    assert premise_margin(net.forward(a), r.cls) >= math.log(1.1)
+    assert flip_count(net.forward(b), r.cls) >= 1

@@ -14,8 +14,8 @@ tolerances; :meth:`Backend.tolerances` says what they are, so that
 from __future__ import annotations
 
 import enum
-import math
 import importlib.util
+import math
 from dataclasses import dataclass, field, replace
 from typing import Any, ClassVar
 

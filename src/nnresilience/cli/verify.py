@@ -163,7 +163,7 @@ QUIET_OPT = typer.Option(False, "--quiet", "-q", help="No progress display on st
 def verify_cmd(
     model: Path = typer.Argument(..., metavar="MODEL", help="Model file (.onnx, .nnet, .pt)."),
     prop_file: Path = typer.Argument(..., metavar="PROPERTY", help="VNN-LIB property file."),
-    engine: str = typer.Option("auto", help="Complete engine: auto|milp|reluplex|none."),
+    engine: str = typer.Option("auto", help="Complete engine: auto|bab|milp|reluplex|none."),
     timeout: float | None = typer.Option(None, help="Seconds for the whole command "
                                          "(start-up included); must be > 0."),
     bounds: str = typer.Option("symbolic", help="Bounds: interval|symbolic|lp|milp:W."),
@@ -177,6 +177,8 @@ def verify_cmd(
     falsify_budget: float = typer.Option(1.0, help="Seconds of falsification per case."),
     workers: int = typer.Option(1, help="Processes sharing the input-splitting search "
                                 "(1 = serial)."),
+    device: str = typer.Option("cpu", help="Torch device of the optimised bounds and the "
+                               "falsifier where they use torch (cpu, cuda, cuda:N)."),
     quiet: bool = QUIET_OPT,
 ) -> None:
     """Decide a property: prints holds (unsat), violated (sat) or unknown (timeout)."""
@@ -187,11 +189,12 @@ def verify_cmd(
         check_options(engine, bounds)
         workers = validate.workers(workers)
         falsify_budget = validate.nonnegative(falsify_budget, "--falsify-budget")
+        device = validate.device(device)
         network = load_model(model)
         prop = load_property(prop_file, network)
         res = run_verify(run, network, prop, engine=engine, bounds_method=bounds,
                          falsify_budget=falsify_budget, seed=seed,
-                         executor=workers if workers > 1 else None)
+                         executor=workers if workers > 1 else None, device=device)
         _print(summary_lines(res), to_stderr=js == "-")
         run.outputs.write_json(js, verify_json(model, prop_file, res, run.budget.timeout,
                                                bounds))

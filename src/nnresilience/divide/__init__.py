@@ -25,9 +25,9 @@ upper bounds on the activation slope from interval bounds (0 for dead ReLUs), ta
 the output rows ``A`` of the unsafe condition back to the inputs. Relative width breaks
 ties and flat scores, so every dimension is eventually cut.
 
-Only *input* splitting is implemented: fixing the phase of a first-layer neuron is a
-half-space on the input, which the engine interface (``Engine.check(network, case,
-...)`` with a box/L1 :class:`InputRegion`) cannot express. ``strategy="neurons"`` raises.
+Only *input* splitting is done here (sub-boxes are independent tasks); splitting neuron
+phases is the search's branching rule (:mod:`nnresilience.search.rules`), whose domains
+carry pre-activation clamps. ``split_case(strategy="neurons")`` raises.
 
 Parallel driver
 ---------------
@@ -37,9 +37,13 @@ once): a task's time limit is what is left at its submission, a task submitted l
 sees the best objective found so far (the cutoff), and after a counterexample only the
 running tasks need stopping. Results are collected as they complete.
 
-Modules: :mod:`.split` (scores, bisection, frontier), :mod:`.window` (executor window),
-:mod:`.decision` (``verify_divided``), :mod:`.optimise` (``min_perturbation_divided``,
-``phi_divided``).
+Decision queries are not divided here any more: ``verify(..., executor=...)`` shares the
+frontier of the one branch-and-bound search (:mod:`nnresilience.search`) between the
+workers; :func:`verify_divided` is kept as a thin call of it.
+
+Modules: :mod:`.split` (scores, bisection, frontier), :mod:`.window` (executor window, in
+:mod:`nnresilience.search.parallel`), :mod:`.decision` (``verify_divided``),
+:mod:`.optimise` (``min_perturbation_divided``, ``phi_divided``).
 """
 
 from __future__ import annotations

@@ -1,7 +1,9 @@
 """Complete decision engines. ``get_engine(name)`` is the one lookup the CLI and ``verify`` use.
 
 Names: ``milp`` (default backend chosen by benchmark), ``milp:<backend>`` (``milp:scip``,
-``milp:highs``, ``milp:gurobi``) and ``reluplex``. Engines are imported lazily so that an
+``milp:highs``, ``milp:gurobi``), ``reluplex`` and ``bab`` (branch and bound over domains
+with batched bounds and MILP leaves, :mod:`nnresilience.engines.bab`; ``bab:<leaf>``
+picks the leaf engine, e.g. ``bab:milp:scip``). Engines are imported lazily so that an
 engine whose dependencies are missing does not break the others.
 """
 
@@ -11,7 +13,7 @@ from typing import Any
 
 from nnresilience.engines.base import Engine, EngineAnswer
 
-ENGINE_NAMES = ("milp", "reluplex")
+ENGINE_NAMES = ("milp", "reluplex", "bab")
 
 
 def get_engine(name: str = "milp", **kwargs: Any) -> Engine:
@@ -30,8 +32,15 @@ def get_engine(name: str = "milp", **kwargs: Any) -> Engine:
         from nnresilience.engines.reluplex import ReluplexEngine
 
         return ReluplexEngine(**kwargs)
+    if base == "bab":
+        from nnresilience.engines.bab import BabEngine
+
+        if backend:
+            get_engine(backend)                 # an unknown leaf engine fails here
+            kwargs.setdefault("leaf", backend)
+        return BabEngine(**kwargs)
     raise EngineUnsupportedError(f"unknown engine {name!r}; choose from milp, milp:<backend>, "
-                                 "reluplex")
+                                 "reluplex, bab")
 
 
 __all__ = ["ENGINE_NAMES", "Engine", "EngineAnswer", "get_engine"]

@@ -37,7 +37,7 @@ from typing import Any
 
 import numpy as np
 
-from nnresilience.backends.base import SolveLimits
+from nnresilience.backends.base import SolveLimits, SolveStatus
 from nnresilience.engines.base import Engine, EngineAnswer
 from nnresilience.results import Status
 
@@ -147,6 +147,21 @@ def _above(v: float) -> float:
     return float(np.nextafter(v * (1.0 + 1e-9), math.inf))
 
 
+def replay_margin_slack(network, condition, bounds) -> float:
+    """Largest :func:`~nnresilience.bounds.rounding.replay_slack` over the rows of
+    ``condition``: if the *exact* network's unsafe margin stays below ``-slack`` on the
+    region, so does every float64 replay's (the forward error ``e_out`` of the bounds'
+    boxes, carried through ``A``, plus the rounding of ``A y``). Zero on small nets up to
+    ~1e-12; it matters at large magnitudes (weights 1e3, biases 1e6 that cancel)."""
+    from nnresilience.bounds.rounding import replay_slack
+
+    if not condition.terms:
+        return 0.0
+    A = np.vstack([t.A for t in condition.terms])
+    e = bounds.forward_errors(network)[-1]
+    return float(np.max(replay_slack(A, e, bounds.lo[-1], bounds.hi[-1])))
+
+
 class MilpEngine(Engine):
     """``backend``: ``auto``/``highs``/``scip``/``gurobi``; ``big_m``: uniform M (paper
     baseline) or ``None`` for per-side Ms from the bounds; ``arctan``: ``pwl``/``miqcp``;
@@ -226,7 +241,11 @@ class MilpEngine(Engine):
         stats: dict[str, Any] = {"engine": self.name, "big_m": self.big_m,
                                  "arctan": self.arctan, "form": "margin"}
         tb = time.perf_counter()
-        model, enc, mar = self.build(network, case, bounds,
+        # the model is the exact network; the answer is judged by the float64 replay:
+        # grow the unsafe set by how far the replay's A y can be from the exact one
+        slack = replay_margin_slack(network, case.unsafe, bounds)
+        stats["float_slack"] = slack
+        model, enc, mar = self.build(network, case, bounds, shift=-slack,
                                      priorities=bool(options.get("priorities", True)))
         arrays = model.arrays()
         backend = get_backend(self.backend, need_quadratic=bool(arrays.quad))
@@ -293,6 +312,17 @@ class MilpEngine(Engine):
                               stats)
             if t_inc >= 0.0:
                 candidate = x
+        if cert.failed and res.status is SolveStatus.INFEASIBLE:
+            # an "infeasible" is no proof, but a Farkas certificate we check ourselves is:
+            # the region (with its phase decisions, in a search) has no input at all
+            from nnresilience.backends.farkas import prove_empty
+
+            left = None if deadline is None else max(0.0, deadline - time.perf_counter())
+            if left is None or left > 0.0:
+                stats["farkas"] = prove_empty(arrays, left)
+                if stats["farkas"]:
+                    return answer(Status.HOLDS, None, "MILP: the model is empty (checked "
+                                  "Farkas certificate of its LP relaxation)", stats)
         if cert.failed:
             return answer(Status.UNKNOWN, None, f"MILP solver failure: {cert.reason}", stats)
         if cert.lower > 0.0 and candidate is None:

@@ -33,7 +33,7 @@ from typing import Any
 
 import numpy as np
 
-from nnresilience.divide.window import TASK_MARGIN, _resolve_executor, _Window
+from nnresilience.search.parallel import TASK_MARGIN, _resolve_executor, _Window
 
 
 @dataclass(order=True)

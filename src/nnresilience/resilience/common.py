@@ -194,7 +194,8 @@ def solve_certified(mip: ResilienceMip, settings: ResilienceSettings, time_left:
                     cutoff: float | None = None, tighten: float | None = None,
                     arrays=None, heartbeat: Callable[[], None] | None = None,
                     attained: float | None = None) -> Solved:
-    """Solve ``mip`` with the time left; ``relax`` loosens its premise/flip rows by ``τ``.
+    """Solve ``mip`` with the time left; ``relax`` loosens its premise/flip rows by ``τ``
+    plus ``mip.float_slack``.
 
     ``τ`` is computed from the model and the backend's tolerances
     (:func:`nnresilience.backends.certify.model_tau`); the certificate's ``lower`` is the
@@ -212,7 +213,9 @@ def solve_certified(mip: ResilienceMip, settings: ResilienceSettings, time_left:
     backend = make_backend(settings, bool(base.quad), factor)
     tol = backend.tolerances()
     tau = model_tau(base, tol)
-    arr = relax_rows(base, mip, tau) if relax else base
+    # relaxed by the solver's τ and by the float64 replay's distance from the exact
+    # network: every pair that replays stays feasible
+    arr = relax_rows(base, mip, tau + mip.float_slack) if relax else base
     limits = SolveLimits(time_limit=time_left, threads=settings.threads,
                          mip_gap=settings.mip_gap, stop_at_first_solution=stop_first,
                          use_priorities=settings.priorities, use_start=True, cutoff=cutoff)

@@ -64,9 +64,10 @@ class DiffPrep:
 
     def rows_valid(self, tau: float, stats: dict) -> bool:
         """True when every row of the plan holds on the relaxed problem loosened by
-        ``tau``: the radius row and copy 2's bounds hold for every pair within the
-        attack's radius, whatever the premise; the cut and the flip rows were derived
-        for a relaxation of :data:`ROWS_RELAX`, so need ``tau <= ROWS_RELAX``."""
+        ``tau`` (the solver's τ plus the MIP's float slack): the radius row and copy 2's
+        bounds hold for every pair within the attack's radius, whatever the premise; the
+        cut and the flip rows were derived for a relaxation of :data:`ROWS_RELAX`, so
+        need ``tau <= ROWS_RELAX``."""
         plan = self.plan
         if plan is None or tau <= plan.relax:
             return True
@@ -119,25 +120,25 @@ def prepare_phi(net, q, bounds, settings, data, t0: float, timeout: float | None
                                        deadline=deadline)
             cut = min(cr.lower, prep.lower) if not cr.vacuous else None
             st.update({"cut_lower": cut, "cut_seconds": time.perf_counter() - t1})
+    room = end is None or end - time.perf_counter() > 1.0
     if (settings.diff_rows or settings.diff_cut) and prep.pair is not None \
-            and not prep.vacuous:
-        if end is None or end - time.perf_counter() > 1.0:
-            t1 = time.perf_counter()
-            u = float(np.nextafter(prep.pair[2] * (1.0 + 1e-9), np.inf))
-            cut = cut if settings.diff_cut and cut is not None and cut > 0 else None
-            if settings.diff_rows:
-                ladder, out_up = plan_ladder(net, q.lo, q.hi, q.norm, u, prior1=bounds,
-                                             prior2=bounds, m=q.cls)
-                prep.plan = DifferencePlan(ladder[-1], u, cut, ladder=ladder, out_up=out_up,
-                                           relax=ROWS_RELAX)
-            else:
-                # the radius row, the cut and copy 2's bounds of the pair region only
-                from nnresilience.bounds.differential import PairRegion, differential_bounds
+            and not prep.vacuous and room:
+        t1 = time.perf_counter()
+        u = float(np.nextafter(prep.pair[2] * (1.0 + 1e-9), np.inf))
+        cut = cut if settings.diff_cut and cut is not None and cut > 0 else None
+        if settings.diff_rows:
+            ladder, out_up = plan_ladder(net, q.lo, q.hi, q.norm, u, prior1=bounds,
+                                         prior2=bounds, m=q.cls)
+            prep.plan = DifferencePlan(ladder[-1], u, cut, ladder=ladder, out_up=out_up,
+                                       relax=ROWS_RELAX)
+        else:
+            # the radius row, the cut and copy 2's bounds of the pair region only
+            from nnresilience.bounds.differential import PairRegion, differential_bounds
 
-                db = differential_bounds(net, PairRegion(q.lo, q.hi, q.norm, u), None,
-                                         bounds, bounds)
-                prep.plan = DifferencePlan(db, u, cut, kinds=(), relax=ROWS_RELAX)
-            st["plan_seconds"] = time.perf_counter() - t1
+            db = differential_bounds(net, PairRegion(q.lo, q.hi, q.norm, u), None,
+                                     bounds, bounds)
+            prep.plan = DifferencePlan(db, u, cut, kinds=(), relax=ROWS_RELAX)
+        st["plan_seconds"] = time.perf_counter() - t1
     return prep
 
 

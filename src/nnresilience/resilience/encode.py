@@ -63,9 +63,26 @@ class ResilienceMip:
     premise_rows: np.ndarray | None = None
     flip_rows: np.ndarray | None = None
     enc: object | None = None          # NetworkEncoding of a single-copy model (MIP start)
+    # how far a float64 logit difference y_i - y_j can be from the exact one over the
+    # bounds' boxes (:func:`difference_slack`); the relaxed problem loosens by it too
+    float_slack: float = 0.0
     # [diff hook] the copies' encodings (full MIP starts, difference rows)
     enc1: object | None = None
     enc2: object | None = None
+
+
+def difference_slack(network, bounds: NetworkBounds) -> float:
+    """Bound on ``|fl(y_i - y_j) - (y_i - y_j)|`` of the float64 replay against the exact
+    network, any ``i, j``, over the bounds' boxes: the premise and flip rows are logit
+    differences, and the witnesses are judged by the float64 replay. A relaxed problem
+    loosened by this (and the solver's τ) keeps every pair that replays; negligible
+    (~1e-13) on unit-scale nets, decisive at large magnitudes."""
+    from nnresilience.bounds.rounding import maxabs, replay_slack
+
+    e = float(np.max(bounds.forward_errors(network)[-1], initial=0.0))
+    y = float(np.max(maxabs(bounds.lo[-1], bounds.hi[-1]), initial=0.0))
+    return float(replay_slack(np.array([[1.0, -1.0]]), np.array([e, e]),
+                              np.array([-y, -y]), np.array([y, y]))[0])
 
 
 def network_bounds(network, lo: np.ndarray, hi: np.ndarray, settings: ResilienceSettings,
@@ -203,7 +220,8 @@ def build_phi_mip(network, m: int, log_alpha: float, k: int, norm: str, lo: np.n
         stats.update(diff.add(model, network, enc1, enc2, cost, norm, c, m, log_alpha))
     nb = int(enc1.n_binaries + enc2.n_binaries + c.size)
     return ResilienceMip(model, a, b, cost, c, enc1.outputs, enc2.outputs, nb,
-                         time.perf_counter() - t0, stats, prem, flip, enc1=enc1,
+                         time.perf_counter() - t0, stats, prem, flip,
+                         float_slack=difference_slack(network, bounds), enc1=enc1,
                          enc2=enc2)
 
 
@@ -234,7 +252,8 @@ def build_local_mip(network, x: np.ndarray, m: int, k: int, norm: str, lo: np.nd
                                   norm, m)
     nb = int(enc2.n_binaries + c.size)
     return ResilienceMip(model, None, b, cost, c, None, enc2.outputs, nb,
-                         time.perf_counter() - t0, {"coupling_rows": n_cut}, None, flip)
+                         time.perf_counter() - t0, {"coupling_rows": n_cut}, None, flip,
+                         float_slack=difference_slack(network, bounds))
 
 
 def build_premise_mip(network, m: int, lo: np.ndarray, hi: np.ndarray, bounds: NetworkBounds,
@@ -268,7 +287,8 @@ def build_premise_mip(network, m: int, lo: np.ndarray, hi: np.ndarray, bounds: N
                            np.r_[np.ones(n), -np.ones(n), -np.ones(n)], n, 0.0, np.inf)
     model.set_objective(t, -1.0)
     return ResilienceMip(model, a, None, t, None, out, None, int(enc.n_binaries),
-                         time.perf_counter() - t0, premise_rows=prem, enc=enc)
+                         time.perf_counter() - t0, premise_rows=prem, enc=enc,
+                         float_slack=difference_slack(network, bounds))
 
 
 # ------------------------------------------------------------------ coupling cuts

@@ -257,7 +257,9 @@ def _phi_solve(net, q: Query, bounds, settings: ResilienceSettings, clock: Clock
         return lower, best, None
     stats.update(solver_stats(sol, mip))
     offer(_phi_witness(net, q, sol, mip), "relaxed")
-    valid = prep is None or prep.rows_valid(sol.tau, stats)    # [diff hook]
+    # [diff hook] the plan's cut / flip rows hold on the relaxed problem (loosened by
+    # τ and the float slack) only up to their own relaxation
+    valid = prep is None or prep.rows_valid(sol.tau + mip.float_slack, stats)
     if not sol.cert.failed and valid:
         lower = max(lower, norm_lower(sol.cert))
     if upper_now() is None or upper_now() - lower > 1e-9 * max(1.0, upper_now()):

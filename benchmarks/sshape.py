@@ -1,0 +1,107 @@
+"""S-shaped networks: the whole-case MILP (a relaxation) against the ``bab`` search.
+
+Usage (from the repository root)::
+
+    python benchmarks/sshape.py --timeout 30
+
+Trains (deterministically, scikit-learn's ``MLPClassifier``) a sigmoid and a tanh network
+of 3 hidden layers of 40 units on the 8x8 digits of scikit-learn, then asks local
+robustness (L-infinity, radius 0.02, 0.035 and 0.05 of the [0, 1] pixel range) around the first
+8 correctly classified test images with two engines:
+
+* ``milp`` on the whole case (``input_split=False``): the MILP encodes each sigmoid by a
+  linear relaxation, so a feasible point is only a candidate; when it fails the float64
+  replay the answer is ``unknown (candidate failed replay)``;
+* ``auto`` (``bab``): the search refines the neuron whose relaxation error explains the
+  candidate and goes on.
+
+Prints a Markdown table: per network and radius, decided (holds / violated) /
+candidate-failed-replay / timeout counts and seconds per engine. Every ``violated`` is
+replayed in float64.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import time
+
+os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
+
+
+def train(activation: str):
+    import numpy as np
+    from sklearn.datasets import load_digits
+    from sklearn.neural_network import MLPClassifier
+
+    from nnresilience.network.layers import Affine, Sigmoid, Tanh
+    from nnresilience.network.model import Network
+
+    X, y = load_digits(return_X_y=True)
+    X = X / 16.0
+    Xtr, ytr, Xte, yte = X[:1400], y[:1400], X[1400:], y[1400:]
+    clf = MLPClassifier(hidden_layer_sizes=(40, 40, 40), activation=activation,
+                        max_iter=400, random_state=0)
+    clf.fit(Xtr, ytr)
+    act = {"logistic": Sigmoid, "tanh": Tanh}[activation]
+    layers = []
+    for k, (W, b) in enumerate(zip(clf.coefs_, clf.intercepts_, strict=True)):
+        layers.append(Affine(W.T, b))
+        if k < len(clf.coefs_) - 1:
+            layers.append(act(W.shape[1]))
+    net = Network(layers, name=f"digits-{activation}-3x40")
+    acc = float(np.mean(net.predict(Xte) == yte))
+    return net, Xte, yte, acc
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--timeout", type=float, default=30.0)
+    ap.add_argument("--samples", type=int, default=8)
+    ap.add_argument("--radii", type=float, nargs="+", default=[0.02, 0.035, 0.05])
+    args = ap.parse_args(argv)
+
+    from nnresilience.spec.property import robustness
+    from nnresilience.verify import verify
+
+    print(f"load average at start: {os.getloadavg()[0]:.1f}", flush=True)
+    lines = ["| network (test accuracy) | radius | engine | holds | violated | "
+             "candidate failed replay | other unknown | seconds |",
+             "|---|---:|---|---:|---:|---:|---:|---:|"]
+    bad = 0
+    for activation in ("logistic", "tanh"):
+        net, Xte, yte, acc = train(activation)
+        picks = [i for i in range(len(yte)) if net.predict(Xte[i]) == yte[i]][: args.samples]
+        for radius in args.radii:
+            for engine, kw in (("milp", {"input_split": False}), ("auto", {})):
+                count = {"holds": 0, "violated": 0, "replay": 0, "other": 0}
+                secs = 0.0
+                for i in picks:
+                    prop = robustness(Xte[i], int(yte[i]), radius, 10, domain_lo=0.0, domain_hi=1.0)
+                    t = time.monotonic()
+                    r = verify(net, prop, engine=engine, timeout=args.timeout, **kw)
+                    secs += time.monotonic() - t
+                    if r.status.value == "violated":
+                        x = r.counterexample.x_array
+                        if not prop.violated_by(x, net.forward(x)):
+                            bad += 1
+                    if r.status.value in ("holds", "violated"):
+                        count[r.status.value] += 1
+                    elif r.message == "candidate failed replay":
+                        count["replay"] += 1
+                    else:
+                        count["other"] += 1
+                line = (f"| {net.name} ({acc:.3f}) | {radius} | {engine} | {count['holds']} | "
+                        f"{count['violated']} | {count['replay']} | {count['other']} | "
+                        f"{secs:.0f} |")
+                lines.append(line)
+                print(line, flush=True)
+    print()
+    print("\n".join(lines))
+    print(f"\nload average at end: {os.getloadavg()[0]:.1f}")
+    return 1 if bad else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,400 @@
+"""Deciding one case (input region + unsafe disjunction) with the search driver.
+
+:class:`CaseProblem` supplies the driver's pieces for a decision query:
+
+* **bound**: the bounder's lower bounds of every row ``A y`` of the unsafe terms; a term
+  is excluded when one of its rows clears ``b`` (the test of
+  :func:`nnresilience.verify.excluded_terms`), a domain is *closed* when every term is.
+  Its key is ``min over terms of max over rows (lower - b)``: the most negative domains
+  are the least proved and the likeliest to hold a counterexample.
+* **falsify**: targeted gradient ascent (:func:`nnresilience.falsify.attack`) from the
+  bound's minimisers ``x_best`` and the box centres of the most promising domains; every
+  hit is replayed in float64 (:func:`nnresilience.falsify.confirm`) before it counts.
+* **leaf**: a domain with at most ``leaf_unstable`` undecided neurons goes to the
+  complete engine (``engine.check(network, sub_case, bounds)``) with the domain's boxes
+  as its bounds, so clamped neurons are encoded as stable; with every neuron fixed the
+  MILP is an LP. A candidate that fails the float64 replay means *refine*: on an
+  s-shaped net the neuron whose relaxation error at the candidate is largest (weighted
+  by how much the margin depends on it) is split at the candidate's pre-activation; a
+  piecewise-linear domain goes back to ordinary branching while something can still be
+  split, and is otherwise left undecided (``candidate failed replay``).
+* **branch**: the rule (``input`` or ``neuron``, :mod:`.rules`).
+
+Soundness: bounds are sound for the float64 forward pass of the network they were
+computed on (the merged network); when merging changed the layer list, the spec rows
+are additionally widened by ``|A| e`` with ``e`` the forward error of the *original*
+network on the root box, so a ``holds`` also covers what a replay of the original
+computes.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from nnresilience.results import Status
+from nnresilience.search.bounder import PIECEWISE, S_SHAPED, make_bounder
+from nnresilience.search.domains import Domains, Frontier
+from nnresilience.search.driver import Bounded, LeafAnswer, SearchOutcome, run
+from nnresilience.search.rules import input_split, neuron_split, split_neuron_at
+
+#: Inputs of at most this many dimensions (box regions) are split by input, not neuron.
+INPUT_SPLIT_MAX_DIM = 12
+
+
+@dataclass
+class SearchSettings:
+    """Knobs of one decision search (defaults chosen by the measurements in
+    ``docs/verify.md``)."""
+
+    rule: str = "auto"                  # "input" | "neuron" | "auto"
+    bounder: str = "auto"               # "symbolic" | "alpha" | "auto"
+    device: str = "cpu"
+    leaf_unstable: int | None = None    # None: 4 for input splitting, 12 for neurons
+    lookahead_depth: int = 10
+    smear_points: int = 15
+    falsify_share: float = 0.1          # of the search time, at most
+    falsify_domains: int = 4            # domains attacked per batch
+    falsify_steps: int = 12
+    max_bytes: int = 1 << 30            # frontier memory before depth-first
+    intermediate: str = "inherit"       # symbolic bounder with neuron splits
+    leaf_seconds: float | None = None   # cap per leaf call (None: the time left)
+    seed: int = 0
+    blas_threads: int | None = 1        # see blas_threads()
+    onnx_replay: bool = True
+    engine_options: dict = field(default_factory=dict)
+
+    def resolved_rule(self, case) -> str:
+        if self.rule != "auto":
+            return self.rule
+        box = case.region.norm != "l1"
+        return "input" if box and case.region.dim <= INPUT_SPLIT_MAX_DIM else "neuron"
+
+
+def _forward_error_rows(original, merged, case, A: np.ndarray) -> np.ndarray:
+    """``|A| e_out`` of the original network when merging changed it, else zeros."""
+    same = len(original.layers) == len(merged.layers) and all(
+        a is b for a, b in zip(original.layers, merged.layers, strict=True))
+    if same:
+        return np.zeros(A.shape[0])
+    from nnresilience.bounds.interval import interval_bounds
+    from nnresilience.bounds.rounding import forward_errors, up
+
+    ib = interval_bounds(original, case.region.lo, case.region.hi)
+    e = forward_errors(original.layers, ib.lo, ib.hi)[-1]
+    return up(np.abs(A) @ e * 1.01)
+
+
+class CaseProblem:
+    """The driver's pieces for "does some input of ``case.region`` reach ``case.unsafe``?"."""
+
+    def __init__(self, network, case, engine=None, settings: SearchSettings | None = None,
+                 stats: dict | None = None) -> None:
+        self.network = network
+        self.net = network.merged()
+        self.case = case
+        self.engine = engine
+        self.s = settings or SearchSettings()
+        self.stats = stats if stats is not None else {}
+        terms = case.unsafe.terms
+        self.A = np.vstack([t.A for t in terms])
+        self.b = np.concatenate([t.b for t in terms])
+        self.term_of_row = np.concatenate([np.full(t.A.shape[0], k) for k, t in
+                                           enumerate(terms)])
+        self.row_pad = _forward_error_rows(network, self.net, case, self.A)
+        self.rule = self.s.resolved_rule(case)
+        intermediate = "recompute" if self.rule == "input" else self.s.intermediate
+        self.bounder = make_bounder(self.net, self.A, self.s.bounder, self.s.device,
+                                    symbolic_options={"intermediate": intermediate})
+        self.leaf_unstable = self.s.leaf_unstable if self.s.leaf_unstable is not None \
+            else (4 if self.rule == "input" else 12)
+        self.rng = np.random.default_rng(self.s.seed)
+        self.t0 = time.monotonic()
+        self.witness = None
+        self.failed_replays = 0
+        self.sshape = any(la.kind in S_SHAPED for la in self.net.layers)
+
+    # ----------------------------------------------------------- helpers
+    def stats_add(self, key: str, n: float) -> None:
+        self.stats[key] = self.stats.get(key, 0) + n
+
+    def root(self) -> Domains:
+        return Domains.root(self.case.region.lo, self.case.region.hi)
+
+    def _status(self, lower: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Keys and closed mask from spec-row lower bounds (B, R)."""
+        from nnresilience.verify import excluded_terms
+
+        lower = lower - self.row_pad
+        marg = lower - self.b
+        B = lower.shape[0]
+        T = len(self.case.unsafe.terms)
+        best = np.full((T, B), -np.inf)
+        np.maximum.at(best, self.term_of_row, marg.T)
+        keys = best.min(axis=0)
+        closed = np.all(np.isposinf(lower), axis=1)        # clamps made it empty
+        for b in np.flatnonzero((keys > 0) & ~closed):
+            closed[b] = bool(np.all(excluded_terms(self.case.unsafe, lower[b])))
+        return keys, closed
+
+    # ------------------------------------------------------------ pieces
+    def bound(self, doms: Domains, deadline: float | None) -> Bounded:
+        res = self.bounder.bound(doms.lo, doms.hi, doms.clamps, warm=doms.warm,
+                                 deadline=deadline)
+        # the contract has the clamps intersected into the boxes already; doing it again
+        # costs nothing and keeps the rules and leaves right whatever the bounder does
+        for i, (clo, chi) in doms.clamps.items():
+            res.pre_lo[i] = np.maximum(res.pre_lo[i], clo)
+            res.pre_hi[i] = np.minimum(res.pre_hi[i], chi)
+        keys, closed = self._status(res.lower)
+        self.stats_add("bounded", len(doms))
+        return Bounded(keys, closed, res)
+
+    def falsify(self, doms: Domains, bounded: Bounded, deadline: float | None):
+        from nnresilience.falsify import attack, confirm
+
+        elapsed = time.monotonic() - self.t0
+        spent = self.stats.get("seconds_falsify", 0.0)
+        if spent > self.s.falsify_share * max(elapsed, 1.0):
+            return None
+        order = np.argsort(bounded.keys, kind="stable")[: self.s.falsify_domains]
+        res = bounded.result
+        seeds, los, his = [], [], []
+        for b in order:
+            xb = res.x_best[b]
+            pts = np.vstack([xb, (doms.lo[b] + doms.hi[b]) / 2.0])
+            seeds.append(pts)
+            los.append(np.broadcast_to(doms.lo[b], pts.shape))
+            his.append(np.broadcast_to(doms.hi[b], pts.shape))
+        X = np.vstack(seeds)
+        lo, hi = np.vstack(los), np.vstack(his)
+        # one restart per (seed, term): the seed of row r targets that row's term
+        terms = self._open_terms(res.lower[order])
+        end = time.monotonic() + 0.5
+        x = attack(self.network, self.case, X, lo=lo, hi=hi, terms=terms,
+                   steps=self.s.falsify_steps, deadline=end if deadline is None
+                   else min(end, deadline), device=self.s.device)
+        if x is None:
+            return None
+        return confirm(self.network, self.case, x, self.s.onnx_replay, deadline)
+
+    def _open_terms(self, lower: np.ndarray) -> np.ndarray:
+        from nnresilience.verify import excluded_terms
+
+        gone = np.ones(len(self.case.unsafe.terms), dtype=bool)
+        for row in np.atleast_2d(lower):
+            gone &= excluded_terms(self.case.unsafe, row - self.row_pad)
+        return np.flatnonzero(~gone)
+
+    def undecided_count(self, res) -> np.ndarray:
+        """Per domain: unstable ReLUs/LeakyReLUs and undecided max-pool groups (the
+        binaries a leaf MILP would need; s-shaped neurons are LP rows, not counted)."""
+        from nnresilience.search.bounder import _maxpool_batched
+
+        B = res.lower.shape[0]
+        n = np.zeros(B, dtype=np.int64)
+        for i, layer in enumerate(self.net.layers):
+            lo, hi = res.pre_lo[i], res.pre_hi[i]
+            if layer.kind in PIECEWISE:
+                n += np.sum((lo < 0) & (hi > 0), axis=1)
+            elif layer.kind == "maxpool":
+                n += np.sum(~_maxpool_batched(layer.groups, lo, hi)[1], axis=1)
+        return n
+
+    def leaf_mask(self, doms: Domains, bounded: Bounded) -> np.ndarray:
+        if self.engine is None:
+            return np.zeros(len(doms), dtype=bool)
+        return self.undecided_count(bounded.result) <= self.leaf_unstable
+
+    def leaf(self, dom: Domains, bounded: Bounded, deadline: float | None) -> LeafAnswer:
+        from nnresilience.bounds.types import NetworkBounds
+        from nnresilience.falsify import confirm
+        from nnresilience.spec.property import Case
+        from nnresilience.spec.region import InputRegion
+
+        res = bounded.result
+        r = self.case.region
+        sub = Case(InputRegion(dom.lo[0], dom.hi[0], center=r.center, radius=r.radius,
+                               norm=r.norm), self.case.unsafe)
+        nb = NetworkBounds([a[0] for a in res.pre_lo], [a[0] for a in res.pre_hi],
+                           method="search")
+        rem = None if deadline is None else max(0.0, deadline - time.monotonic())
+        if self.s.leaf_seconds is not None:
+            rem = self.s.leaf_seconds if rem is None else min(rem, self.s.leaf_seconds)
+        ans = self.engine.check(self.net, sub, nb, timeout=rem, **self.s.engine_options)
+        self.stats_add("leaf_calls", 1)
+        if ans.status is Status.HOLDS:
+            return LeafAnswer("closed")
+        if ans.status is Status.VIOLATED:
+            cex = confirm(self.network, self.case, ans.x, self.s.onnx_replay, deadline)
+            if cex is not None:
+                return LeafAnswer("witness", cex)
+            self.failed_replays += 1
+            self.stats_add("failed_replays", 1)
+            return self._refine(dom, res, ans.x)
+        msg = ans.message or ""
+        if deadline is not None and time.monotonic() >= deadline - 1e-3:
+            return LeafAnswer("timeout")
+        if "time" in msg.lower() and self.s.leaf_seconds is not None:
+            return LeafAnswer("split")          # capped leaf: split further instead
+        if self.undecided_count(res)[0] > 0 or np.any(dom.hi > dom.lo):
+            return LeafAnswer("split")
+        return LeafAnswer("undecided", reason=msg or "engine gave no answer")
+
+    def _refine(self, dom: Domains, res, x: np.ndarray | None) -> LeafAnswer:
+        """A candidate that does not replay: split what explains it, or give up here."""
+        if x is not None and self.sshape:
+            got = self._explaining_neuron(res, np.asarray(x, float))
+            if got is not None:
+                layer, j, cut = got
+                self.stats_add("refinements", 1)
+                return LeafAnswer("split", children=split_neuron_at(
+                    dom, layer, j, cut, self.net.layers[layer].in_size))
+        if self.undecided_count(res)[0] > 0 or np.any(dom.hi > dom.lo):
+            return LeafAnswer("split")
+        return LeafAnswer("undecided", reason="candidate failed replay")
+
+    def _explaining_neuron(self, res, x: np.ndarray):
+        """``(layer, neuron, cut)``: the s-shaped neuron whose relaxation gap at the
+        candidate's pre-activation, times ``|∂margin/∂h|``, is largest."""
+        from nnresilience.search.bounder import _relax_batched
+
+        x = self.case.region.clip(x)
+        vals = self.net.forward_all(x[None, :])
+        grads = self._entry_grads(vals)
+        best = None
+        for i, layer in enumerate(self.net.layers):
+            if layer.kind not in S_SHAPED:
+                continue
+            lo, hi = res.pre_lo[i][0], res.pre_hi[i][0]
+            la, lb, ua, ub = (a[0] for a in _relax_batched(layer, lo[None], hi[None]))
+            z = np.clip(vals[i][0], lo, hi)
+            gap = (ua - la) * z + (ub - lb)
+            score = gap * np.abs(grads[i + 1])
+            score[(hi - lo) <= 1e-6 * (1 + np.abs(lo) + np.abs(hi))] = -1
+            j = int(np.argmax(score))
+            if score[j] > 0 and (best is None or score[j] > best[0]):
+                w = hi[j] - lo[j]
+                cut = float(np.clip(z[j], lo[j] + 0.1 * w, hi[j] - 0.1 * w))
+                if lo[j] < cut < hi[j]:
+                    best = (score[j], i, j, cut)
+        return None if best is None else best[1:]
+
+    def _entry_grads(self, vals: list[np.ndarray]) -> list[np.ndarray]:
+        from nnresilience.falsify import _backward
+
+        Y = vals[-1]
+        best, gy = -np.inf, np.zeros_like(Y)
+        for term in self.case.unsafe.terms:
+            m = term.margins(Y)[0]
+            r = int(np.argmin(m))
+            if m[r] > best:
+                best, gy = m[r], -term.A[r][None, :]
+        grads = [None] * len(vals)
+        g = gy
+        grads[-1] = g[0]
+        for i in range(len(self.net.layers) - 1, -1, -1):
+            g = _backward(self.net.layers[i], vals[i], g)
+            grads[i] = g[0]
+        return grads
+
+    def branch(self, doms: Domains, bounded: Bounded, deadline: float | None):
+        if self.rule == "input":
+            return input_split(self, doms, bounded, deadline,
+                               lookahead_depth=self.s.lookahead_depth,
+                               smear_points=self.s.smear_points, rng=self.rng)
+        return neuron_split(self, doms, bounded, deadline)
+
+    def on_witness(self, witness) -> bool:
+        self.witness = witness
+        return True
+
+
+@dataclass
+class CaseAnswer:
+    status: Status
+    counterexample: Any = None
+    message: str = ""
+    stats: dict = field(default_factory=dict)
+
+
+def decide_case(network, case, engine=None, settings: SearchSettings | None = None,
+                deadline: float | None = None, report=None, executor=None,
+                stats: dict | None = None) -> CaseAnswer:
+    """Run the search on one case: ``holds`` when every domain is closed, ``violated``
+    with a replayed counterexample, else ``unknown`` with the reason.
+
+    ``executor``: an :class:`~nnresilience.parallel.Executor` with more than one worker
+    shares the frontier between its workers (:mod:`.parallel`); ``engine`` must then be
+    a name (workers build their own).
+    """
+    st = {} if stats is None else stats
+    settings = settings or SearchSettings()
+    if executor is not None and max(1, int(getattr(executor, "workers", 1))) > 1:
+        from nnresilience.search.parallel import decide_shared
+
+        return decide_shared(network, case, engine, settings, deadline, report, executor, st)
+    eng = _engine(engine)
+    with blas_threads(settings.blas_threads):
+        problem = CaseProblem(network, case, eng, settings, st)
+        frontier = Frontier(settings.max_bytes)
+        frontier.push(problem.root(), np.zeros(1))
+        out = run(problem, frontier, deadline=deadline, stats=st, report=report)
+    return _answer(problem, out, st)
+
+
+def blas_threads(n: int | None):
+    """Context capping BLAS threads (``None``: leave them). The search's matrix products
+    are small; on this 2-core machine under load, OpenBLAS with 2 threads ran a
+    (16, 256) x (256, 256) product 25x slower than with 1 (busy-waiting threads)."""
+    import contextlib
+
+    if n is None:
+        return contextlib.nullcontext()
+    from threadpoolctl import threadpool_limits
+
+    return threadpool_limits(int(n))
+
+
+def _engine(engine):
+    if engine is None or not isinstance(engine, str):
+        return engine
+    from nnresilience.engines import get_engine
+
+    return get_engine(engine)
+
+
+def _answer(problem: CaseProblem, out: SearchOutcome, st: dict) -> CaseAnswer:
+    st["rule"] = problem.rule
+    st["bounder"] = getattr(problem.bounder, "name", type(problem.bounder).__name__)
+    if out.status == "witness":
+        return CaseAnswer(Status.VIOLATED, out.witness, "counterexample found by the search",
+                          st)
+    if out.status == "closed":
+        return CaseAnswer(Status.HOLDS, None, "", st)
+    if out.status == "timeout":
+        return CaseAnswer(Status.UNKNOWN, None, "timeout", st)
+    return CaseAnswer(Status.UNKNOWN, None, out.message or out.status, st)
+
+
+def describe(stats: dict, leaf: str | None, bab: bool) -> str:
+    """The honest label of a search: only what was actually called is named.
+
+    ``bab: 1234 domains, 3 MILP leaves`` for the ``bab`` engine; for another engine used
+    at the leaves of an input-splitting search, ``milp on 3 leaves, bounds (symbolic)
+    over 2581 boxes`` -- or just ``bounds (symbolic) over 2581 boxes`` when every box
+    closed by its bound and the engine was never called.
+    """
+    doms = int(stats.get("domains", 0))
+    leaves = int(stats.get("leaves", 0))
+    what = "boxes" if stats.get("rule") == "input" else "domains"
+    bounder = stats.get("bounder", "symbolic")
+    base = (leaf or "").split(":")[0]
+    name = "MILP" if base == "milp" else base
+    if bab:
+        return f"bab: {doms} {what}" + (f", {leaves} {name} leaves" if leaves else "")
+    spread = f"bounds ({bounder}) over {doms} {what}"
+    return f"{base} on {leaves} leaves, {spread}" if leaves else spread
