@@ -326,12 +326,13 @@ def test_parallel_xi_matches_serial():
     assert par.upper == pytest.approx(serial.upper, abs=1e-9) and par.cls == serial.cls
 
 
-def test_l2_norm_is_refused():
+def test_unknown_norm_is_refused():
+    # l2 is supported (tests/test_resilience_l2.py); other names are not
     from nnresilience.errors import EngineUnsupportedError, InputDataError
 
     net = _tiny(41, [2, 3, 3])
     with pytest.raises((EngineUnsupportedError, InputDataError)):
-        phi(net, 0, 1.0, 1, "l2", (LO, HI))
+        phi(net, 0, 1.0, 1, "l3", (LO, HI))
 
 
 @settings(max_examples=15, deadline=None, suppress_health_check=[HealthCheck.too_slow])

@@ -727,7 +727,9 @@ def _expand_unit(path: Path, i: int, e: dict[str, Any]) -> list[WorkUnit]:
             raise InputDataError(str(exc)) from None
         common["domain"] = domain
     norm = e.get("norm", "linf" if kind == "robustness" else "l1")
-    validate.norm(norm, f"{where}: norm")
+    # l2 only where the resilience MIPs answer (the verify engines take boxes / L1 balls)
+    validate.norm(norm, f"{where}: norm",
+                  ("l1", "linf") if kind == "robustness" else ("l1", "linf", "l2"))
     k = validate.top_k(e.get("k", 1), n_out, f"{where}: k") if "k" in e or n_out > 1 else 1
     if kind == "phi":
         classes = e.get("classes", "all")

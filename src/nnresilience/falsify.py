@@ -118,7 +118,7 @@ def _ascent(network: Network, case, X: np.ndarray, steps: int, step0: float,
     """Signed-gradient ascent from the rows of ``X``; returns the first exact hit."""
     region = case.region
     width = region.hi - region.lo
-    if region.norm == "l1" and region.radius is not None:
+    if region.norm in ("l1", "l2") and region.radius is not None:
         width = np.minimum(width, region.radius)
     for k in range(steps):
         if time.monotonic() > deadline:

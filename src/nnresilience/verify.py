@@ -174,7 +174,7 @@ def _n_unstable(network, nb) -> int:
 
 def split_applies(network, case) -> bool:
     """Input splitting pays off on low-dimensional boxes (ACAS Xu: 5 inputs)."""
-    return case.region.norm != "l1" and case.region.dim <= SPLIT_MAX_DIM
+    return case.region.norm not in ("l1", "l2") and case.region.dim <= SPLIT_MAX_DIM
 
 
 def choose_engine(network, case, nb, engine: str) -> str:

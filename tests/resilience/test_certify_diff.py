@@ -311,9 +311,9 @@ def test_rows_valid_only_up_to_the_plans_relaxation():
 
 
 @pytest.mark.parametrize("norm", ["l1", "linf"])
-def test_phi_drops_the_mip_bound_when_tau_exceeds_the_cut_relaxation(monkeypatch, norm):
-    """With ROWS_RELAX below every τ the relaxed problem's bound is not used (the cut is
-    not valid for it): the answer still contains the brute-force Φ_m and says why."""
+def test_phi_drops_the_cut_when_tau_exceeds_its_relaxation(monkeypatch, norm):
+    """With ROWS_RELAX below every τ the cut is not valid for the relaxed problem: it is
+    dropped before the solve, and the answer still contains the brute-force Φ_m."""
     from nnresilience.resilience import diff_plan
 
     monkeypatch.setattr(diff_plan, "ROWS_RELAX", 0.0)
@@ -326,8 +326,10 @@ def test_phi_drops_the_mip_bound_when_tau_exceeds_the_cut_relaxation(monkeypatch
         if not feasible or not math.isfinite(ref):
             continue
         assert r.lower <= ref + 1e-9 <= r.upper + 2e-9
-        if "cut_lower" in r.stats and r.stats["cut_lower"] is not None:
-            assert "diff_rows_invalid_tau" in r.stats
+        if r.stats.get("cut_lower"):
+            assert r.stats["diff_cut_dropped_tau"] > 0.0
+            assert r.stats["cut_rows"] == 0 and r.stats["radius_rows"] == 1
+            assert "diff_rows_invalid_tau" not in r.stats        # the bound is usable
             seen += 1
     assert seen >= 1
 

@@ -33,7 +33,8 @@ from nnresilience.cli.app import app, console
 from nnresilience.cli.command import CommandRun
 from nnresilience.errors import InputDataError, InvalidArgumentError
 
-_NORM_HELP = "perturbation norm: l1 (the paper's) or linf"
+_NORM_HELP = "perturbation norm: l1 (the paper's), l2 (SCIP) or linf"
+RES_NORMS = ("l1", "linf", "l2")
 # Seconds of each item's share kept back for bounds, replay and passing the answer on.
 ITEM_OVERHEAD = 0.2
 
@@ -84,7 +85,8 @@ def _domain(network, domain: str | None, domain_from: Path | None,
 
 
 def _settings(preset: str, big_m: str | None, lookback: int | None, priorities: bool | None,
-              warm_start: bool | None, backend: str | None):
+              warm_start: bool | None, backend: str | None, arctan: str | None = None,
+              norm: str | None = None):
     from nnresilience.backends.registry import get_backend
     from nnresilience.resilience import preset as get_preset
     from nnresilience.resilience.settings import BIG_M_SOURCES, PRESETS
@@ -96,11 +98,21 @@ def _settings(preset: str, big_m: str | None, lookback: int | None, priorities: 
         validate.integer(lookback, "--lookback", lo=0)
     if backend is not None:
         get_backend(backend)          # unknown or not installed: exit 2 before any work
+    if arctan is not None:
+        from nnresilience.resilience.settings import ARCTAN_MODES
+
+        validate.choice(arctan, ARCTAN_MODES, "--arctan")
     s = get_preset(preset)
     changes = {k: v for k, v in dict(big_m=big_m, lookback=lookback, priorities=priorities,
-                                     warm_start=warm_start, backend=backend).items()
+                                     warm_start=warm_start, backend=backend,
+                                     arctan=arctan).items()
                if v is not None}
-    return s.with_(**changes) if changes else s
+    s = s.with_(**changes) if changes else s
+    if norm is not None:
+        from nnresilience.resilience.common import check_backend
+
+        check_backend(norm, s)        # l2 with --backend highs: exit 2 before any work
+    return s
 
 
 def item_budget(run: CommandRun, n_items: int, workers: int) -> float | None:
@@ -152,6 +164,7 @@ def result_json(r, cls: int | None = None, sample: int | None = None,
             "status": result_status(d), "value": r.value if r.optimal else None,
             "lower": d.get("lower"), "upper": d.get("upper"), "optimal": d.get("optimal"),
             "feasible": d.get("feasible"), "witness": witness,
+            "encoding": stats.get("activation_encoding"),
             "seconds": d.get("seconds"), "message": d.get("message"),
             "backend": stats.get("backend"), "stats": stats}
 
@@ -190,11 +203,14 @@ def _kept(partials: list[Any], key: str) -> dict[int, Any]:
 
 PRESET_OPT = typer.Option("default", "--preset",
                           help="settings preset: default, paper_baseline, dataflow, heuristics12")
-BIGM_OPT = typer.Option(None, "--big-m", help="big-M source: uniform, interval, symbolic")
+BIGM_OPT = typer.Option(None, "--big-m", help="big-M source: uniform, interval, symbolic, alpha")
 LOOK_OPT = typer.Option(None, "--lookback", help="heuristic 1: milp:W bound tightening (0=off)")
 PRIO_OPT = typer.Option(None, "--priorities/--no-priorities", help="heuristic 2")
 WARM_OPT = typer.Option(None, "--warm-start/--no-warm-start", help="heuristic 3")
 BACK_OPT = typer.Option(None, "--backend", help="solver backend (auto, scip, highs, gurobi)")
+ATAN_OPT = typer.Option(None, "--arctan", help="arctan neurons: pwl (sound linear relaxation, "
+                        "default) or miqcp (the paper's quadratic approximation + error band; "
+                        "SCIP)")
 TIMEOUT_OPT = typer.Option(None, "--timeout", help="seconds for the whole command (start-up "
                            "included), shared equally by the classes/samples")
 QUIET_OPT = typer.Option(False, "--quiet", "-q", help="No progress display on stderr.")
@@ -245,15 +261,15 @@ def resilience_cmd(
     workers: int = typer.Option(1, "--workers", help="processes (one class each)"),
     preset: str = PRESET_OPT, big_m: str = BIGM_OPT, lookback: int = LOOK_OPT,
     priorities: bool = PRIO_OPT, warm_start: bool = WARM_OPT, backend: str = BACK_OPT,
-    json_out: str = JSON_OPT, quiet: bool = QUIET_OPT,
+    arctan: str = ATAN_OPT, json_out: str = JSON_OPT, quiet: bool = QUIET_OPT,
 ) -> None:
     """Maximum perturbation bound Phi_m (and Xi = min over classes) by MIP (6)."""
     with CommandRun("resilience", timeout, quiet) as run:
         js = run.output(json_out, "--json", (model, domain_from, data))
         alpha = validate.alpha(alpha)
-        norm = validate.norm(norm)
+        norm = validate.norm(norm, allowed=RES_NORMS)
         workers = validate.workers(workers)
-        s = _settings(preset, big_m, lookback, priorities, warm_start, backend)
+        s = _settings(preset, big_m, lookback, priorities, warm_start, backend, arctan, norm)
         net = _load_model(model)
         k = validate.top_k(k, net.n_outputs)
         chosen = validate.classes(cls, net.n_outputs)
@@ -272,7 +288,7 @@ def resilience_cmd(
             per = [kept.get(c) or _killed("phi", c, "stopped at the deadline",
                                           run.budget.elapsed()) for c in classes]
         query = {"quantity": "phi", "alpha": alpha, "k": k, "norm": norm,
-                 "classes": classes, "domain": _domain_json(lo, hi)}
+                 "classes": classes, "domain": _domain_json(lo, hi), "arctan": s.arctan}
         xi_json = None
         if total is not None:
             xi_json = result_json(total, cls=total.cls)
@@ -327,13 +343,13 @@ def alpha_max_cmd(
     domain_from: Path = typer.Option(None, "--domain-from", help="input box of a VNN-LIB file"),
     data: Path = typer.Option(None, "--data", help="inputs whose bounding box is the domain"),
     timeout: float = TIMEOUT_OPT,
-    preset: str = PRESET_OPT, backend: str = BACK_OPT,
+    preset: str = PRESET_OPT, backend: str = BACK_OPT, arctan: str = ATAN_OPT,
     json_out: str = JSON_OPT, quiet: bool = QUIET_OPT,
 ) -> None:
     """Largest confidence ratio p_m / max_j p_j any input of the domain reaches."""
     with CommandRun("alpha-max", timeout, quiet) as run:
         js = run.output(json_out, "--json", (model, domain_from, data))
-        s = _settings(preset, None, None, None, None, backend)
+        s = _settings(preset, None, None, None, None, backend, arctan)
         net = _load_model(model)
         classes = validate.classes(cls, net.n_outputs) or list(range(net.n_outputs))
         X = None if data is None else _load_array(data, "--data", net)
@@ -396,14 +412,14 @@ def min_perturbation_cmd(
     timeout: float = TIMEOUT_OPT,
     workers: int = typer.Option(1, "--workers", help="processes (one sample each)"),
     preset: str = PRESET_OPT, big_m: str = BIGM_OPT, backend: str = BACK_OPT,
-    json_out: str = JSON_OPT, quiet: bool = QUIET_OPT,
+    arctan: str = ATAN_OPT, json_out: str = JSON_OPT, quiet: bool = QUIET_OPT,
 ) -> None:
     """Per-sample minimum perturbation (robustness table) of every row of --data."""
     with CommandRun("min-perturbation", timeout, quiet) as run:
         js = run.output(json_out, "--json", (model, data, labels))
-        norm = validate.norm(norm)
+        norm = validate.norm(norm, allowed=RES_NORMS)
         workers = validate.workers(workers)
-        s = _settings(preset, big_m, None, None, None, backend)
+        s = _settings(preset, big_m, None, None, None, backend, arctan, norm)
         net = _load_model(model)
         k = validate.top_k(k, net.n_outputs)
         X = _load_array(data, "--data", net)
@@ -435,6 +451,7 @@ def min_perturbation_cmd(
         run.outputs.write_json(js, _document(
             "min-perturbation", model, run,
             {"quantity": "min_perturbation", "norm": norm, "k": k, "data": str(data),
+             "arctan": s.arctan,
              "labels": None if labels is None else str(labels),
              "domain": _domain_json(lo, hi)}, results, not out.finished))
     if js == "-":

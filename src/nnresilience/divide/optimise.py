@@ -116,13 +116,12 @@ def _attack_upper(network, x: np.ndarray, m: int, k: int, norm: str, lo: np.ndar
     from nnresilience.spec.property import robustness
 
     end = time.monotonic() + budget
-    radius = float(np.max(np.maximum(hi - x, x - lo))) * (x.size if norm == "l1" else 1.0)
+    radius = norm_of(np.maximum(hi - x, x - lo), norm)       # this ball covers D
     best, wit = None, None
     for r in range(8):
         if time.monotonic() >= end or radius <= 0.0:
             break
-        prop = robustness(x, m, radius, network.n_outputs, "l1" if norm == "l1" else "linf",
-                          lo, hi, k)
+        prop = robustness(x, m, radius, network.n_outputs, norm, lo, hi, k)
         b = falsify(network, prop.cases[0], rng=r, budget_seconds=min(0.3, budget),
                     deadline=end)
         if b is None:
@@ -157,11 +156,12 @@ def min_perturbation_divided(network, x: np.ndarray, label: int | None = None,
     is what gets split, and every task starts with the cutoff ``u``.
     """
     from nnresilience.resilience import DEFAULT, resolve_domain
-    from nnresilience.resilience.common import Clock
+    from nnresilience.resilience.common import Clock, check_backend
     from nnresilience.resilience.replay import flip_ok, norm_of
     from nnresilience.spec.condition import misclassification
 
     settings = DEFAULT if settings is None else settings
+    check_backend(norm, settings, network)
     t0 = time.monotonic()
     clock = Clock(timeout, progress, None if label is None else int(label))
     deadline = None if timeout is None else t0 + float(timeout)
@@ -282,13 +282,14 @@ def phi_divided(network, cls: int, alpha: float = 1.0, k: int = 1, norm: str = "
     witness pair is replayed here again (premise and flip, through ``network.forward``).
     """
     from nnresilience.resilience import DEFAULT, resolve_domain
-    from nnresilience.resilience.common import Clock
+    from nnresilience.resilience.common import Clock, check_backend
     from nnresilience.resilience.encode import network_bounds
     from nnresilience.resilience.query import _settle_empty
     from nnresilience.resilience.replay import flip_ok, norm_of, premise_ok
     from nnresilience.resilience.settings import Query
 
     settings = DEFAULT if settings is None else settings
+    check_backend(norm, settings, network)
     t0 = time.monotonic()
     clock = Clock(timeout, progress, int(cls))
     deadline = None if timeout is None else t0 + float(timeout)

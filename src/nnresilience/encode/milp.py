@@ -167,7 +167,8 @@ def encode_network(model: MilpModel, network, bounds, inputs: np.ndarray | None 
 
 
 def encode_region(model: MilpModel, inputs_idx: np.ndarray, region) -> np.ndarray:
-    """Restrict the input columns to ``region``; returns the ``ε_abs`` columns (L1) or ``[]``.
+    """Restrict the input columns to ``region``; returns the ``ε_abs`` columns (L1), the
+    ``δ = x - center`` columns (L2, :mod:`nnresilience.encode.l2`) or ``[]``.
 
     The box is intersected into the variable bounds. For ``norm == 'l1'`` the paper's
     transformation (i) of MIP (6): ``t_i >= x_i - c_i``, ``t_i >= c_i - x_i`` and
@@ -184,6 +185,10 @@ def encode_region(model: MilpModel, inputs_idx: np.ndarray, region) -> np.ndarra
         model.add_rows(np.zeros((1, 0)), 1.0, np.inf)
         new_ub = np.maximum(new_ub, new_lb)
     model.set_bounds(x, lb=new_lb, ub=new_ub)
+    if region.norm == "l2" and region.center is not None and region.radius is not None:
+        from nnresilience.encode.l2 import encode_l2_ball
+
+        return encode_l2_ball(model, x, region.center, float(region.radius), new_lb, new_ub)
     if region.norm != "l1" or region.center is None or region.radius is None:
         return np.zeros(0, dtype=np.int64)
     c = region.center

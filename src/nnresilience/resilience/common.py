@@ -143,6 +143,34 @@ def _solve_with_heartbeat(backend, arrays, limits, heartbeat):
     return box["res"]
 
 
+def quadratic_need(norm: str | None, settings: ResilienceSettings, network=None) -> str | None:
+    """Why a query's MIPs have quadratic rows (None if they have none): the L2 norm's cone
+    row, or arctan neurons encoded by the paper's MIQCP."""
+    if norm == "l2":
+        return "the L2 norm (a quadratic cone row)"
+    if network is not None and getattr(settings, "arctan", "pwl") == "miqcp" and \
+            any(la.kind == "arctan" for la in network.layers):
+        return "the arctan MIQCP encoding (quadratic rows)"
+    return None
+
+
+def check_backend(norm: str | None, settings: ResilienceSettings, network=None) -> None:
+    """Fail before any work when the query needs quadratic rows and the configured backend
+    cannot take them (HiGHS: no quadratic constraints with integers)."""
+    from nnresilience.backends.registry import get_backend
+    from nnresilience.errors import BackendUnavailableError
+
+    why = quadratic_need(norm, settings, network)
+    if why is None:
+        return
+    try:
+        get_backend(settings.backend, need_quadratic=True)
+    except BackendUnavailableError as exc:
+        raise BackendUnavailableError(
+            f"{why} needs a solver with quadratic constraints (SCIP); backend "
+            f"{settings.backend!r} cannot be used: {exc}") from None
+
+
 def make_backend(settings: ResilienceSettings, quadratic: bool = False,
                  tighten: float = 1.0):
     """The configured backend; ``tighten > 1`` divides its tolerances by that factor
@@ -180,13 +208,19 @@ class Solved:
         return self.res.x
 
 
-def relax_rows(arrays, mip: ResilienceMip, amount: float):
-    """The arrays with the premise and flip rows of ``mip`` loosened by ``amount``."""
+def relax_rows(arrays, mip: ResilienceMip, amount: float, feasibility: float = 0.0):
+    """The arrays with the premise and flip rows of ``mip`` loosened by ``amount``, and
+    an L2 cone row (``Σ ε² - s² <= 0``) by its own tolerance ``ε_f · s_q``
+    (``feasibility`` = ε_f; see :mod:`nnresilience.encode.l2`)."""
+    from nnresilience.encode.l2 import NormCone, row_tau
+
     row_lo = arrays.row_lo.copy()
     for rows in (mip.premise_rows, mip.flip_rows):
         if rows is not None and np.size(rows):
             row_lo[rows] -= amount
-    return replace(arrays, row_lo=row_lo)
+    quad = tuple(replace(q, hi=q.hi + row_tau(arrays, q, feasibility))
+                 if isinstance(q, NormCone) else q for q in arrays.quad)
+    return replace(arrays, row_lo=row_lo, quad=quad)
 
 
 def solve_certified(mip: ResilienceMip, settings: ResilienceSettings, time_left: float | None,
@@ -215,7 +249,7 @@ def solve_certified(mip: ResilienceMip, settings: ResilienceSettings, time_left:
     tau = model_tau(base, tol)
     # relaxed by the solver's τ and by the float64 replay's distance from the exact
     # network: every pair that replays stays feasible
-    arr = relax_rows(base, mip, tau + mip.float_slack) if relax else base
+    arr = relax_rows(base, mip, tau + mip.float_slack, tol.feasibility) if relax else base
     limits = SolveLimits(time_limit=time_left, threads=settings.threads,
                          mip_gap=settings.mip_gap, stop_at_first_solution=stop_first,
                          use_priorities=settings.priorities, use_start=True, cutoff=cutoff)
@@ -255,7 +289,7 @@ def decide(network, case, bounds, settings: ResilienceSettings, time_left: float
     from nnresilience.engines.milp import MilpEngine
 
     big_m = settings.big_m_value if settings.big_m == "uniform" else None
-    eng = MilpEngine(backend=settings.backend, big_m=big_m)
+    eng = MilpEngine(backend=settings.backend, big_m=big_m, arctan=settings.arctan)
     return eng.check(network, case, bounds, timeout=time_left, priorities=settings.priorities,
                      threads=settings.threads)
 

@@ -21,6 +21,7 @@ runs :func:`~nnresilience.resilience.branch.branch_phi` in the time that is left
 from __future__ import annotations
 
 import copy
+import dataclasses
 import math
 import time
 from dataclasses import dataclass, field
@@ -75,6 +76,35 @@ class DiffPrep:
         if needs:
             stats["diff_rows_invalid_tau"] = tau
         return not needs
+
+
+def relaxed_tau(mip, settings) -> float:
+    """The loosening ``τ + float slack`` that :func:`~.common.solve_relaxed` will give the
+    relaxed problem of ``mip`` at ``settings.tolerance_factor`` (same model arrays, same
+    backend tolerances, same formula)."""
+    from nnresilience.backends.certify import model_tau
+    from nnresilience.resilience.common import make_backend
+
+    arrays = mip.model.arrays()
+    tol = make_backend(settings, bool(arrays.quad), settings.tolerance_factor).tolerances()
+    return float(model_tau(arrays, tol) + mip.float_slack)
+
+
+def fit_plan(prep: DiffPrep, mip, settings, stats: dict) -> bool:
+    """Before the relaxed solve: when the model's loosening exceeds the plan's
+    relaxation, drop the rows that need it (the cut, the per-class flip rows) so the
+    relaxed problem's bound stays usable. True when the plan changed (rebuild)."""
+    plan = prep.plan
+    if plan is None or not ((plan.lower is not None and plan.lower > 0)
+                            or "flip" in plan.kinds):
+        return False
+    tau = relaxed_tau(mip, settings)
+    if tau <= plan.relax:
+        return False
+    stats["diff_cut_dropped_tau"] = tau
+    prep.plan = dataclasses.replace(plan, lower=None,
+                                    kinds=tuple(k for k in plan.kinds if k != "flip"))
+    return True
 
 
 def prepare_phi(net, q, bounds, settings, data, t0: float, timeout: float | None

@@ -242,7 +242,15 @@ def full_start(mip, network, a: np.ndarray, b: np.ndarray, m: int, norm: str) ->
     network_start(model, mip.enc1, network, a)
     network_start(model, mip.enc2, network, b)
     eps = np.abs(np.asarray(b, float) - np.asarray(a, float))
-    model.set_start(mip.cost, eps if norm == "l1" else np.array([eps.max(initial=0.0)]))
+    if norm == "l1":
+        model.set_start(mip.cost, eps)
+    else:
+        # L∞: t = max |ε_i| (exact); L2: s a hair above the float64 norm so the cone row
+        # holds at the start (its ε columns are completed by the solver)
+        from nnresilience.resilience.replay import norm_of
+
+        val = norm_of(b - a, norm) if norm == "linf" else norm_of(b - a, norm) * (1 + 1e-12)
+        model.set_start(mip.cost, np.array([val]))
     rho = mip.stats.get("rho_col")
     if rho is not None and norm == "l1":
         model.set_start(np.array([rho]), np.array([eps.sum()]))

@@ -111,7 +111,7 @@ def _encode_copy(model: MilpModel, network, bounds: NetworkBounds, inputs: np.nd
 
     big_m = settings.big_m_value if settings.big_m == "uniform" else None
     return encode_network(model, network, bounds, inputs, big_m=big_m,
-                          priorities=settings.priorities)
+                          arctan=settings.arctan, priorities=settings.priorities)
 
 
 def _topk_rows(model: MilpModel, out: np.ndarray, out_lo: np.ndarray, out_hi: np.ndarray,
@@ -159,7 +159,12 @@ def _norm_rows(model: MilpModel, b: np.ndarray, a: np.ndarray | None, a_const: n
 
     L1: ``e_i >= b_i - a_i`` and ``e_i >= a_i - b_i``, minimise ``sum e``.
     L∞: ``t >= b_i - a_i`` and ``t >= a_i - b_i`` for all i, minimise ``t``.
+    L2: ``s >= ||b - a||_2`` by one cone row, minimise ``s`` (:mod:`nnresilience.encode.l2`).
     """
+    if norm == "l2":        # a cone row (SCIP only): nnresilience.encode.l2
+        from nnresilience.encode.l2 import encode_l2_norm
+
+        return encode_l2_norm(model, b, a, a_const, span)
     d = b.size
     r = np.arange(d)
     if norm == "l1":
@@ -170,7 +175,7 @@ def _norm_rows(model: MilpModel, b: np.ndarray, a: np.ndarray | None, a_const: n
         cols_e = np.full(d, cost[0])
     else:
         raise EngineUnsupportedError(
-            f"norm {norm!r} is not supported by the resilience MIP (use l1 or linf)")
+            f"norm {norm!r} is not supported by the resilience MIP (use l1, l2 or linf)")
     for sign in (1.0, -1.0):
         # e - sign*b + sign*a >= 0
         if a is not None:
@@ -334,7 +339,8 @@ def add_coupling_rows(model: MilpModel, network, bounds: NetworkBounds, v1, v2, 
     """Valid cuts tying copy 2 to copy 1 through the perturbation (heuristic of ours).
 
     For every non-input vector ``v_i`` and, sharper, for the output differences
-    ``y_j - y_m``: ``|v2 - v1| <= G @ e`` (L1, ``e = |ε|``) or ``<= (G @ 1) t`` (L∞).
+    ``y_j - y_m``: ``|v2 - v1| <= G @ e`` (L1, ``e = |ε|``), ``<= (G @ 1) t`` (L∞) or
+    ``<= ||G_j||_2 s`` row by row (L2).
     Every feasible point of MIP (6) satisfies them (Lipschitz argument of
     :func:`sensitivity_matrices`), so the optimum is unchanged; they stop the LP relaxation
     from reaching a near-zero ε by letting the two copies' relaxations drift apart.
@@ -370,7 +376,9 @@ def add_coupling_rows(model: MilpModel, network, bounds: NetworkBounds, v1, v2, 
             coef = G
             ecols = cost
         else:
-            coef = G.sum(axis=1, keepdims=True)
+            # L∞: G @ |ε| <= (G @ 1) t; L2: G_j @ |ε| <= ||G_j||_2 s (Cauchy-Schwarz)
+            coef = G.sum(axis=1, keepdims=True) if norm == "linf" else \
+                np.linalg.norm(G, axis=1, keepdims=True)
             ecols = cost[:1]
         nz_r, nz_c = np.nonzero(coef)
         r = np.arange(n)

@@ -19,6 +19,7 @@ from nnresilience.errors import EngineUnsupportedError, InputDataError, ShapeMis
 from nnresilience.resilience.common import (
     Clock,
     Progress,
+    check_backend,
     decide,
     is_optimal,
     norm_lower,
@@ -30,6 +31,7 @@ from nnresilience.resilience.common import (
     tup,
 )
 from nnresilience.resilience.encode import build_local_mip, network_bounds
+from nnresilience.resilience.labels import labelled
 from nnresilience.resilience.replay import flip_ok, norm_of, replay_pair
 from nnresilience.resilience.settings import DEFAULT, Query, ResilienceSettings
 from nnresilience.resilience.units import run_units
@@ -40,12 +42,12 @@ FIRST_SHARE = 0.3
 
 
 def _check_norm(norm: str) -> None:
-    if norm not in ("l1", "linf"):
+    if norm not in ("l1", "linf", "l2"):
         raise EngineUnsupportedError(
-            f"norm {norm!r} is not supported by the resilience MIP (use l1 or linf)")
+            f"norm {norm!r} is not supported by the resilience MIP (use l1, l2 or linf)")
 
 
-def _setup(network, x, label, norm, k, domain):
+def _setup(network, x, label, norm, k, domain, settings: ResilienceSettings = DEFAULT):
     net = network.merged()
     x = np.asarray(x, float).reshape(-1)
     if x.size != net.n_inputs:
@@ -56,6 +58,7 @@ def _setup(network, x, label, norm, k, domain):
     m = pred if label is None else int(label)
     Query(m, 1.0, k, norm, lo, hi).check_network(net.n_inputs, net.n_outputs)
     _check_norm(norm)
+    check_backend(norm, settings, net)
     return net, x, lo, hi, pred, m
 
 
@@ -68,13 +71,25 @@ def _ball_case(x, m: int, radius: float, n_out: int, norm: str, lo, hi, k: int):
 
 
 def _decide_ball(net, x, m, k, norm, lo, hi, radius: float, settings, clock: Clock):
-    """Certified decision of the ``radius`` ball: ``(status, b or None, stats)``."""
+    """Certified decision of the ``radius`` ball: ``(status, b or None, stats)``.
+
+    L2: the ball is decided at the radius ``r'`` with ``r'² = r² + τ_q`` (the tolerance
+    of its quadratic row, :func:`nnresilience.encode.l2.inflated_radius`), so "holds"
+    covers the radius-``r`` ball; a point is only reported when it lies in the latter."""
     case = _ball_case(x, m, radius, net.n_outputs, norm, lo, hi, k)
-    bounds = network_bounds(net, case.region.lo, case.region.hi, settings,
+    decided = case
+    if norm == "l2":
+        from nnresilience.backends.registry import get_backend
+        from nnresilience.encode.l2 import inflated_radius
+
+        feas = get_backend(settings.backend, need_quadratic=True).tolerances().feasibility
+        decided = _ball_case(x, m, inflated_radius(radius, x.size, feas), net.n_outputs,
+                             norm, lo, hi, k)
+    bounds = network_bounds(net, decided.region.lo, decided.region.hi, settings,
                             clock.share(settings.bounds_share))
     if not clock.can_solve():
         return Status.UNKNOWN, None, {"decision": "no time"}
-    ans = decide(net, case, bounds, settings, clock.left())
+    ans = decide(net, decided, bounds, settings, clock.left())
     b = None
     if ans.status is Status.VIOLATED and ans.x is not None:
         cand = case.region.clip(np.asarray(ans.x, float))     # exactly inside the ball
@@ -86,6 +101,7 @@ def _decide_ball(net, x, m, k, norm, lo, hi, radius: float, settings, clock: Clo
                        if isinstance(v, (int, float, str, bool)) or v is None}
 
 
+@labelled
 def min_perturbation(network, x: np.ndarray, label: int | None = None, norm: str = "l1",
                      k: int = 1, domain=None, *, settings: ResilienceSettings = DEFAULT,
                      timeout: float | None = None, radius: float | None = None,
@@ -112,7 +128,7 @@ def _once(network, x, label, norm, k, domain, settings, clock: Clock, radius,
           stop_first: bool = False) -> ResilienceResult:
     """One relaxed optimisation MIP over ``D`` (∩ the radius ball), with the fallbacks of
     the interval contract (tightened witness search, certified ball decision)."""
-    net, x, lo, hi, pred, m = _setup(network, x, label, norm, k, domain)
+    net, x, lo, hi, pred, m = _setup(network, x, label, norm, k, domain, settings)
     clock.cls = m
     blo, bhi = lo, hi
     if radius is not None:
@@ -122,7 +138,7 @@ def _once(network, x, label, norm, k, domain, settings, clock: Clock, radius,
     clock.report("bounds")
     bounds = network_bounds(net, blo, bhi, settings, clock.share(settings.bounds_share))
     mip = build_local_mip(net, x, m, k, norm, blo, bhi, bounds, settings,
-                          radius=radius if norm == "l1" else None)
+                          radius=radius if norm != "linf" else None)
     stats: dict = {"bounds_method": bounds.method, "bounds_seconds": bounds.seconds,
                    "predicted": pred, "correctly_classified": pred == m}
     common = dict(cls=m, k=k, norm=norm, a=tup(x))
@@ -161,7 +177,7 @@ def _once(network, x, label, norm, k, domain, settings, clock: Clock, radius,
             and not is_optimal(lower, upper_now(), settings) and clock.can_solve():
         clock.report("tightened", lower, upper_now())
         mip_t = build_local_mip(net, x, m, k, norm, blo, bhi, bounds, settings,
-                                radius=radius if norm == "l1" else None, flip_shift=sol.tau)
+                                radius=radius if norm != "linf" else None, flip_shift=sol.tau)
         sol_t = solve_certified(mip_t, settings, clock.left(), relax=False, tighten=sol.factor,
                                 heartbeat=clock.beat("tightened", lower, upper_now()))
         stats["tightened_status"] = sol_t.status
@@ -223,7 +239,7 @@ def _shrinking(network, x, label, norm, k, domain, settings, clock: Clock
                ) -> ResilienceResult:
     """Attack (or a first MIP point) for an upper bound u, bisection on the radius with
     certified ball decisions, then the relaxed optimisation MIP inside the final ball."""
-    net, x, lo, hi, pred, m = _setup(network, x, label, norm, k, domain)
+    net, x, lo, hi, pred, m = _setup(network, x, label, norm, k, domain, settings)
     clock.cls = m
     first = clock.share(FIRST_SHARE)
     clock.report("attack")
@@ -311,6 +327,7 @@ def _attack_point(net, x, m, norm, k, lo, hi, seconds: float) -> np.ndarray | No
     return None
 
 
+@labelled
 def delta_check(network, x: np.ndarray, label: int | None, delta: float, norm: str = "linf",
                 k: int = 1, domain=None, *, settings: ResilienceSettings = DEFAULT,
                 timeout: float | None = None) -> VerificationResult:
@@ -319,7 +336,7 @@ def delta_check(network, x: np.ndarray, label: int | None, delta: float, norm: s
     UNKNOWN. Decided by the MILP engine's certified margin form over the δ-ball.
     """
     clock = Clock(timeout)
-    net, x, lo, hi, _, m = _setup(network, x, label, norm, k, domain)
+    net, x, lo, hi, _, m = _setup(network, x, label, norm, k, domain, settings)
     status, b, stats = _decide_ball(net, x, m, k, norm, lo, hi, float(delta), settings, clock)
     if b is not None:
         return VerificationResult(Status.VIOLATED, Counterexample.from_arrays(b, net.forward(b)),
@@ -348,6 +365,7 @@ def _sample_missing(item: tuple, why: str) -> ResilienceResult:
                             a=tup(np.asarray(x, float)), message=why)
 
 
+@labelled
 def robustness_table(network, X: np.ndarray, labels=None, norm: str = "l1", k: int = 1,
                      domain=None, *, settings: ResilienceSettings = DEFAULT,
                      timeout: float | None = None, workers=None,
@@ -361,6 +379,7 @@ def robustness_table(network, X: np.ndarray, labels=None, norm: str = "l1", k: i
     called once per finished sample.
     """
     _check_norm(norm)
+    check_backend(norm, settings, network)
     X = network.check_input(np.asarray(X, float))
     if labels is not None:
         labels = np.asarray(labels).reshape(-1)

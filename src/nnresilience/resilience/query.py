@@ -34,6 +34,7 @@ from nnresilience.encode.milp import network_start
 from nnresilience.resilience.common import (
     Clock,
     Progress,
+    check_backend,
     decide,
     is_optimal,
     norm_lower,
@@ -51,6 +52,7 @@ from nnresilience.resilience.encode import (
     network_bounds,
 )
 from nnresilience.resilience.heuristics import pick_initial_input
+from nnresilience.resilience.labels import labelled
 from nnresilience.resilience.local import (  # noqa: F401 - re-exported
     delta_check,
     min_perturbation,
@@ -100,6 +102,7 @@ def _premise_margin(net, cls: int, lo, hi, bounds, settings: ResilienceSettings,
     return best, t_up, a
 
 
+@labelled
 def alpha_max(network, cls: int, domain=None, *, settings: ResilienceSettings = DEFAULT,
               timeout: float | None = None, bounds=None,
               progress: Progress | None = None) -> ResilienceResult:
@@ -127,6 +130,7 @@ def alpha_max(network, cls: int, domain=None, *, settings: ResilienceSettings = 
 
 
 # --------------------------------------------------------------------------------- Φ_m
+@labelled
 def phi(network, cls: int, alpha: float = 1.0, k: int = 1, norm: str = "l1", domain=None, *,
         settings: ResilienceSettings = DEFAULT, timeout: float | None = None,
         data: np.ndarray | None = None, bounds=None,
@@ -143,6 +147,7 @@ def phi(network, cls: int, alpha: float = 1.0, k: int = 1, norm: str = "l1", dom
     lo, hi = resolve_domain(network, domain)
     q = Query(int(cls), float(alpha), int(k), norm, lo, hi)
     q.check_network(net.n_inputs, net.n_outputs)
+    check_backend(norm, settings, net)
     clock.report("bounds")
     if bounds is None:
         bounds = network_bounds(net, lo, hi, settings, clock.share(settings.bounds_share))
@@ -212,7 +217,6 @@ def _phi_solve(net, q: Query, bounds, settings: ResilienceSettings, clock: Clock
     when the plan's rows are valid for it (:meth:`~.diff_plan.DiffPrep.rows_valid`).
     """
     best = ini
-    plan = None if prep is None else prep.plan
     pair = None if prep is None else prep.pair
 
     def offer(pair, source: str) -> None:
@@ -226,7 +230,8 @@ def _phi_solve(net, q: Query, bounds, settings: ResilienceSettings, clock: Clock
 
     def build(shift: float = 0.0) -> ResilienceMip:
         mip = build_phi_mip(net, q.cls, q.log_alpha, q.k, q.norm, q.lo, q.hi, bounds,
-                            settings, premise_shift=shift, flip_shift=shift, diff=plan)
+                            settings, premise_shift=shift, flip_shift=shift,
+                            diff=None if prep is None else prep.plan)
         if a_box is not None:
             mip.model.set_bounds(mip.a, np.asarray(a_box[0], float), np.asarray(a_box[1], float))
         if pair is not None and (ini is None or pair[2] <= ini[2]):
@@ -250,6 +255,11 @@ def _phi_solve(net, q: Query, bounds, settings: ResilienceSettings, clock: Clock
     # a known witness attains its norm in the relaxed problem: a bound above it is void
     attained = None if best is None else best[2] * (1 + 1e-6) + 1e-6
     mip = build()
+    if prep is not None:  # [diff hook] rows that need more loosening than tau: dropped
+        from nnresilience.resilience.diff_plan import fit_plan
+
+        if fit_plan(prep, mip, settings, stats):
+            mip = build()
     clock.report("mip", lower, upper_now())
     sol = solve_relaxed(mip, settings, clock, cutoff=cutoff,
                         heartbeat=clock.beat("mip", lower, upper_now()), attained=attained)
@@ -377,7 +387,7 @@ def _set_start(mip: ResilienceMip, net, a: np.ndarray, b: np.ndarray, m: int, no
     model.set_start(mip.a, a)
     model.set_start(mip.b, b)
     eps = np.abs(b - a)
-    model.set_start(mip.cost, eps if norm == "l1" else np.array([eps.max(initial=0.0)]))
+    model.set_start(mip.cost, eps if norm == "l1" else np.array([norm_of(b - a, norm)]))
     y = net.forward(b)
     others = np.delete(np.arange(y.size), m)
     model.set_start(mip.c, (y[others] >= y[m]).astype(float))
@@ -397,6 +407,7 @@ def _phi_missing(item: tuple, why: str) -> ResilienceResult:
                             norm=norm, message=why)
 
 
+@labelled
 def phi_many(network, classes, alpha: float = 1.0, k: int = 1, norm: str = "l1", domain=None,
              *, settings: ResilienceSettings = DEFAULT, timeout: float | None = None,
              data: np.ndarray | None = None, workers=None, unit_timeout: float | None = None,
@@ -409,12 +420,14 @@ def phi_many(network, classes, alpha: float = 1.0, k: int = 1, norm: str = "l1",
     class.
     """
     lo, hi = resolve_domain(network, domain)
+    check_backend(norm, settings, network)
     classes = [int(c) for c in classes]
     items = [(network, c, alpha, k, norm, (lo, hi), settings, data) for c in classes]
     return run_units(_phi_task, items, timeout, workers, unit_timeout, _phi_missing,
                      progress, key="cls", keys=classes)
 
 
+@labelled
 def xi(network, alpha: float = 1.0, k: int = 1, norm: str = "l1", domain=None, *,
        classes=None, settings: ResilienceSettings = DEFAULT, timeout: float | None = None,
        data: np.ndarray | None = None, workers=None, unit_timeout: float | None = None,

@@ -28,7 +28,9 @@ def norm_of(eps: np.ndarray, norm: str) -> float:
         return float(np.abs(eps).sum())
     if norm == "linf":
         return float(np.abs(eps).max(initial=0.0))
-    return float(np.sqrt((eps * eps).sum()))
+    if norm == "l2":
+        return float(np.linalg.norm(eps))
+    raise ValueError(f"unknown norm {norm!r}")
 
 
 def premise_margin(y: np.ndarray, m: int) -> float:

@@ -18,7 +18,8 @@ import numpy as np
 from nnresilience.errors import InputDataError, ShapeMismatchError
 
 NORMS = ("l1", "linf", "l2")
-BIG_M_SOURCES = ("uniform", "interval", "symbolic")
+BIG_M_SOURCES = ("uniform", "interval", "symbolic", "alpha")
+ARCTAN_MODES = ("pwl", "miqcp")
 
 
 @dataclass(frozen=True, eq=False)
@@ -76,7 +77,10 @@ class ResilienceSettings:
 
     # Where the big-M constants come from: "uniform" (M = big_m_value everywhere, the
     # paper's naive baseline; only sound if every |pre-activation| <= M), "interval" (the
-    # paper's dataflow analysis, §3) or "symbolic" (back-substitution, tighter).
+    # paper's dataflow analysis, §3), "symbolic" (back-substitution, tighter) or "alpha"
+    # (optimised slopes, bounds/crown.py: tighter still per box, a few seconds more; over
+    # a whole domain like [0,1]^64 of the digits nets it left the 207 unstable neurons of
+    # digits_2x50 as they were, so it is not the default).
     big_m: str = "symbolic"
     # The uniform constant used when big_m == "uniform" (paper: 10^4).
     big_m_value: float = 1e4
@@ -120,6 +124,11 @@ class ResilienceSettings:
     tolerance_factor: float = 1e3
     # Share of a query's deadline that bound computation may use.
     bounds_share: float = 0.3
+    # Arctan neurons: "pwl" (sound linear relaxation, any backend) or "miqcp" (seed 000's
+    # quadratic approximation widened by its error band; quadratic rows, SCIP only). The
+    # name and values are the verify engine's (MilpEngine(arctan=...)); results say which
+    # was used (resilience/labels.py, docs/resilience.md "Arctan").
+    arctan: str = "pwl"
     # [diff] Two-copy differential analysis of Φ_m (resilience/diff_plan.py; docs/
     # resilience.md, "Differential bounds"). Seconds of the two-copy pair attack before the
     # MIP (0: off; at most 10% of the timeout): incumbent, full MIP start, radius u.
@@ -145,6 +154,8 @@ class ResilienceSettings:
             raise InputDataError(f"tolerance_factor must be >= 1, got {self.tolerance_factor}")
         if not 0.0 < self.bounds_share <= 1.0:
             raise InputDataError(f"bounds_share must be in (0, 1], got {self.bounds_share}")
+        if self.arctan not in ARCTAN_MODES:
+            raise InputDataError(f"arctan must be one of {ARCTAN_MODES}, got {self.arctan!r}")
         if self.ini_pick not in ("closest", "highest"):
             raise InputDataError(f"ini_pick must be 'closest' or 'highest', got "
                                  f"{self.ini_pick!r}")

@@ -1,9 +1,13 @@
-"""Input regions: a box, optionally intersected with an L1 or L-infinity ball.
+"""Input regions: a box, optionally intersected with an L1, L2 or L-infinity ball.
 
 Every region has a bounding box ``lo <= x <= hi`` (what bound methods propagate). An L1
 ball adds the constraint ``sum |x - center| <= radius`` that the MILP encoder states
-exactly and that :meth:`InputRegion.contains` checks; an L-infinity ball is exactly its
-box once intersected with the domain.
+exactly and that :meth:`InputRegion.contains` checks; an L2 ball adds
+``||x - center||_2 <= radius`` (a quadratic row in the MILP encoder, so SCIP only; checked
+with ``np.linalg.norm`` in float64); an L-infinity ball is exactly its box once
+intersected with the domain. Engines that only see the box (bounds, Reluplex) treat an
+L1/L2 ball by its box, a superset: sound for ``holds``, and every counterexample is
+checked with :meth:`InputRegion.contains`.
 """
 
 from __future__ import annotations
@@ -14,12 +18,13 @@ import numpy as np
 
 from nnresilience.errors import ShapeMismatchError
 
-NORMS = ("linf", "l1")
+NORMS = ("linf", "l1", "l2")
 
 
 @dataclass(frozen=True, eq=False)
 class InputRegion:
-    """``{x : lo <= x <= hi}`` (and ``||x - center||_1 <= radius`` when ``norm == 'l1'``)."""
+    """``{x : lo <= x <= hi}`` (and ``||x - center||_p <= radius`` when ``norm`` is
+    ``'l1'`` or ``'l2'``)."""
 
     lo: np.ndarray
     hi: np.ndarray
@@ -69,25 +74,46 @@ class InputRegion:
         if np.any(lo > hi):
             raise ShapeMismatchError("the centre lies outside the input domain")
         return InputRegion(lo, hi, center=c, radius=float(radius),
-                           norm="l1" if norm == "l1" else "linf")
+                           norm=norm if norm in ("l1", "l2") else "linf")
+
+    @property
+    def is_ball(self) -> bool:
+        """True for an L1 or L2 ball (a region that is *not* its bounding box)."""
+        return self.norm in ("l1", "l2") and self.center is not None \
+            and self.radius is not None
 
     def contains(self, x: np.ndarray, tol: float = 1e-9) -> bool:
         x = np.asarray(x, dtype=np.float64).reshape(-1)
         if x.size != self.dim:
             return False
         ok = bool(np.all(x >= self.lo - tol) and np.all(x <= self.hi + tol))
-        if ok and self.norm == "l1" and self.center is not None and self.radius is not None:
-            ok = float(np.abs(x - self.center).sum()) <= self.radius + tol
+        if ok and self.is_ball:
+            d = x - self.center
+            n = float(np.abs(d).sum()) if self.norm == "l1" else float(np.linalg.norm(d))
+            ok = n <= self.radius + tol
         return ok
 
     def clip(self, x: np.ndarray) -> np.ndarray:
-        """Project onto the box (and, for L1, shrink towards the centre until inside)."""
+        """Project onto the box (and, for an L1/L2 ball, shrink towards the centre until
+        inside). Clipping to the box afterwards cannot leave the ball: the box contains
+        the centre, so clipping only moves a coordinate towards it. For L2 the radial
+        scale is lowered by a few ulps until the float64 norm is within the radius."""
         x = np.clip(np.asarray(x, dtype=np.float64), self.lo, self.hi)
-        if self.norm == "l1" and self.center is not None and self.radius is not None:
+        if self.is_ball:
             d = x - self.center
-            n = np.abs(d).sum(axis=-1, keepdims=True)
+            if self.norm == "l1":
+                n = np.abs(d).sum(axis=-1, keepdims=True)
+            else:
+                n = np.linalg.norm(d, axis=-1, keepdims=True)
             scale = np.where(n > self.radius, self.radius / np.maximum(n, 1e-300), 1.0)
             x = np.clip(self.center + d * scale, self.lo, self.hi)
+            if self.norm == "l2":
+                for _ in range(8):       # rounding of c + d * scale: shrink until inside
+                    out = np.linalg.norm(x - self.center, axis=-1, keepdims=True) > self.radius
+                    if not np.any(out):
+                        break
+                    scale = np.where(out, scale * (1.0 - 4 * np.finfo(float).eps), scale)
+                    x = np.clip(self.center + d * scale, self.lo, self.hi)
         return x
 
     def sample(self, n: int, rng: np.random.Generator) -> np.ndarray:

@@ -400,10 +400,10 @@ def write_vnnlib(prop: Property, path: str | Path) -> None:
     """Write ``prop`` as a VNN-LIB 1.0 file that :func:`read_vnnlib` reads back to the same
     arrays (numbers are written with ``repr``, which round-trips float64 exactly).
 
-    L1 balls cannot be expressed in VNN-LIB boxes: such regions raise ``ValueError``.
+    L1/L2 balls cannot be expressed in VNN-LIB boxes: such regions raise ``ValueError``.
     """
-    if any(c.region.norm == "l1" for c in prop.cases):
-        raise ValueError("VNN-LIB cannot express an L1 ball; only boxes")
+    if any(c.region.norm in ("l1", "l2") for c in prop.cases):
+        raise ValueError("VNN-LIB cannot express an L1 or L2 ball; only boxes")
     nx, ny = prop.n_inputs, prop.n_outputs
     out = [f"; {prop.name} (written by nnresilience)"]
     if "label" in prop.meta:

@@ -112,10 +112,10 @@ class ReluplexEngine(Engine):
         if reason:
             raise EngineUnsupportedError(reason)
         region = case.region
-        if region.norm == "l1":
+        if region.norm in ("l1", "l2"):
             raise EngineUnsupportedError(
-                "reluplex engine supports box / L-infinity regions only; got an L1 ball "
-                f"of radius {region.radius:g}")
+                "reluplex engine supports box / L-infinity regions only; got an "
+                f"{region.norm.upper()} ball of radius {region.radius:g}")
         if region.dim != network.n_inputs or case.unsafe.n_outputs != network.n_outputs:
             raise ShapeMismatchError(
                 f"case has {region.dim} inputs / {case.unsafe.n_outputs} outputs, network "
