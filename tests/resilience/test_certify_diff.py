@@ -366,3 +366,13 @@ def test_xi_with_branching_keeps_the_whole_call_deadline():
     a, b = np.asarray(r.a), np.asarray(r.a_perturbed)
     assert premise_margin(net.forward(a), r.cls) >= math.log(1.1)
     assert flip_count(net.forward(b), r.cls) >= 1
+
+
+def test_short_timeouts_skip_the_analysis():
+    from nnresilience.resilience.query import DIFF_MIN_TIMEOUT
+
+    net = _net(0)
+    short = phi(net, 1, 1.1, 1, "l1", (LO, HI), timeout=0.9 * DIFF_MIN_TIMEOUT)
+    assert "attack_seconds" not in short.stats and "cert_lower" not in short.stats
+    full = phi(net, 1, 1.1, 1, "l1", (LO, HI), timeout=10.0)
+    assert "attack_seconds" in full.stats and "cert_lower" in full.stats

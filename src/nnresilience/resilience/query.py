@@ -130,6 +130,12 @@ def alpha_max(network, cls: int, domain=None, *, settings: ResilienceSettings = 
 
 
 # --------------------------------------------------------------------------------- Φ_m
+#: Below this timeout (s) a Φ_m call skips the two-copy analysis: its fixed cost (~0.2 s
+#: on a cold process, imports included) would eat the MIP's time, which on the small
+#: queries such budgets are given for closes the interval alone.
+DIFF_MIN_TIMEOUT = 1.0
+
+
 @labelled
 def phi(network, cls: int, alpha: float = 1.0, k: int = 1, norm: str = "l1", domain=None, *,
         settings: ResilienceSettings = DEFAULT, timeout: float | None = None,
@@ -155,7 +161,8 @@ def phi(network, cls: int, alpha: float = 1.0, k: int = 1, norm: str = "l1", dom
     common = dict(cls=q.cls, alpha=q.alpha, k=q.k, norm=norm)
 
     prep = None
-    if settings.uses_differential:  # [diff hook] two-copy analysis (resilience/diff_plan.py)
+    # [diff hook] two-copy analysis (resilience/diff_plan.py), when the call has the time
+    if settings.uses_differential and (timeout is None or timeout >= DIFF_MIN_TIMEOUT):
         from nnresilience.resilience.diff_plan import prepare_phi, settle_by_diff
 
         clock.report("differential")
