@@ -112,3 +112,36 @@ def test_without_engine_input_splitting_still_decides_by_bounds():
         assert ans.status is Status.HOLDS
         return
     pytest.fail("no holding query found")
+
+
+@pytest.mark.slow
+@settings(max_examples=10, deadline=None)
+@given(seed=st.integers(0, 100_000), kind=st.sampled_from(["relu", "leaky", "maxpool"]))
+def test_per_term_search_matches_brute_force_on_disjunctions(seed, kind):
+    """A misclassification disjunction (one term per other class) decided one search per
+    term and jointly: both equal brute force, and the per-term search says how many terms
+    it searched (all of them for holds)."""
+    from nnresilience.spec.condition import misclassification
+
+    rng = np.random.default_rng(seed)
+    net = random_network(rng, [3, 5, 4, 4], kind)
+    c = rng.uniform(-0.5, 0.5, 3)
+    case = Case(InputRegion(c - 0.4, c + 0.4), misclassification(int(net.predict(c)), 4))
+    try:
+        best, _ = brute_force_max_margin(net, case)
+    except BruteForceTooLarge:
+        return
+    if abs(best) < 1e-6:
+        return
+    for per_term in (True, False):
+        st_: dict = {}
+        ans = decide_case(net, case, "milp", SearchSettings(rule="neuron", per_term=per_term,
+                                                            falsify_steps=0),
+                          deadline=time.monotonic() + 60, stats=st_)
+        check(net, case, best, ans.status, ans.counterexample)
+        if per_term:
+            assert 1 <= st_["terms_searched"] <= st_["terms"] == 3
+            if ans.status is Status.HOLDS:
+                assert st_["terms_searched"] == 3
+        else:
+            assert "terms_searched" not in st_

@@ -15,15 +15,13 @@ solved to optimality the objective itself. Tolerances: HiGHS defaults
 
 from __future__ import annotations
 
-import contextlib
 import math
-import os
-import sys
 import time
 
 import numpy as np
 
 from nnresilience.backends.base import Backend, SolveLimits, SolveResult, SolveStatus
+from nnresilience.backends.quiet import quiet_stdout
 from nnresilience.encode.model import MilpArrays
 
 STATUS_MAP = {
@@ -50,31 +48,11 @@ def trivially_infeasible(model: MilpArrays) -> bool:
     return bool(bad_rows.any() or np.any(model.lb > model.ub))
 
 
-@contextlib.contextmanager
-def _quiet_stdout():
-    """Silence file descriptor 1: ``highspy.Highs()`` prints a banner on construction,
-    before any option can be set, which would corrupt ``--json -`` output on stdout."""
-    try:
-        sys.stdout.flush()
-        saved = os.dup(1)
-    except (OSError, ValueError, AttributeError):
-        yield
-        return
-    devnull = os.open(os.devnull, os.O_WRONLY)
-    try:
-        os.dup2(devnull, 1)
-        yield
-    finally:
-        os.dup2(saved, 1)
-        os.close(saved)
-        os.close(devnull)
-
-
 def new_highs():
     """A silent ``highspy.Highs`` instance."""
     import highspy
 
-    with _quiet_stdout():
+    with quiet_stdout():
         h = highspy.Highs()
     h.setOptionValue("output_flag", False)
     return h

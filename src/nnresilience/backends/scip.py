@@ -22,6 +22,7 @@ import numpy as np
 
 from nnresilience.backends.base import Backend, SolveLimits, SolveResult, SolveStatus
 from nnresilience.backends.highs import trivially_infeasible
+from nnresilience.backends.quiet import captured_stderr
 from nnresilience.encode.model import MilpArrays
 
 STATUS_MAP = {
@@ -117,10 +118,12 @@ class ScipBackend(Backend):
             for i in np.flatnonzero(~np.isnan(model.start)):
                 s.setSolVal(sol, xs[i], float(model.start[i]))
             s.addSol(sol)
-        for key, val in self.params.items():
-            s.setParam(key, val)
-        build = time.perf_counter() - t0
-        s.optimize()
+        messages: list[str] = []
+        with captured_stderr(messages):
+            for key, val in self.params.items():
+                s.setParam(key, val)
+            build = time.perf_counter() - t0
+            s.optimize()
         native = s.getStatus()
         status = STATUS_MAP.get(native, SolveStatus.ERROR)
         x = objective = None
@@ -145,6 +148,8 @@ class ScipBackend(Backend):
         stats = {"backend": self.name, "native_status": native, "build_seconds": build,
                  "nodes": int(s.getNNodes()), "n_vars": n, "n_rows": model.n_rows,
                  "n_integer": model.n_integer, "n_quad": len(model.quad), "mip": is_mip}
+        if messages:
+            stats["solver_messages"] = messages[0]
         res = SolveResult(status, x, objective, dual, time.perf_counter() - t0, stats)
         s.freeProb()
         return res

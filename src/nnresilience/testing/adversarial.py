@@ -20,8 +20,8 @@ import numpy as np
 
 from nnresilience.results import Status
 
-ENGINES = ("milp", "reluplex")
-BOUND_METHODS = ("interval", "symbolic", "lp", "milp:1")
+ENGINES = ("milp", "reluplex", "bab")
+BOUND_METHODS = ("interval", "symbolic", "alpha", "lp", "milp:1")
 FALSIFY_ON = 0.2          # seconds of falsifier per case when "on" (off is 0)
 
 
@@ -47,7 +47,7 @@ class Config:
 
 
 def configs(falsify_on: float = FALSIFY_ON, split: bool = False) -> list[Config]:
-    """Both engines with symbolic bounds, and every bound method without an engine; each
+    """Every engine with symbolic bounds, and every bound method without an engine; each
     with the falsifier on and off (``split``: through the input-splitting search)."""
     out = [Config(e, "symbolic", f, split) for e in ENGINES for f in (0.0, falsify_on)]
     out += [Config("none", m, f, split) for m in BOUND_METHODS for f in (0.0, falsify_on)]
