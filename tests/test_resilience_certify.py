@@ -62,8 +62,10 @@ def test_item1_phi_is_never_the_near_miss(factor):
     xs = np.linspace(0, 1, 200_001)[:, None]
     m = net.forward(xs) @ np.array([1.0, -1.0])
     assert xs[m >= math.log(ALPHA), 0].max() <= 0.28 + 1e-12        # the net is as described
-    r = phi(net, 0, ALPHA, 1, "l1", (0.0, 1.0),
-            settings=DEFAULT.with_(tolerance_factor=factor))
+    # the staged solve alone (the two-copy analysis would supply the witness first)
+    staged = DEFAULT.with_(tolerance_factor=factor, pair_attack=0.0, diff_lower=False,
+                           diff_cut=False)
+    r = phi(net, 0, ALPHA, 1, "l1", (0.0, 1.0), settings=staged)
     assert r.feasible and r.upper is not None
     assert r.lower <= PHI_ITEM1 + 1e-9 and r.upper >= PHI_ITEM1 - 1e-9   # contains the truth
     if r.optimal:
@@ -75,6 +77,12 @@ def test_item1_phi_is_never_the_near_miss(factor):
         assert not r.optimal and r.lower < 0.05 and r.stats["witness_from"] == "tightened"
     else:
         assert r.optimal
+    # with the two-copy analysis (the default): the same honest interval
+    d = phi(net, 0, ALPHA, 1, "l1", (0.0, 1.0), settings=DEFAULT.with_(tolerance_factor=factor))
+    assert d.lower <= PHI_ITEM1 + 1e-9 and d.upper >= PHI_ITEM1 - 1e-9
+    if d.optimal:
+        assert d.upper == pytest.approx(PHI_ITEM1, abs=DEFAULT.opt_tol)
+    _exact_pair(net, d, math.log(ALPHA))
 
 
 def item4_net() -> Network:
@@ -116,8 +124,15 @@ def test_infeasible_from_the_solver_proves_nothing(monkeypatch):
     monkeypatch.setitem(registry.BACKENDS, "liar", _AlwaysInfeasible)
     s = DEFAULT.with_(backend="liar")
     net = item4_net()
-    r = phi(net, 0, math.e, 1, "l1", (0.0, 1.0), settings=s)
+    no_diff = s.with_(pair_attack=0.0, diff_lower=False, diff_cut=False)
+    r = phi(net, 0, math.e, 1, "l1", (0.0, 1.0), settings=no_diff)
     assert r.feasible and r.lower != math.inf and r.upper is None and not r.optimal
+    # the two-copy analysis needs no solver: its pair replays exactly and its bound is
+    # sound, and the liar's "infeasible" adds nothing to either
+    d = phi(net, 0, math.e, 1, "l1", (0.0, 1.0), settings=s)
+    assert d.stats["witness_from"] == "pair_attack" and d.stats["lower_from"] == "differential"
+    assert d.lower == d.stats["cert_lower"] <= 0.1 + 1e-9 <= d.upper + 2e-9
+    _exact_pair(net, d, 1.0)
     am = alpha_max(net, 0, (0.0, 1.0), settings=s)
     assert am.upper >= math.exp(5.0 - 1e-9) and not am.optimal      # from sound bounds only
     # the lower end is a sampled input's exact margin, not the solver's word

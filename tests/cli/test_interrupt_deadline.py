@@ -46,8 +46,10 @@ def test_ctrl_c_ends_within_a_second_and_leaves_no_process(command, slow_query, 
     js = tmp_path / "out.json"
     page = tmp_path / "page.html"
     args = {"verify": ["verify", model, prop, "--json", js],
+            # alpha 1.5: at alpha 1 the two-copy pair attack finds a pair on the
+            # decision boundary (Phi = 0) within a second
             "resilience": ["resilience", model, "--class", "0", "--domain", "-1:1",
-                           "--json", js],
+                           "--alpha", "1.5", "--json", js],
             "bounds": ["bounds", model, prop, "--method", "milp:3", "--json", js],
             "contract": ["contract", model, "--alpha", "1.5", "--domain", "-1:1", "-o", js,
                          "--html", page]}[command]
@@ -100,7 +102,7 @@ def test_timeout_is_a_promise_from_outside(command, slow_query, members, tmp_pat
     args = {"verify": ["verify", model, prop, "--timeout", T, "--json", js],
             "vnncomp": ["vnncomp", model, prop, result, T],
             "resilience": ["resilience", model, "--class", "0", "--domain", "-1:1",
-                           "--timeout", T, "--json", js],
+                           "--alpha", "1.5", "--timeout", T, "--json", js],
             "bounds": ["bounds", model, prop, "--method", "milp:3", "--timeout", T,
                        "--json", js],
             "campaign": ["campaign", "run", csv, "--store", tmp_path / "s.sqlite",

@@ -66,6 +66,9 @@ class ResilienceMip:
     # how far a float64 logit difference y_i - y_j can be from the exact one over the
     # bounds' boxes (:func:`difference_slack`); the relaxed problem loosens by it too
     float_slack: float = 0.0
+    # [diff hook] the copies' encodings (full MIP starts, difference rows)
+    enc1: object | None = None
+    enc2: object | None = None
 
 
 def difference_slack(network, bounds: NetworkBounds) -> float:
@@ -188,33 +191,43 @@ def _norm_rows(model: MilpModel, b: np.ndarray, a: np.ndarray | None, a_const: n
 
 def build_phi_mip(network, m: int, log_alpha: float, k: int, norm: str, lo: np.ndarray,
                   hi: np.ndarray, bounds: NetworkBounds, settings: ResilienceSettings,
-                  premise_shift: float = 0.0, flip_shift: float = 0.0) -> ResilienceMip:
+                  premise_shift: float = 0.0, flip_shift: float = 0.0, diff=None
+                  ) -> ResilienceMip:
     """MIP (6): minimise ``||b - a||`` with a confident for m and b out of m's top-k.
 
     Both copies use ``bounds`` (computed over D, which contains both a and b). The
     premise rows read ``y1_m - y1_i >= ln(alpha) + premise_shift``, the flip rows
     ``y2_i - y2_m >= flip_shift`` for the selected classes. The flip rows' Ms leave room
     for any shift up to ``max(flip_shift, 0)``.
+    ``diff`` (a :class:`~nnresilience.resilience.difference_rows.DifferencePlan`) adds the
+    radius row, the cut, the difference rows and tighter copy bounds of the two-copy
+    analysis (all valid for every pair within the plan's radius, whatever the shifts).
     """
     t0 = time.perf_counter()
     model = MilpModel()
     d = network.n_inputs
+    # [diff hook] copy bounds from the differential analysis (resilience/difference_rows.py)
+    b1, b2 = (bounds, bounds) if diff is None else diff.copy_bounds(bounds)
     a = model.add_vars(d, lo, hi, name="a")
-    enc1 = _encode_copy(model, network, bounds, a, settings)
+    enc1 = _encode_copy(model, network, b1, a, settings)
     prem = _confidence_rows(model, enc1.outputs, m, log_alpha + premise_shift)
     b = model.add_vars(d, lo, hi, name="b")
-    enc2 = _encode_copy(model, network, bounds, b, settings)
-    c, flip = _topk_rows(model, enc2.outputs, bounds.lo[-1], bounds.hi[-1], m, k, settings,
+    enc2 = _encode_copy(model, network, b2, b, settings)
+    c, flip = _topk_rows(model, enc2.outputs, b2.lo[-1], b2.hi[-1], m, k, settings,
                          flip_shift)
     cost = _norm_rows(model, b, a, None, hi - lo, norm)
     n_cut = 0
     if settings.coupling:
         n_cut = add_coupling_rows(model, network, bounds, list(enc1.layer_vars),
                                   list(enc2.layer_vars), cost, norm, m)
+    stats = {"coupling_rows": n_cut}
+    if diff is not None:  # [diff hook] difference rows
+        stats.update(diff.add(model, network, enc1, enc2, cost, norm, c, m, log_alpha))
     nb = int(enc1.n_binaries + enc2.n_binaries + c.size)
     return ResilienceMip(model, a, b, cost, c, enc1.outputs, enc2.outputs, nb,
-                         time.perf_counter() - t0, {"coupling_rows": n_cut}, prem, flip,
-                         float_slack=difference_slack(network, bounds))
+                         time.perf_counter() - t0, stats, prem, flip,
+                         float_slack=difference_slack(network, bounds), enc1=enc1,
+                         enc2=enc2)
 
 
 def build_local_mip(network, x: np.ndarray, m: int, k: int, norm: str, lo: np.ndarray,

@@ -130,6 +130,12 @@ def alpha_max(network, cls: int, domain=None, *, settings: ResilienceSettings = 
 
 
 # --------------------------------------------------------------------------------- Φ_m
+#: Below this timeout (s) a Φ_m call skips the two-copy analysis: its fixed cost (~0.2 s
+#: on a cold process, imports included) would eat the MIP's time, which on the small
+#: queries such budgets are given for closes the interval alone.
+DIFF_MIN_TIMEOUT = 1.0
+
+
 @labelled
 def phi(network, cls: int, alpha: float = 1.0, k: int = 1, norm: str = "l1", domain=None, *,
         settings: ResilienceSettings = DEFAULT, timeout: float | None = None,
@@ -154,13 +160,26 @@ def phi(network, cls: int, alpha: float = 1.0, k: int = 1, norm: str = "l1", dom
     stats: dict[str, Any] = {"bounds_method": bounds.method, "bounds_seconds": bounds.seconds}
     common = dict(cls=q.cls, alpha=q.alpha, k=q.k, norm=norm)
 
+    prep = None
+    # [diff hook] two-copy analysis (resilience/diff_plan.py), when the call has the time
+    if settings.uses_differential and (timeout is None or timeout >= DIFF_MIN_TIMEOUT):
+        from nnresilience.resilience.diff_plan import prepare_phi, settle_by_diff
+
+        clock.report("differential")
+        prep = prepare_phi(net, q, bounds, settings, data, clock.t0, timeout)
+        stats.update(prep.stats)
+        settled = settle_by_diff(prep, q, clock, stats, common)
+        if settled is not None:
+            return settled
     ini = None
     if settings.warm_start:
         clock.report("warm_start")
         ini = _initial_pair(net, q, bounds, settings, data, clock, stats)
         if ini is not None:
             stats["witness_from"] = "heuristic3"
-    lower, best, sol = _phi_solve(net, q, bounds, settings, clock, stats, ini=ini)
+    mip_clock = clock if prep is None else prep.mip_clock(clock, settings)  # [diff hook]
+    lower, best, sol = _phi_solve(net, q, bounds, settings, mip_clock, stats, ini=ini,
+                                  prep=prep)
     msg = ""
     if sol is not None and sol.cert.failed and best is None:
         # the relaxed MIP (6) was reported infeasible: only certified margins decide
@@ -169,6 +188,10 @@ def phi(network, cls: int, alpha: float = 1.0, k: int = 1, norm: str = "l1", dom
             return settled
         msg = "the solver reported MIP (6) infeasible, which is not trusted; " \
               "nothing certified within the limits"
+    if prep is not None:  # [diff hook] certified differential bound, branching
+        from nnresilience.resilience.diff_plan import finish_phi
+
+        best, lower = finish_phi(net, q, settings, prep, best, lower, clock, stats)
     upper = None if best is None else best[2]
     if upper is not None:
         lower = min(lower, upper)
@@ -184,7 +207,7 @@ def phi(network, cls: int, alpha: float = 1.0, k: int = 1, norm: str = "l1", dom
 
 
 def _phi_solve(net, q: Query, bounds, settings: ResilienceSettings, clock: Clock, stats: dict,
-               *, ini=None, a_box=None, cutoff: float | None = None):
+               *, ini=None, a_box=None, cutoff: float | None = None, prep=None):
     """The staged solve of MIP (6): ``(lower, best witness (a, b, norm) or None, first sol)``.
 
     1. the *relaxed* problem (premise and flip rows loosened by ``τ``): its certified dual
@@ -195,8 +218,13 @@ def _phi_solve(net, q: Query, bounds, settings: ResilienceSettings, clock: Clock
        one failed (issue 11, item 1: a margin peaking at ``ln α - 5e-7``).
     ``a_box`` restricts the unperturbed point to a sub-box, ``cutoff`` is an objective
     cutoff (a divided search's best upper); ``ini`` a warm-start witness (heuristic 3).
+    ``prep`` (:class:`~.diff_plan.DiffPrep`, optional): the two-copy analysis: its pair
+    (replayed exactly) is a witness and the full MIP start, its plan adds the radius row,
+    copy 2's bounds and the cut to both problems; the relaxed problem's bound is used only
+    when the plan's rows are valid for it (:meth:`~.diff_plan.DiffPrep.rows_valid`).
     """
     best = ini
+    pair = None if prep is None else prep.pair
 
     def offer(pair, source: str) -> None:
         nonlocal best
@@ -209,12 +237,19 @@ def _phi_solve(net, q: Query, bounds, settings: ResilienceSettings, clock: Clock
 
     def build(shift: float = 0.0) -> ResilienceMip:
         mip = build_phi_mip(net, q.cls, q.log_alpha, q.k, q.norm, q.lo, q.hi, bounds,
-                            settings, premise_shift=shift, flip_shift=shift)
+                            settings, premise_shift=shift, flip_shift=shift,
+                            diff=None if prep is None else prep.plan)
         if a_box is not None:
             mip.model.set_bounds(mip.a, np.asarray(a_box[0], float), np.asarray(a_box[1], float))
+        if pair is not None and (ini is None or pair[2] <= ini[2]):
+            # [diff hook] the attack's pair as a complete start (both copies' columns)
+            from nnresilience.resilience.diff_plan import start_from_pair
+
+            start_from_pair(mip, net, prep, q.cls, q.norm)
+        elif ini is not None:
+            _set_start(mip, net, ini[0], ini[1], q.cls, q.norm)
         if ini is not None:
-            a0, b0, phi0 = ini
-            _set_start(mip, net, a0, b0, q.cls, q.norm)
+            phi0 = ini[2]
             n = mip.cost.size
             # a real witness: the optimum is <= phi0, so this row cuts off nothing (a
             # little slack keeps it clear of the solver's tolerance)
@@ -223,23 +258,34 @@ def _phi_solve(net, q: Query, bounds, settings: ResilienceSettings, clock: Clock
         return mip
 
     lower = 0.0
+    offer(pair, "pair_attack")          # [diff hook] replayed exactly by the attack
+    # a known witness attains its norm in the relaxed problem: a bound above it is void
+    attained = None if best is None else best[2] * (1 + 1e-6) + 1e-6
     mip = build()
+    if prep is not None:  # [diff hook] rows that need more loosening than tau: dropped
+        from nnresilience.resilience.diff_plan import fit_plan
+
+        if fit_plan(prep, mip, settings, stats):
+            mip = build()
     clock.report("mip", lower, upper_now())
     sol = solve_relaxed(mip, settings, clock, cutoff=cutoff,
-                        heartbeat=clock.beat("mip", lower, upper_now()),
-                        attained=None if ini is None else ini[2] * (1 + 1e-6) + 1e-6)
+                        heartbeat=clock.beat("mip", lower, upper_now()), attained=attained)
     if sol is None:
         return lower, best, None
     stats.update(solver_stats(sol, mip))
     offer(_phi_witness(net, q, sol, mip), "relaxed")
-    if not sol.cert.failed:
+    # [diff hook] the plan's cut / flip rows hold on the relaxed problem (loosened by
+    # τ and the float slack) only up to their own relaxation
+    valid = prep is None or prep.rows_valid(sol.tau + mip.float_slack, stats)
+    if not sol.cert.failed and valid:
         lower = max(lower, norm_lower(sol.cert))
     if upper_now() is None or upper_now() - lower > 1e-9 * max(1.0, upper_now()):
         # the relaxed point's activation pattern, solved exactly: a sharper witness
         pol = polish(mip, sol, settings, clock)
         if pol is not None:
             offer(_phi_witness(net, q, pol, mip), "pattern")
-    if not sol.cert.failed and not is_optimal(lower, upper_now(), settings) \
+    if not sol.cert.failed and not is_optimal(max(lower, 0.0 if prep is None else prep.lower),
+                                              upper_now(), settings) \
             and clock.can_solve():
         # no exact witness (or a poor one): the tightened problem's points replay
         clock.report("tightened", lower, upper_now())
@@ -403,8 +449,17 @@ def xi(network, alpha: float = 1.0, k: int = 1, norm: str = "l1", domain=None, *
     clock = Clock(timeout)
     if classes is None:
         classes = range(network.n_outputs)
-    per = phi_many(network, classes, alpha, k, norm, domain, settings=settings,
-                   timeout=timeout, data=data, workers=workers, unit_timeout=unit_timeout,
+    branching = bool(settings.branching)
+    if branching:  # [diff hook] the classes' pieces share one queue after the MIPs
+        from nnresilience.resilience.diff_plan import DiffPrep
+
+        share = DiffPrep.MIP_SHARE_BEFORE_BRANCHING
+        per_settings = settings.with_(branching=0)
+        per_timeout = None if timeout is None else share * timeout
+    else:
+        per_settings, per_timeout = settings, timeout
+    per = phi_many(network, classes, alpha, k, norm, domain, settings=per_settings,
+                   timeout=per_timeout, data=data, workers=workers, unit_timeout=unit_timeout,
                    progress=progress)
     feas = [r for r in per if r.feasible]
     stats = {"per_class": [r.to_dict() for r in per]}
@@ -423,6 +478,13 @@ def xi(network, alpha: float = 1.0, k: int = 1, norm: str = "l1", domain=None, *
     optimal = bool(upper is not None and best.optimal
                    and all(r.lower is not None and r.lower >= upper - tol
                            for r in feas if r is not best))
-    return ResilienceResult("xi", lower, upper, optimal, True, cls=best.cls, alpha=alpha, k=k,
-                            norm=norm, a=best.a, a_perturbed=best.a_perturbed,
+    cls, a_best, b_best = best.cls, best.a, best.a_perturbed
+    if branching and not optimal and upper is not None and clock.can_solve():  # [diff hook]
+        from nnresilience.resilience.diff_plan import refine_xi
+
+        lower, upper, cls, a_best, b_best, optimal = refine_xi(
+            network, feas, alpha, k, norm, domain, settings, clock.left(), workers, lower,
+            upper, cls, a_best, b_best, stats)
+    return ResilienceResult("xi", lower, upper, optimal, True, cls=cls, alpha=alpha, k=k,
+                            norm=norm, a=a_best, a_perturbed=b_best,
                             seconds=clock.elapsed(), stats=stats)

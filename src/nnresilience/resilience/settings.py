@@ -129,6 +129,21 @@ class ResilienceSettings:
     # name and values are the verify engine's (MilpEngine(arctan=...)); results say which
     # was used (resilience/labels.py, docs/resilience.md "Arctan").
     arctan: str = "pwl"
+    # [diff] Two-copy differential analysis of Φ_m (resilience/diff_plan.py; docs/
+    # resilience.md, "Differential bounds"). Seconds of the two-copy pair attack before the
+    # MIP (0: off; at most 10% of the timeout): incumbent, full MIP start, radius u.
+    pair_attack: float = 5.0
+    # [diff] Certified lower bound of Φ_m from differential bounds (bisection on r).
+    diff_lower: bool = True
+    # [diff] Difference rows in MIP (6) (need a pair): difference boxes / planes / scaled
+    # rows, per-class flip rows, linking rows. They lift the root LP bound from 0 (digits
+    # 2x50: 0.054) but not past the certified cut, and measured no gain at 60 s: off.
+    diff_rows: bool = False
+    # [diff] The certified lower bound as a cut (objective >= lower), with the radius row
+    # ||ε|| <= u of the attack's pair and copy 2's bounds over the pair region.
+    diff_cut: bool = True
+    # [diff] Branching on a's domain after the MIP: the number of pieces (0: off).
+    branching: int = 0
 
     def __post_init__(self) -> None:
         if self.big_m not in BIG_M_SOURCES:
@@ -144,6 +159,13 @@ class ResilienceSettings:
         if self.ini_pick not in ("closest", "highest"):
             raise InputDataError(f"ini_pick must be 'closest' or 'highest', got "
                                  f"{self.ini_pick!r}")
+        if self.pair_attack < 0 or self.branching < 0:  # [diff]
+            raise InputDataError("pair_attack and branching must be >= 0")
+
+    @property
+    def uses_differential(self) -> bool:  # [diff]
+        """True when Φ_m queries run the two-copy analysis (:mod:`.diff_plan`)."""
+        return bool(self.pair_attack > 0 or self.diff_lower or self.branching)
 
     @property
     def bounds_method(self) -> str:
@@ -161,13 +183,16 @@ class ResilienceSettings:
         return replace(self, **changes)
 
 
+# [diff] The paper's configurations run without the two-copy analysis (ours).
+_NO_DIFF = dict(pair_attack=0.0, diff_lower=False, diff_rows=False, diff_cut=False)
 # The paper's naive baseline: uniform M = 10^4, no heuristics (Table 1, column 1).
-PAPER_BASELINE = ResilienceSettings(big_m="uniform", priorities=False, coupling=False)
+PAPER_BASELINE = ResilienceSettings(big_m="uniform", priorities=False, coupling=False,
+                                    **_NO_DIFF)
 # The paper's dataflow analysis: interval bounds as big-M (Table 1, column 2).
-DATAFLOW = ResilienceSettings(big_m="interval", priorities=False, coupling=False)
+DATAFLOW = ResilienceSettings(big_m="interval", priorities=False, coupling=False, **_NO_DIFF)
 # Heuristics 1 + 2 of the paper (Table 1, column 3) on top of interval bounds.
 HEURISTICS_12 = ResilienceSettings(big_m="interval", lookback=2, priorities=True,
-                                   coupling=False)
+                                   coupling=False, **_NO_DIFF)
 # What measurements support as default (docs/resilience.md, "Measurements").
 DEFAULT = ResilienceSettings()
 
