@@ -153,3 +153,22 @@ def test_per_term_search_matches_brute_force_on_disjunctions(seed, kind):
                 assert st_["terms_searched"] == 3
         else:
             assert "terms_searched" not in st_
+
+
+def test_a_short_deadline_does_not_wait_for_the_torch_import(monkeypatch):
+    """Importing torch cannot be interrupted (6.4 s under load): with less than
+    ``TORCH_IMPORT_SECONDS`` left and torch not imported, ``auto`` uses the fallback
+    bounder; with torch loaded, or time enough, or an explicit choice, it does not."""
+    import sys
+
+    from nnresilience.search.decide import TORCH_IMPORT_SECONDS, _affordable
+
+    soon = time.monotonic() + 2.0
+    later = time.monotonic() + TORCH_IMPORT_SECONDS + 5.0
+    monkeypatch.delitem(sys.modules, "torch", raising=False)
+    assert _affordable(SearchSettings(), soon).bounder == "symbolic"
+    assert _affordable(SearchSettings(), later).bounder == "auto"
+    assert _affordable(SearchSettings(), None).bounder == "auto"
+    assert _affordable(SearchSettings(bounder="alpha"), soon).bounder == "alpha"
+    monkeypatch.setitem(sys.modules, "torch", object())
+    assert _affordable(SearchSettings(), soon).bounder == "auto"

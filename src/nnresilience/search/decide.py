@@ -349,7 +349,7 @@ def decide_case(network, case, engine=None, settings: SearchSettings | None = No
     a name (workers build their own).
     """
     st = {} if stats is None else stats
-    settings = settings or SearchSettings()
+    settings = _affordable(settings or SearchSettings(), deadline)
     if executor is not None and max(1, int(getattr(executor, "workers", 1))) > 1:
         from nnresilience.search.parallel import decide_shared
 
@@ -375,6 +375,25 @@ def decide_case(network, case, engine=None, settings: SearchSettings | None = No
         st.update(joint)
         return _decide_per_term(network, case, eng, settings, deadline, report, st)
     return _answer(problem, out, st)
+
+
+#: Seconds left below which ``bounder="auto"`` does not start the optimised bounder when
+#: torch is not imported yet: importing it took 1.5-2 s on a quiet 2-core machine and 6.4 s
+#: under load, and nothing can interrupt an import (a 2 s query took 7 s).
+TORCH_IMPORT_SECONDS = 10.0
+
+
+def _affordable(settings: SearchSettings, deadline: float | None) -> SearchSettings:
+    """``settings`` with the fallback bounder when the optimised one's first import could
+    not finish before the deadline."""
+    import sys
+    from dataclasses import replace
+
+    if settings.bounder != "auto" or deadline is None or "torch" in sys.modules:
+        return settings
+    if deadline - time.monotonic() >= TORCH_IMPORT_SECONDS:
+        return settings
+    return replace(settings, bounder="symbolic")
 
 
 def _disjunction_of_terms(case) -> bool:
