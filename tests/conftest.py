@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import signal
 from pathlib import Path
 
 import pytest
@@ -16,6 +17,12 @@ settings.register_profile("dev", print_blob=True)
 settings.load_profile("ci" if os.environ.get("CI") else "dev")
 
 REPO = Path(__file__).resolve().parents[1]
+
+# A shell starts background jobs with SIGINT ignored, and an ignored signal stays ignored
+# in every child (exec keeps SIG_IGN): the Ctrl-C tests would then test nothing but that.
+# Python's own handler here means children start with the default disposition.
+if signal.getsignal(signal.SIGINT) is signal.SIG_IGN:
+    signal.signal(signal.SIGINT, signal.default_int_handler)
 
 
 def shared_benchmarks_path() -> Path | None:
