@@ -33,61 +33,32 @@ from nnresilience.resilience import (
     xi,
 )
 from nnresilience.resilience.replay import flip_count, premise_margin
-from nnresilience.testing.bruteforce import random_network
+from nnresilience.testing.phi_reference import (
+    flip_slacks,
+    interval_distance,
+    intervals_1d,
+    premise_margins,
+    tiny_network,
+)
 
 LO, HI = -1.0, 1.0
 
 
 # ------------------------------------------------------------------ brute-force helpers
 def _margin(net, X, m):
-    Y = net.forward(X)
-    return Y[:, m] - np.delete(Y, m, axis=1).max(axis=1)
+    return premise_margins(net, X, m)
 
 
 def _slack(net, X, m, k):
-    Y = net.forward(X)
-    D = np.delete(Y, m, axis=1) - Y[:, [m]]
-    return -np.sort(-D, axis=1)[:, k - 1]
+    return flip_slacks(net, X, m, k)
 
 
 def _intervals_1d(fn, n=4001):
-    """Intervals of [LO, HI] where the continuous ``fn >= 0``, endpoints bisected."""
-    xs = np.linspace(LO, HI, n)
-    v = fn(xs[:, None])
-    inside = v >= 0
-    out = []
-    i = 0
-
-    def cross(x0, x1):  # fn(x0) and fn(x1) differ in sign: bisect to 1e-12
-        f0 = fn(np.array([[x0]]))[0] >= 0
-        for _ in range(60):
-            xm = 0.5 * (x0 + x1)
-            if (fn(np.array([[xm]]))[0] >= 0) == f0:
-                x0 = xm
-            else:
-                x1 = xm
-        return 0.5 * (x0 + x1)
-
-    while i < n:
-        if not inside[i]:
-            i += 1
-            continue
-        j = i
-        while j + 1 < n and inside[j + 1]:
-            j += 1
-        a = xs[i] if i == 0 else cross(xs[i], xs[i - 1])
-        b = xs[j] if j == n - 1 else cross(xs[j], xs[j + 1])
-        out.append((a, b))
-        i = j + 1
-    return out
+    return intervals_1d(fn, LO, HI, n)
 
 
 def _dist_intervals(P, F):
-    best = math.inf
-    for a0, a1 in P:
-        for b0, b1 in F:
-            best = min(best, max(0.0, b0 - a1, a0 - b1))
-    return best
+    return interval_distance(P, F)
 
 
 def _grid_phi_2d(net, m, alpha, k, norm, n=161):
@@ -104,16 +75,7 @@ def _grid_phi_2d(net, m, alpha, k, norm, n=161):
 
 
 def _tiny(seed, sizes, kind="relu"):
-    """A random tiny net on which at least two classes win somewhere in D (else Φ is
-    trivially vacuous): the first such net from ``seed`` on, deterministic."""
-    for s in range(seed, seed + 1000):
-        net = random_network(np.random.default_rng(s), sizes, kind=kind, scale=2.0)
-        xs = np.linspace(LO, HI, 41)
-        G = xs[:, None] if sizes[0] == 1 else \
-            np.stack(np.meshgrid(*[xs] * sizes[0]), -1).reshape(-1, sizes[0])
-        if np.unique(net.predict(G)).size >= 2:
-            return net
-    raise AssertionError("no interesting network found")
+    return tiny_network(seed, sizes, LO, HI, kind)
 
 
 def _check_witness(net, r, k, log_alpha=None):

@@ -16,6 +16,9 @@ from nnresilience.network.layers import Affine, Arctan
 from nnresilience.network.model import Network
 from nnresilience.resilience import DEFAULT, ResilienceSettings, min_perturbation, phi
 from nnresilience.resilience.replay import flip_count, premise_margin
+from nnresilience.testing.phi_reference import (
+    intervals_1d,
+)
 
 LO, HI, ALPHA = -1.0, 1.0, 1.3
 
@@ -27,31 +30,7 @@ def _atan_net(seed: int) -> Network:
 
 
 def _intervals(fn, n=20001):
-    xs = np.linspace(LO, HI, n)
-    inside = fn(xs[:, None]) >= 0
-
-    def cross(x0, x1):
-        f0 = fn(np.array([[x0]]))[0] >= 0
-        for _ in range(60):
-            xm = 0.5 * (x0 + x1)
-            if (fn(np.array([[xm]]))[0] >= 0) == f0:
-                x0 = xm
-            else:
-                x1 = xm
-        return 0.5 * (x0 + x1)
-
-    out, i = [], 0
-    while i < n:
-        if not inside[i]:
-            i += 1
-            continue
-        j = i
-        while j + 1 < n and inside[j + 1]:
-            j += 1
-        out.append((xs[i] if i == 0 else cross(xs[i], xs[i - 1]),
-                    xs[j] if j == n - 1 else cross(xs[j], xs[j + 1])))
-        i = j + 1
-    return out
+    return intervals_1d(fn, LO, HI, n)
 
 
 def _true_phi(net, m):

@@ -22,61 +22,30 @@ from nnresilience.resilience import DEFAULT, delta_check, min_perturbation, phi,
 from nnresilience.resilience.replay import flip_count, premise_margin
 from nnresilience.results import Status
 from nnresilience.spec.region import InputRegion
-from nnresilience.testing.bruteforce import random_network
+from nnresilience.testing.phi_reference import (
+    flip_slacks,
+    intervals_1d,
+    premise_margins,
+    tiny_network,
+)
 
 LO, HI = -1.0, 1.0
 
 
 def _margin(net, X, m):
-    Y = net.forward(X)
-    return Y[:, m] - np.delete(Y, m, axis=1).max(axis=1)
+    return premise_margins(net, X, m)
 
 
 def _slack(net, X, m, k=1):
-    Y = net.forward(X)
-    D = np.delete(Y, m, axis=1) - Y[:, [m]]
-    return -np.sort(-D, axis=1)[:, k - 1]
+    return flip_slacks(net, X, m, k)
 
 
 def _tiny(seed, sizes, kind="relu"):
-    """First random net from ``seed`` on where at least two classes win somewhere."""
-    for s in range(seed, seed + 1000):
-        net = random_network(np.random.default_rng(s), sizes, kind=kind, scale=2.0)
-        xs = np.linspace(LO, HI, 41)
-        G = xs[:, None] if sizes[0] == 1 else \
-            np.stack(np.meshgrid(*[xs] * sizes[0]), -1).reshape(-1, sizes[0])
-        if np.unique(net.predict(G)).size >= 2:
-            return net
-    raise AssertionError("no interesting network found")
+    return tiny_network(seed, sizes, LO, HI, kind)
 
 
 def _intervals_1d(fn, n=4001):
-    """Intervals of [LO, HI] where ``fn >= 0``, crossings bisected to 1e-12."""
-    xs = np.linspace(LO, HI, n)
-    inside = fn(xs[:, None]) >= 0
-
-    def cross(x0, x1):
-        f0 = fn(np.array([[x0]]))[0] >= 0
-        for _ in range(60):
-            xm = 0.5 * (x0 + x1)
-            if (fn(np.array([[xm]]))[0] >= 0) == f0:
-                x0 = xm
-            else:
-                x1 = xm
-        return 0.5 * (x0 + x1)
-
-    out, i = [], 0
-    while i < n:
-        if not inside[i]:
-            i += 1
-            continue
-        j = i
-        while j + 1 < n and inside[j + 1]:
-            j += 1
-        out.append((xs[i] if i == 0 else cross(xs[i], xs[i - 1]),
-                    xs[j] if j == n - 1 else cross(xs[j], xs[j + 1])))
-        i = j + 1
-    return out
+    return intervals_1d(fn, LO, HI, n)
 
 
 def _check_pair(net, r, log_alpha, k=1, lo=LO, hi=HI):
