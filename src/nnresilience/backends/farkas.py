@@ -87,29 +87,14 @@ def prove_empty(arrays: MilpArrays, time_limit: float | None = None) -> bool:
     certificate (HiGHS's dual ray, verified by :func:`check_certificate`)."""
     if arrays.quad or arrays.n_rows == 0:
         return False
-    import highspy
+    from nnresilience.bounds.lp import make_highs
 
-    from nnresilience.backends.highs import new_highs
-
-    h = new_highs()
-    h.setOptionValue("presolve", "off")        # the ray must be of the model as given
-    if time_limit is not None:
-        h.setOptionValue("time_limit", max(float(time_limit), 1e-3))
-    A = sp.csr_matrix(arrays.A)
-    lp = highspy.HighsLp()
-    n, m = arrays.n_vars, arrays.n_rows
-    lp.num_col_, lp.num_row_ = n, m
-    lp.col_cost_ = np.zeros(n)
-    lp.col_lower_ = np.asarray(arrays.lb, float)
-    lp.col_upper_ = np.asarray(arrays.ub, float)
-    lp.row_lower_ = np.asarray(arrays.row_lo, float)
-    lp.row_upper_ = np.asarray(arrays.row_hi, float)
-    lp.a_matrix_.format_ = highspy.MatrixFormat.kRowwise
-    lp.a_matrix_.num_col_, lp.a_matrix_.num_row_ = n, m
-    lp.a_matrix_.start_ = A.indptr.astype(np.int32)
-    lp.a_matrix_.index_ = A.indices.astype(np.int32)
-    lp.a_matrix_.value_ = A.data.astype(float)
-    h.passModel(lp)
+    # an LP without objective (integrality dropped); presolve off: the ray must be of
+    # the model as given
+    h = make_highs(sp.csr_matrix(arrays.A), np.asarray(arrays.row_lo, float),
+                   np.asarray(arrays.row_hi, float), np.asarray(arrays.lb, float),
+                   np.asarray(arrays.ub, float), time_limit=time_limit)
+    h.setOptionValue("presolve", "off")
     h.run()
     if not str(h.getModelStatus()).endswith("kInfeasible"):
         return False

@@ -363,11 +363,7 @@ def decide_case(network, case, engine=None, settings: SearchSettings | None = No
         # root's bound witnesses (MNIST-FC 256x2 props 12/13 at ε = 0.05: a witness in
         # the first batch, which no single term's search had found in 60 s)
         joint_deadline = time.monotonic() + JOINT_SHARE * max(0.0, deadline - time.monotonic())
-    with blas_threads(settings.blas_threads):
-        problem = CaseProblem(network, case, eng, settings, st)
-        frontier = Frontier(settings.max_bytes)
-        frontier.push(problem.root(), np.zeros(1))
-        out = run(problem, frontier, deadline=joint_deadline, stats=st, report=report)
+    problem, out = _search_once(network, case, eng, settings, joint_deadline, report, st)
     if per_term and out.status == "timeout" and joint_deadline != deadline:
         joint = {f"joint_{k}": v for k, v in st.items()
                  if isinstance(v, (int, float)) and not isinstance(v, bool)}
@@ -423,12 +419,8 @@ def _decide_per_term(network, case, engine, settings: SearchSettings, deadline, 
     for term in _promising_first(network, case, settings.seed):
         sub = Case(case.region, OutputCondition((term,), n_out))
         s_k: dict = {}
-        with blas_threads(settings.blas_threads):
-            problem = CaseProblem(network, sub, engine, settings, s_k)
-            frontier = Frontier(settings.max_bytes)
-            frontier.push(problem.root(), np.zeros(1))
-            out = run(problem, frontier, deadline=deadline, stats=s_k, report=report)
-        ans = _answer(problem, out, s_k)
+        ans = _answer(*_search_once(network, sub, engine, settings, deadline, report, s_k),
+                      s_k)
         per.append(s_k)
         if ans.status is not Status.HOLDS:
             break
@@ -443,6 +435,16 @@ def _decide_per_term(network, case, engine, settings: SearchSettings, deadline, 
     st["terms_searched"] = len(per)
     st["terms"] = len(case.unsafe.terms)
     return CaseAnswer(ans.status, ans.counterexample, ans.message, st)
+
+
+def _search_once(network, case, engine, settings: SearchSettings, deadline, report,
+                 st: dict) -> tuple[CaseProblem, SearchOutcome]:
+    """One serial search of ``case`` from its root domain."""
+    with blas_threads(settings.blas_threads):
+        problem = CaseProblem(network, case, engine, settings, st)
+        frontier = Frontier(settings.max_bytes)
+        frontier.push(problem.root(), np.zeros(1))
+        return problem, run(problem, frontier, deadline=deadline, stats=st, report=report)
 
 
 def _promising_first(network, case, seed: int) -> list:
