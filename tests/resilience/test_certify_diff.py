@@ -20,7 +20,7 @@ from nnresilience.resilience.certify_diff import certified_lower_bound
 from nnresilience.resilience.common import solve_certified
 from nnresilience.resilience.difference_rows import DifferencePlan, full_start, plan_ladder
 from nnresilience.resilience.encode import build_phi_mip, network_bounds
-from nnresilience.resilience.pair_attack import attack_pair
+from nnresilience.resilience.pair_attack import attack_pair, focused_starts
 from nnresilience.resilience.replay import flip_count, norm_of, premise_margin
 from nnresilience.testing.bruteforce import random_network
 from nnresilience.testing.phi_bruteforce import brute_force_phi
@@ -115,6 +115,30 @@ def test_pair_attack_replays_and_never_beats_phi(seed, norm):
         assert flip_count(net.forward(b), m) >= 1
         assert u == norm_of(b - a, norm)
         assert u >= ref - 1e-6
+
+
+@pytest.mark.parametrize("norm", ["l1", "linf"])
+def test_focused_restarts_stay_confident_and_reach_brute_force(norm):
+    """The restarts around the best pair are confident points of D (float64, exactly);
+    the two-phase attack never returns a longer pair than its first phase alone, never
+    one below the brute-force Φ_m, and reaches it on a tiny net."""
+    net = _net(5)
+    lo, hi = _box(2)
+    la = math.log(1.1)
+    ref, _ = brute_force_phi(net, 0, 1.1, 1, norm, lo, hi)
+    poor = attack_pair(net, 0, la, 1, norm, lo, hi, n_starts=2, rounds=1, stale_batches=1,
+                       budget=0.2)
+    assert poor is not None and poor[2] >= ref - 1e-9
+    A = focused_starts(net, 0, la, lo, hi, 32, np.random.default_rng(1), poor, norm)
+    assert len(A) >= 16
+    assert A.min() >= LO and A.max() <= HI
+    assert all(premise_margin(net.forward(a), 0) >= la for a in A)
+    # the second phase starts from the first phase's pair (same random stream): never longer
+    first = attack_pair(net, 0, la, 1, norm, lo, hi, n_starts=4, budget=1.0, stale_batches=0)
+    both = attack_pair(net, 0, la, 1, norm, lo, hi, n_starts=4, budget=1.0)
+    assert ref - 1e-9 <= both[2] <= first[2]
+    got = attack_pair(net, 0, la, 1, norm, lo, hi, budget=0.5)
+    assert ref - 1e-9 <= got[2] <= ref * (1 + 1e-6)
 
 
 # -------------------------------------------------------------- difference rows
