@@ -691,8 +691,10 @@ class CrownBounder:
         dev, dt = blo.device, blo.dtype
         k = float(getattr(self.layers[i], "slope", 0.0))
         pclo, pchi = warm.clamps.get(i, (np.full_like(clo, -np.inf), np.full_like(chi, np.inf)))
-        new_hi = np.isfinite(chi) & (chi <= 0.0) & ~np.isfinite(pchi)
-        new_lo = np.isfinite(clo) & (clo >= 0.0) & ~np.isfinite(pclo)
+        # a split is new where the parent still allowed the other sign (its clamp may be
+        # a finite box, e.g. a tightened bound, rather than no clamp at all)
+        new_hi = (chi <= 0.0) & (pchi > 0.0)
+        new_lo = (clo >= 0.0) & (pclo < 0.0)
         if not (new_hi.any() or new_lo.any()) or warm.coef[i].shape != tuple(blo.shape) \
                 or warm.alpha[i].shape != tuple(blo.shape):
             return False
@@ -1208,6 +1210,97 @@ class CrownBounder:
             return low, A, None, 0, rec
         full = stop(A, c, mag, nterms, lo0, hi0)
         return full if best is None else torch.maximum(best, full), A, None, 0, rec
+
+    # ------------------------------------------------------------------ branching
+    def split_estimates(self, state: CrownState, pre_lo: list, pre_hi: list,
+                        parent: np.ndarray, layer: np.ndarray, neuron: np.ndarray
+                        ) -> np.ndarray:
+        """Cheap estimates of the spec-row bounds of the two children of candidate splits
+        (filtered smart branching): ``(K, 2, R)`` for the ``K`` candidates ``(parent
+        domain, layer, neuron)``, child 0 with the neuron's pre-activation ``<= 0``, child 1
+        ``>= 0``.
+
+        One batched backward pass in the optimisation dtype, no gradients: the parent's
+        boxes ``pre_lo/pre_hi`` (rows = domains) with the candidate neuron's box cut at 0
+        (so its relaxation is exact in each child), the parent's α and β (``state``), and
+        no multiplier on the new split. **Never a bound**: these numbers only rank
+        candidate splits; the children are bounded soundly like any other domain.
+        """
+        torch = _torch()
+        from nnresilience.bounds.crown_relax import fast_relaxation
+
+        odt = self._dtype(self.opts["dtype"])
+        dev = self.device
+        T = self._t(self.opts["dtype"], False)
+        K = int(parent.size)
+        if K == 0:
+            return np.zeros((0, 2, self.R))
+        par = np.repeat(np.asarray(parent, dtype=np.int64), 2)
+        lay = np.repeat(np.asarray(layer, dtype=np.int64), 2)
+        neu = np.repeat(np.asarray(neuron, dtype=np.int64), 2)
+        side = np.tile([0, 1], K)
+        R2 = self.C_all.shape[0]
+        Co = torch.as_tensor(self.C_all, dtype=odt, device=dev)
+        widths = [self.network.n_inputs] + [la.out_size for la in self.layers]
+        step = max(1, self.opts["memory_budget"] // max(1, 4 * R2 * sum(widths)))
+        out = np.empty((2 * K, self.R))
+
+        def t(a):
+            return torch.as_tensor(np.ascontiguousarray(a), dtype=odt, device=dev)
+
+        prev = _set_threads(self.opts["threads"])
+        try:
+            with torch.no_grad():
+                # everything at the parents' level once, then rows gathered per child
+                relax_p = {j: fast_relaxation(
+                    self.layers[j], t(pre_lo[j]), t(pre_hi[j]),
+                    T.mats[j]["groups"] if self.layers[j].kind == "maxpool" else None)
+                    for j in self.nonlinear}
+                alpha_p = {j: t(a).clamp(self.layers[j].slope if self.layers[j].kind
+                                         == "leaky_relu" else 0.0, 1.0)
+                           for j, a in state.alpha.items()
+                           if j in relax_p and a.shape[1] == R2}
+                beta_p = {}
+                if state.beta:
+                    cl = {i: state.clamps[i] for i in state.beta if i in state.clamps
+                          and state.beta[i][0].shape[1] == R2}
+                    masks = self._clamp_masks(self._ctx(pre_lo[0], pre_hi[0], cl, {}, odt),
+                                              odt)
+                    beta_p = self._beta_terms({i: [t(state.beta[i][0]), t(state.beta[i][1])]
+                                               for i in cl}, masks, odt)
+                lo0, hi0 = t(pre_lo[0]), t(pre_hi[0])
+                for s in range(0, 2 * K, step):
+                    rows = slice(s, min(2 * K, s + step))
+                    idx = torch.as_tensor(par[rows], device=dev)
+                    n = idx.numel()
+                    relax = {j: _index_relax(r, idx) for j, r in relax_p.items()}
+                    for j in np.unique(lay[rows]):
+                        j = int(j)
+                        rel = relax[j]
+                        k = float(getattr(self.layers[j], "slope", 0.0))
+                        sel = np.flatnonzero(lay[rows] == j)
+                        r_t = torch.as_tensor(sel, device=dev)
+                        n_t = torch.as_tensor(neu[rows][sel], device=dev)
+                        # the split neuron is exact in each child: k z (z <= 0) or z (z >= 0)
+                        slope = torch.as_tensor(np.where(side[rows][sel] == 0, k, 1.0),
+                                                dtype=odt, device=dev)
+                        rel.la[r_t, 0, n_t] = slope
+                        rel.ua[r_t, 0, n_t] = slope
+                        rel.lb[r_t, 0, n_t] = 0.0
+                        rel.ub[r_t, 0, n_t] = 0.0
+                        rel.unstable[r_t, 0, n_t] = False
+                    alphas = {j: a[idx] for j, a in alpha_p.items()}
+                    b_terms = {i: tuple(x[idx] for x in bt[:4]) + (False,)
+                               for i, bt in beta_p.items()}
+                    boxes = [(lo0[idx], hi0[idx])] + [None] * self.n
+                    A = Co[None].expand(n, R2, -1)
+                    c = torch.zeros((n, R2), dtype=odt, device=dev)
+                    low = self._backward(T, A, c, self.n - 1, relax, boxes, alphas, b_terms,
+                                         sound=False)[0]
+                    out[rows] = low[:, : self.R].to(torch.float64).cpu().numpy()
+        finally:
+            torch.set_num_threads(prev)
+        return np.nan_to_num(out, nan=-np.inf).reshape(K, 2, self.R)
 
     # ------------------------------------------------------------------ results
     def _finish(self, lo, hi, clamps, evals, inherited=None) -> CrownResult:

@@ -26,7 +26,8 @@ from nnresilience.results import Status
 #: Options of ``check`` that configure the search (everything else goes to the leaves).
 SEARCH_OPTIONS = ("rule", "bounder", "device", "leaf_unstable", "lookahead_depth",
                   "smear_points", "falsify_share", "falsify_domains", "falsify_steps",
-                  "max_bytes", "intermediate", "leaf_seconds", "seed", "onnx_replay")
+                  "max_bytes", "intermediate", "leaf_seconds", "seed", "onnx_replay",
+                  "branch_candidates")
 
 
 class BabEngine(Engine):

@@ -543,6 +543,13 @@ class CrownAdapter:
     def __init__(self, inner) -> None:
         self.inner = inner
 
+    def split_estimates(self, res: BoundResult, parent, layer, neuron) -> np.ndarray:
+        """``(K, 2, R)`` cheap estimates of the children's spec-row bounds for candidate
+        splits (see ``CrownBounder.split_estimates``): for ranking splits only."""
+        return self.inner.split_estimates(res.state, res.pre_lo, res.pre_hi,
+                                          np.asarray(parent), np.asarray(layer),
+                                          np.asarray(neuron))
+
     def bound(self, lo, hi, clamps=None, *, iters: int = 20, warm=None,
               deadline: float | None = None, row_weight=None) -> BoundResult:
         del row_weight

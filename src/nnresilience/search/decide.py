@@ -73,6 +73,8 @@ class SearchSettings:
     child_iters: int = 10
     # neuron rule on a disjunction: one search per term (see decide_case)
     per_term: bool = True
+    # neuron rule: candidates of filtered smart branching (1: the score's best alone)
+    branch_candidates: int = 8
     onnx_replay: bool = True
     engine_options: dict = field(default_factory=dict)
 
@@ -144,17 +146,20 @@ class CaseProblem:
         """Keys and closed mask from spec-row lower bounds (B, R)."""
         from nnresilience.verify import excluded_terms
 
+        keys = self.keys_of(lower)
         lower = lower - self.row_pad
-        marg = lower - self.b
-        B = lower.shape[0]
-        T = len(self.case.unsafe.terms)
-        best = np.full((T, B), -np.inf)
-        np.maximum.at(best, self.term_of_row, marg.T)
-        keys = best.min(axis=0)
         closed = np.all(np.isposinf(lower), axis=1)        # clamps made it empty
         for b in np.flatnonzero((keys > 0) & ~closed):
             closed[b] = bool(np.all(excluded_terms(self.case.unsafe, lower[b])))
         return keys, closed
+
+    def keys_of(self, lower: np.ndarray) -> np.ndarray:
+        """``min over terms of max over rows (lower - pad - b)`` per domain (B, R) -> (B,)."""
+        marg = lower - self.row_pad - self.b
+        B = lower.shape[0]
+        best = np.full((len(self.case.unsafe.terms), B), -np.inf)
+        np.maximum.at(best, self.term_of_row, marg.T)
+        return best.min(axis=0)
 
     # ------------------------------------------------------------ pieces
     def bound(self, doms: Domains, deadline: float | None) -> Bounded:

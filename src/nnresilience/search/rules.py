@@ -159,6 +159,17 @@ def neuron_split(problem, doms: Domains, bounded, deadline
         best_l = np.where(better, i, best_l)
         best_j = np.where(better, j, best_j)
     ok = best_s >= 0
+    k = int(getattr(getattr(problem, "s", None), "branch_candidates", 1) or 1)
+    if k > 1 and np.any(ok):
+        got = filtered_choice(problem, res, cands, k)
+        if got is not None:
+            fl, fj = got
+            use = ok & (fl >= 0)
+            if hasattr(problem, "stats_add"):
+                problem.stats_add("fsb_changed", int(np.sum(use & ((fl != best_l)
+                                                                   | (fj != best_j)))))
+            best_l = np.where(use, fl, best_l)
+            best_j = np.where(use, fj, best_j)
     parts, keys = [], []
     if np.any(ok):
         idx = np.flatnonzero(ok)
@@ -195,6 +206,61 @@ def neuron_split(problem, doms: Domains, bounded, deadline
         n = doms.lo.shape[1]
         return Domains(np.zeros((0, n)), np.zeros((0, n))), np.zeros(0)
     return Domains.concat(parts), np.concatenate(keys)
+
+
+def filtered_choice(problem, res, cands: dict[int, np.ndarray], k: int
+                    ) -> tuple[np.ndarray, np.ndarray] | None:
+    """Filtered smart branching: per domain, the ``k`` best-scored neurons are candidates;
+    one cheap batched pass of the bounder (``split_estimates``) estimates the bounds of
+    both children of every candidate, and the candidate whose *better* child has the
+    highest key wins (ties: the higher score). The score is a one-neuron guess of what a
+    split removes from the bound; the estimate sees the split's effect through every
+    earlier layer, at the cost of one backward pass per child. The better child, not the
+    worse: a split that (nearly) closes one side keeps the tree from growing there, and
+    on MNIST-FC 256x2 prop 1 at eps 0.03 it took 2,541 domains to ``holds`` against
+    4,159 with the score alone and 6,573 when ranking by the worse child (k = 8).
+
+    Returns ``(layer, neuron)`` per domain (-1 where no candidate), or ``None`` when the
+    bounder has no estimates (the symbolic fallback) or the net has s-shaped layers."""
+    estimate = getattr(problem.bounder, "split_estimates", None)
+    keys_of = getattr(problem, "keys_of", None)
+    if estimate is None or keys_of is None or not cands:
+        return None
+    if any(problem.net.layers[i].kind not in PIECEWISE for i in cands):
+        return None
+    layers = sorted(cands)
+    S = np.concatenate([cands[i] for i in layers], axis=1)
+    offsets = np.cumsum([0] + [cands[i].shape[1] for i in layers])
+    B, total = S.shape
+    kk = min(k, total)
+    top = np.argpartition(-S, kk - 1, axis=1)[:, :kk]
+    ts = np.take_along_axis(S, top, axis=1)
+    order = np.argsort(-ts, axis=1, kind="stable")
+    top = np.take_along_axis(top, order, axis=1)
+    ts = np.take_along_axis(ts, order, axis=1)
+    b_idx, c_idx = np.nonzero(ts >= 0)
+    if b_idx.size == 0:
+        return None
+    flat = top[b_idx, c_idx]
+    pos = np.searchsorted(offsets, flat, side="right") - 1
+    lay = np.asarray(layers)[pos]
+    neu = flat - offsets[pos]
+    est = estimate(res, b_idx, lay, neu)                      # (K, 2, R)
+    K, _, R = est.shape
+    best_child = keys_of(est.reshape(2 * K, R)).reshape(K, 2).max(axis=1)
+    score = np.full((B, kk), -np.inf)
+    score[b_idx, c_idx] = np.nan_to_num(best_child, nan=-np.inf, posinf=np.finfo(float).max)
+    have = np.zeros((B, kk), dtype=bool)
+    have[b_idx, c_idx] = True
+    # the first (highest-scored) candidate among the best estimates; -inf estimates fall
+    # back to the score order
+    pick = np.argmax(np.where(have, score, -np.inf), axis=1)
+    rows = np.arange(B)
+    chosen_flat = top[rows, pick]
+    cpos = np.searchsorted(offsets, chosen_flat, side="right") - 1
+    out_l = np.where(have[rows, pick], np.asarray(layers)[cpos], -1)
+    out_j = np.where(have[rows, pick], chosen_flat - offsets[cpos], -1)
+    return out_l, out_j
 
 
 def split_neuron_at(doms: Domains, layer: int, j: int, cut: float, width: int) -> Domains:
