@@ -15,8 +15,8 @@ counterexample does not replay (or leaves the box), ``violated`` where brute for
 the property with a margin of 1e-6 of the logits; an **overrun**: a query longer than
 its timeout + max(1 s, 5 %). Prints markdown tables.
 
-    python benchmarks/unseen_sweep.py                  # 24 instances, ~6 min on 2 cores
-    python benchmarks/unseen_sweep.py --n 8 --cli 6    # quick look, with the CLI
+    python benchmarks/unseen_sweep.py                  # 48 instances + 10 CLI queries, ~6 min
+    python benchmarks/unseen_sweep.py --n 8 --cli 2    # quick look
 """
 
 from __future__ import annotations
@@ -121,10 +121,10 @@ def main(argv: list[str] | None = None) -> int:
     from nnresilience.verify import verify
 
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    ap.add_argument("--n", type=int, default=24, help="instances (families in turn)")
+    ap.add_argument("--n", type=int, default=48, help="instances (families in turn)")
     ap.add_argument("--seed", type=int, default=0, help="first seed")
     ap.add_argument("--timeout", type=float, default=2.0, help="seconds per API query")
-    ap.add_argument("--cli", type=int, default=0, help="queries also run through the CLI")
+    ap.add_argument("--cli", type=int, default=10, help="queries also run through the CLI")
     ap.add_argument("--cli-timeout", type=float, default=3.0)
     ap.add_argument("--keep", type=Path, help="keep the ONNX / VNN-LIB files here")
     args = ap.parse_args(argv)
