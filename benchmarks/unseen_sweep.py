@@ -6,7 +6,10 @@ with Sub/Div normalisation, first layers of 1e6..1e12; random, near-tie violated
 near-tie held properties). Each instance is written as an ONNX file, loaded through the
 loader and checked against onnxruntime on 64 inputs; each query goes through
 ``verify`` with every engine (``milp``, ``bab``, ``reluplex``, ``none`` = bounds +
-search, ``auto``), falsifier off and on. ``--cli N`` also runs N queries through
+search, ``auto``), falsifier off and on, and ``alpha_max`` of every class is checked
+against 4,000 samples (upper bound not below a sampled ratio, witness reaching the lower
+bound, ``optimal`` tight; the holds/violated columns stay empty for it). ``--cli N`` also
+runs N queries through
 ``nnres verify`` (every engine) and ``nnres vnncomp`` and checks the wall clock against
 the timeout (T + 1 s).
 
@@ -113,6 +116,35 @@ def _cli(nnres: str, model: Path, prop: Path, engine: str, timeout: float, seed:
     return d.get("status", "?"), x, dt, p.stderr[-300:]
 
 
+def _alpha_max_check(network, inst, timeout: float) -> list[str]:
+    """α_max of every class against 4,000 samples (in log space: the nets with 1e12
+    weights reach ratios far beyond float64): the proven upper bound must not be below a
+    sampled ratio, the witness must reach the lower bound, ``optimal`` must be tight."""
+    import math
+
+    from nnresilience.resilience import alpha_max
+
+    X = np.random.default_rng(inst.seed + 1).uniform(inst.lo, inst.hi, (4000, inst.n_inputs))
+    Y = network.forward(X)
+    out = []
+    for m in range(network.n_outputs):
+        best = float((Y[:, m] - np.delete(Y, m, axis=1).max(axis=1)).max())
+        r = alpha_max(network, m, domain=(inst.lo, inst.hi), timeout=timeout)
+        slack = 1e-9 * max(1.0, abs(best))
+        if r.upper is not None and r.upper < math.inf and (
+                r.upper <= 0.0 or math.log(r.upper) < best - slack):
+            out.append(f"class {m}: upper {r.upper!r} below a sampled ratio e^{best!r}")
+        if r.a is not None and r.lower is not None and r.lower > 0.0:
+            y = network.forward(np.asarray(r.a))
+            got = float(y[m] - np.delete(y, m).max())
+            if got < math.log(r.lower) - 1e-9 * max(1.0, abs(got)):
+                out.append(f"class {m}: witness reaches e^{got!r} < lower {r.lower!r}")
+        if r.optimal and (r.upper is None or r.lower is None
+                          or r.upper - r.lower > 1e-3 * max(1.0, r.upper)):
+            out.append(f"class {m}: optimal but [{r.lower!r}, {r.upper!r}]")
+    return out
+
+
 def main(argv: list[str] | None = None) -> int:
     from nnresilience.errors import EngineUnsupportedError
     from nnresilience.loaders import load_network
@@ -146,6 +178,10 @@ def main(argv: list[str] | None = None) -> int:
         onnx.save(inst.model, str(mp))
         net = load_network(mp)
         ort[fam] = max(ort[fam], _ort_gap(net, inst))
+        for why in _alpha_max_check(net, inst, args.timeout):
+            counts[(fam, "alpha_max")]["wrong"] += 1
+            wrong.append(f"| {fam} | {seed} | alpha_max | - | - | - | {why} |")
+        counts[(fam, "alpha_max")]["queries"] += inst.n_outputs
         bf = _bruteforce(net, 10.0) if fam in PIECEWISE_LINEAR else None
         for q in variants(inst, net, bf):
             pp = work / f"{fam}_{seed}_{q.name}.vnnlib"
