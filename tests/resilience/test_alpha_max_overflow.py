@@ -1,4 +1,4 @@
-"""α_max beyond float64: the upper bound must be +inf, not exp(700) (found by the
+"""α_max beyond float64: the upper bound must be +inf, not exp(700), and never 0 (found by the
 unseen-shape sweep on first layers of 1e6-1e12: α_max came out "optimal" at 1.01e304
 while inputs reach ratios of e^(1e6) and more)."""
 
@@ -17,6 +17,7 @@ from nnresilience.resilience.common import ratio_lower, ratio_upper
 def test_ratio_bounds_round_the_safe_way():
     assert ratio_upper(710.0) == math.inf and ratio_upper(1e6) == math.inf
     assert ratio_upper(700.0) == math.exp(700.0)
+    assert ratio_upper(-1e10) > 0.0          # e^-1e10 > 0: an upper bound may not be 0
     assert ratio_lower(1e6) <= math.exp(709.0) and ratio_lower(-5.0) == math.exp(-5.0)
 
 

@@ -337,6 +337,7 @@ def solver_stats(sol: Solved, mip: ResilienceMip, prefix: str = "") -> dict[str,
 
 #: ``log`` of the largest finite float64 (``math.exp`` overflows above it)
 _LOG_MAX = math.log(np.finfo(np.float64).max)
+_TINY = float(np.nextafter(0.0, 1.0))
 
 
 def ratio_lower(log_ratio: float) -> float:
@@ -348,8 +349,11 @@ def ratio_lower(log_ratio: float) -> float:
 def ratio_upper(log_ratio: float) -> float:
     """``exp(log_ratio)`` as an *upper* bound: ``inf`` when it does not fit a float64.
     Clamping it to ``exp(700)`` (as once done for both sides) made a 1e12-weight net's
-    α_max "optimal" at 1.01e304 while inputs reach ratios of e^(1e9)."""
-    return math.inf if log_ratio > _LOG_MAX else math.exp(log_ratio)
+    α_max "optimal" at 1.01e304 while inputs reach ratios of e^(1e9). A ratio is never 0,
+    so an upper bound that underflows is the smallest positive float64 instead."""
+    if log_ratio > _LOG_MAX:
+        return math.inf
+    return max(math.exp(log_ratio), _TINY)
 
 
 def is_optimal(lower: float | None, upper: float | None, settings: ResilienceSettings) -> bool:
