@@ -10,6 +10,7 @@ model infeasible with or without the cutoff; under the cutoff the backend reads 
 from __future__ import annotations
 
 import math
+import time
 
 import numpy as np
 
@@ -110,3 +111,13 @@ def test_confirm_cutoff_keeps_the_bound_when_the_uncut_model_has_a_point():
     n = len(stub.calls)
     opt = SolveResult(SolveStatus.OPTIMAL, np.zeros(2), 0.0, 0.0, 0.0, {})
     assert confirm_cutoff(stub, None, opt, None) is opt and len(stub.calls) == n
+
+
+def test_confirm_cutoff_without_a_point_in_time_is_no_proof():
+    # the re-check hits its limit without a point, or no time is left: unconfirmed
+    stub = _Stub(SolveStatus.LIMIT, point=False)
+    first = stub.solve(None, SolveLimits(cutoff=1.0))
+    assert confirm_cutoff(stub, None, first, None).status is SolveStatus.INFEASIBLE
+    n = len(stub.calls)
+    got = confirm_cutoff(stub, None, first, time.perf_counter() - 1.0)
+    assert got.status is SolveStatus.INFEASIBLE and len(stub.calls) == n

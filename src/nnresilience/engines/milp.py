@@ -160,26 +160,27 @@ def confirm_cutoff(backend, arrays, res, deadline: float | None):
     model infeasible, and with the cutoff that read as "the margin stays below -τ", a
     wrong ``holds``). Only a cutoff stop without an incumbent is re-checked: the same
     model, no cutoff, stopping at the first feasible point (cheap: the heuristics find
-    one at the root). A time limit on the re-check keeps the original answer.
+    one at the root). The cutoff counts only when that re-check finds a point; no time
+    left, a time limit or a failure leave it unconfirmed (``INFEASIBLE``: no proof).
     """
-    from dataclasses import replace as _replace
-
     from nnresilience.backends.base import SolveResult
     from nnresilience.backends.certify import safe_solve
 
     if not _cut_off_without_point(res):
         return res
     left = None if deadline is None else deadline - time.perf_counter()
-    if left is not None and left <= 0.0:
-        return res
-    again = safe_solve(backend, arrays, SolveLimits(time_limit=left, cutoff=None,
-                                                     stop_at_first_solution=True))
-    if again.status is SolveStatus.INFEASIBLE:
-        return SolveResult(SolveStatus.INFEASIBLE, None, None, math.inf,
-                           res.seconds + again.seconds,
-                           {**res.stats, "native_status": "infeasible without the cutoff: "
-                            "the solver misses the model's feasible points"})
-    return _replace(res, stats={**res.stats, "cutoff_confirmed": again.status.value})
+    again = None
+    if left is None or left > 0.0:
+        again = safe_solve(backend, arrays, SolveLimits(time_limit=left, cutoff=None,
+                                                         stop_at_first_solution=True))
+        if again.x is not None:
+            return replace(res, stats={**res.stats, "cutoff_confirmed": again.status.value})
+    why = "no time left to confirm the cutoff" if again is None else (
+        f"cutoff not confirmed: without it the solver ended {again.status.value} "
+        f"({again.stats.get('native_status', '')}) with no point")
+    return SolveResult(SolveStatus.INFEASIBLE, None, None, math.inf,
+                       res.seconds + (0.0 if again is None else again.seconds),
+                       {**res.stats, "native_status": why})
 
 
 def _above(v: float) -> float:
