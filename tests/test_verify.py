@@ -223,3 +223,22 @@ def test_bounds_drop_impossible_disjuncts(monkeypatch):
     assert list(V.excluded_terms(case.unsafe, np.array([-3.0, -5.0]))) == [True, False]
     assert list(V.excluded_terms(case.unsafe, np.array([-3.0, 1.0]))) == [True, True]
     assert V.reduced_case(case, np.array([-3.0, -5.0])).unsafe.terms == (hard,)
+
+
+@pytest.mark.parametrize("engine", ["auto", "milp", "bab", "reluplex", "none"])
+def test_a_property_without_output_constraints_is_violated_by_any_input(engine):
+    """VNN-LIB that constrains only the inputs: its unsafe set is every output, so the
+    box centre is a counterexample (it crashed the bounds on a 0-row spec layer)."""
+    from nnresilience.spec.vnnlib import read_vnnlib
+
+    net = sequential([Affine(np.array([[1.0, -2.0], [0.5, 1.0]]), np.array([0.1, -0.3])),
+                      ReLU(2), Affine(np.array([[1.0, 1.0]]), np.array([0.0]))])
+    text = ("(declare-const X_0 Real)\n(declare-const X_1 Real)\n(declare-const Y_0 Real)\n"
+            "(assert (>= X_0 0.0))\n(assert (<= X_0 0.5))\n"
+            "(assert (>= X_1 -1.0))\n(assert (<= X_1 1.0))\n")
+    prop = read_vnnlib("inputs_only.vnnlib", text=text)
+    res = V.verify(net, prop, engine=engine, timeout=10.0, falsify_budget=0.0)
+    assert res.status is Status.VIOLATED
+    x = np.asarray(res.counterexample.x_array)
+    assert prop.cases[0].region.contains(x, 0.0)
+    assert bool(prop.cases[0].unsafe.satisfied(net.forward(x)))

@@ -561,6 +561,9 @@ def confirm(network, case, x: np.ndarray | None, onnx_replay: bool = True,
         x = repair(network, case, x, deadline=deadline)
         if x is None or not replay(network, case, x):
             return None
-    y = network.forward(x)
+    # the reported output is the model's own (what onnxruntime and a VNN-COMP checker
+    # compute): probabilities when the model ends in a softmax the IR leaves out. The
+    # property only compares outputs then (Property.check_network), which softmax keeps.
+    y = network.probabilities(x) if network.softmax else network.forward(x)
     ort = _onnx_check(network, case, x) if onnx_replay else None
     return Counterexample.from_arrays(x, y, ort)

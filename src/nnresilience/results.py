@@ -47,7 +47,8 @@ def _finite_or_none(v: float | None) -> float | None:
 
 @dataclass(frozen=True)
 class Counterexample:
-    """An input ``x`` (flat, float64) and the output ``y`` the float64 forward pass gives.
+    """An input ``x`` (flat, float64) and the output ``y`` the float64 forward pass gives
+    (for a model ending in a softmax, the probabilities, as the model file computes them).
 
     ``x``/``y`` are stored as tuples so the dataclass stays hashable and JSON-friendly.
     ``replayed_onnxruntime`` records whether onnxruntime confirmed it as well.

@@ -376,6 +376,12 @@ def _verify(network, prop, engine, deadline, bounds_method, falsify_budget, seed
                                   seconds=time.monotonic() - t0, message=message,
                                   stats=stats)
 
+    # 0. a term without output rows (a VNN-LIB file that constrains only the inputs) is
+    #    met by every output: any input of the box violates, and it has no row to bound
+    found = _unconstrained_stage(network, work, onnx_replay, deadline)
+    if found is not None:
+        return finish(Status.VIOLATED, "the unsafe condition has a term without output "
+                      "constraints: every input of the box violates it", found)
     # 1. sound bounds on every case (a case they prove holds at once)
     root = _bounds_stage(network, work, deadline, bounds_method, tell)
     if all(o.status is Status.HOLDS for o in outcomes):
@@ -414,6 +420,21 @@ def _verify(network, prop, engine, deadline, bounds_method, falsify_budget, seed
     if all(o.status is Status.HOLDS for o in outcomes):
         return finish(Status.HOLDS)
     return finish(Status.UNKNOWN, _unknown_message(outcomes, deadline))
+
+
+def _unconstrained_stage(network, work, onnx_replay, deadline) -> Counterexample | None:
+    """The centre of the first case whose unsafe condition has a term with no rows (the
+    empty conjunction, true of every output), confirmed like any counterexample."""
+    for case, out in work:
+        if not any(t.A.shape[0] == 0 for t in case.unsafe.terms):
+            continue
+        x = case.region.clip((case.region.lo + case.region.hi) / 2.0)
+        cex = confirm(network, case, x, onnx_replay, deadline)
+        if cex is not None:
+            out.status, out.method, out.counterexample = (Status.VIOLATED,
+                                                          "no output constraint", cex)
+            return cex
+    return None
 
 
 def _bounds_stage(network, work, deadline, bounds_method, tell) -> dict[int, tuple]:

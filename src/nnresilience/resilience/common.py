@@ -335,6 +335,27 @@ def solver_stats(sol: Solved, mip: ResilienceMip, prefix: str = "") -> dict[str,
     return {f"{prefix}{k}": v for k, v in st.items()} if prefix else st
 
 
+#: ``log`` of the largest finite float64 (``math.exp`` overflows above it)
+_LOG_MAX = math.log(np.finfo(np.float64).max)
+_TINY = float(np.nextafter(0.0, 1.0))
+
+
+def ratio_lower(log_ratio: float) -> float:
+    """``exp(log_ratio)`` as a *lower* bound of a confidence ratio: rounded down to the
+    largest representable value it exceeds (a smaller lower bound stays a lower bound)."""
+    return math.exp(min(log_ratio, 700.0))
+
+
+def ratio_upper(log_ratio: float) -> float:
+    """``exp(log_ratio)`` as an *upper* bound: ``inf`` when it does not fit a float64.
+    Clamping it to ``exp(700)`` (as once done for both sides) made a 1e12-weight net's
+    α_max "optimal" at 1.01e304 while inputs reach ratios of e^(1e9). A ratio is never 0,
+    so an upper bound that underflows is the smallest positive float64 instead."""
+    if log_ratio > _LOG_MAX:
+        return math.inf
+    return max(math.exp(log_ratio), _TINY)
+
+
 def is_optimal(lower: float | None, upper: float | None, settings: ResilienceSettings) -> bool:
     """The documented optimality test: ``upper - lower <= opt_tol * max(1, upper)``."""
     if lower is None or upper is None or not math.isfinite(upper):

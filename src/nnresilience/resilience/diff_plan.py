@@ -29,7 +29,7 @@ from typing import Any
 
 import numpy as np
 
-from nnresilience.resilience.common import is_optimal
+from nnresilience.resilience.common import is_optimal, ratio_upper
 
 #: Relaxation (in logits) for which the plan's cut (and per-class flip rows) is made
 #: valid: they hold for every pair of the *relaxed* MIP (6) whose rows are loosened by
@@ -139,7 +139,7 @@ def prepare_phi(net, q, bounds, settings, data, t0: float, timeout: float | None
         st.update({"cert_lower": prep.lower, "cert_seconds": time.perf_counter() - t1,
                    "cert_probes": c.probes, "cert_vacuous": c.vacuous})
         if c.vacuous:
-            st["alpha_max_upper"] = math.exp(min(c.stats["margin_upper"], 700.0))
+            st["alpha_max_upper"] = ratio_upper(c.stats["margin_upper"])
         if settings.diff_cut and prep.pair is not None and 0.0 < prep.lower < math.inf:
             # the cut must hold on the relaxed MIP too: the same bound for the premise
             # and flip sets widened by ROWS_RELAX (capped by the exact one)

@@ -39,6 +39,8 @@ from nnresilience.resilience.common import (
     is_optimal,
     norm_lower,
     polish,
+    ratio_lower,
+    ratio_upper,
     resolve_domain,
     solve_certified,
     solve_relaxed,
@@ -121,8 +123,8 @@ def alpha_max(network, cls: int, domain=None, *, settings: ResilienceSettings = 
     stats: dict[str, Any] = {"bounds_method": bounds.method}
     clock.report("mip")
     marg, t_up, a = _premise_margin(net, cls, lo, hi, bounds, settings, clock, stats)
-    lower = None if marg is None else math.exp(min(marg, 700.0))
-    upper = math.exp(min(t_up, 700.0))
+    lower = None if marg is None else ratio_lower(marg)
+    upper = ratio_upper(t_up)
     optimal = is_optimal(lower, upper, settings)
     clock.report("done", lower, upper)
     return ResilienceResult("alpha_max", lower, upper, optimal, feasible=lower is not None,
@@ -320,13 +322,12 @@ def _settle_empty(network, net, q: Query, bounds, settings, clock: Clock, stats,
 
     clock.report("premise")
     marg, t_up, _ = _premise_margin(net, q.cls, q.lo, q.hi, bounds, settings, clock, {})
-    stats["alpha_max_upper"] = math.exp(min(t_up, 700.0))
-    stats["alpha_max_lower"] = None if marg is None else math.exp(min(marg, 700.0))
+    stats["alpha_max_upper"] = ratio_upper(t_up)
+    stats["alpha_max_lower"] = None if marg is None else ratio_lower(marg)
     if t_up < q.log_alpha:
-        text = f"alpha_max <= {math.exp(min(t_up, 700.0)):.6g}"
+        text = f"alpha_max <= {ratio_upper(t_up):.6g}"
         if marg is not None:
-            text = f"alpha_max in [{math.exp(min(marg, 700.0)):.6g}, " \
-                   f"{math.exp(min(t_up, 700.0)):.6g}]"
+            text = f"alpha_max in [{ratio_lower(marg):.6g}, {ratio_upper(t_up):.6g}]"
         return ResilienceResult("phi", None, None, False, False, seconds=clock.elapsed(),
                                 message=f"no input in the domain reaches confidence ratio "
                                         f"alpha={q.alpha:g} for class {q.cls} ({text})",

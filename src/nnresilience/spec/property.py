@@ -58,6 +58,32 @@ class Property:
                 f"property {self.name!r} has {self.n_outputs} outputs, network "
                 f"{network.name!r} has {network.n_outputs}")
 
+        if getattr(network, "softmax", False):
+            self._check_softmax_rows()
+
+    def _check_softmax_rows(self) -> None:
+        """The IR drops a final softmax and every engine reasons on the logits, so only
+        rows whose truth softmax does not change may be asked about: ``c (y_i - y_j) <= 0``
+        (softmax is strictly increasing in the order of the logits). A threshold on a
+        probability (``Y_0 >= 0.9``) or any other combination would be decided on the
+        logits, a different question (``Y_0 >= 1.5`` came out "violated" on a softmax
+        model), so it is refused."""
+        from nnresilience.errors import SpecParseError
+
+        for case in self.cases:
+            for term in case.unsafe.terms:
+                for a, b in zip(term.A, term.b, strict=True):
+                    nz = np.flatnonzero(a)
+                    if nz.size == 0 and b >= 0.0:
+                        continue        # 0 <= b: true of every output
+                    if (nz.size == 2 and b == 0.0 and a[nz[0]] == -a[nz[1]]):
+                        continue
+                    raise SpecParseError(
+                        "the model ends in Softmax, which verification does not encode (it "
+                        "reasons on the logits); output constraints must compare two outputs "
+                        "(Y_i >= Y_j), which softmax preserves, not thresholds or other "
+                        "combinations of the probabilities", self.source or self.name)
+
     def violated_by(self, x: np.ndarray, y: np.ndarray, tol_in: float = 1e-9) -> bool:
         """Does input ``x`` with output ``y`` violate the property (exactly, in float64)?"""
         return any(c.region.contains(x, tol_in) and bool(c.unsafe.satisfied(y))
