@@ -242,3 +242,26 @@ def test_a_property_without_output_constraints_is_violated_by_any_input(engine):
     x = np.asarray(res.counterexample.x_array)
     assert prop.cases[0].region.contains(x, 0.0)
     assert bool(prop.cases[0].unsafe.satisfied(net.forward(x)))
+
+
+def test_falsify_budget_zero_turns_the_falsifier_off(monkeypatch):
+    """``falsify_budget=0`` means off: the falsifier is never called, the engine decides
+    (before, a zero budget still ran it briefly and answers said "falsifier")."""
+    net = sequential([Affine(np.array([[1.0, -1.0], [0.5, 2.0]]), np.zeros(2)), ReLU(2),
+                      Affine(np.array([[1.0, 1.0]]), np.array([0.0]))])
+    region = InputRegion.box([0.0, 0.0], [1.0, 1.0])
+    prop = _prop(region, [[-1.0]], [-0.5], 1)          # unsafe: y >= 0.5, reachable
+    calls = []
+    real = V.falsify
+
+    def spy(*a, **k):
+        calls.append(k.get("budget_seconds"))
+        return real(*a, **k)
+
+    monkeypatch.setattr(V, "falsify", spy)
+    res = V.verify(net, prop, engine="milp", falsify_budget=0.0, timeout=20)
+    assert res.status is Status.VIOLATED and calls == []
+    assert "falsifier" not in res.engine
+    assert V.replay(net, prop, res.counterexample.x_array)
+    V.verify(net, prop, engine="milp", falsify_budget=0.2, timeout=20)
+    assert calls and calls[0] > 0

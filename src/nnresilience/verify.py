@@ -464,7 +464,10 @@ def _bounds_stage(network, work, deadline, bounds_method, tell) -> dict[int, tup
 def _falsify_stage(network, work, deadline, falsify_budget, seed, onnx_replay, device,
                    tell) -> Counterexample | None:
     """The falsifier on each open case (at most ``falsify_budget`` s and a fifth of the
-    time left each); the first replayed counterexample is returned."""
+    time left each); the first replayed counterexample is returned. A budget of 0 turns
+    the stage off, so "falsifier off" runs show what the engines decide on their own."""
+    if falsify_budget <= 0:
+        return None
     for case, out in work:
         if out.status is Status.HOLDS:
             continue

@@ -174,7 +174,7 @@ def verify_cmd(
                                                "(x, y, VNN-COMP block) as JSON here; an "
                                                "answer without one removes the file."),
     seed: int = typer.Option(0, help="Seed of the falsifier."),
-    falsify_budget: float = typer.Option(1.0, help="Seconds of falsification per case."),
+    falsify_budget: float = typer.Option(1.0, help="Seconds of falsification per case (0: off)."),
     workers: int = typer.Option(1, help="Processes sharing the input-splitting search "
                                 "(1 = serial)."),
     device: str = typer.Option("cpu", help="Torch device of the optimised bounds and the "
