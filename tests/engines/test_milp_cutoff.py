@@ -121,3 +121,87 @@ def test_confirm_cutoff_without_a_point_in_time_is_no_proof():
     n = len(stub.calls)
     got = confirm_cutoff(stub, None, first, time.perf_counter() - 1.0)
     assert got.status is SolveStatus.INFEASIBLE and len(stub.calls) == n
+
+
+def _box_model(empty: bool):
+    """Two variables in [0, 1] and one row ``x0 + x1 >= 3`` (empty) or ``>= 1`` (not)."""
+    from nnresilience.encode.model import MilpModel
+
+    model = MilpModel()
+    x = model.add_vars(2, np.zeros(2), np.ones(2))
+    model.add_terms(np.zeros(2, np.int64), x, np.ones(2), 1, 3.0 if empty else 1.0, np.inf)
+    return model.arrays()
+
+
+def test_a_piece_that_may_be_empty_needs_a_farkas_proof():
+    """Resilience pieces can legitimately be empty, so "no point without the cutoff" is
+    accepted there only with a checked Farkas certificate of the LP relaxation."""
+    stub = _Stub(SolveStatus.INFEASIBLE, point=False)
+    first = stub.solve(None, SolveLimits(cutoff=1.0))
+    empty = confirm_cutoff(stub, _box_model(True), first, None, may_be_empty=True)
+    assert empty.status is SolveStatus.LIMIT and empty.dual_bound == 1.0
+    assert empty.stats["cutoff_confirmed"] == "empty (Farkas)"
+    # the solver calls a model with points empty: neither the cutoff nor emptiness holds
+    lying = confirm_cutoff(stub, _box_model(False), first, None, may_be_empty=True)
+    assert lying.status is SolveStatus.INFEASIBLE
+    # without ``may_be_empty`` (a margin form) emptiness never counts
+    assert confirm_cutoff(stub, _box_model(True), first, None).status is SolveStatus.INFEASIBLE
+
+
+def test_a_piece_empty_only_by_integrality_needs_a_second_solver():
+    """No Farkas certificate exists when only integrality empties a model: then a second
+    solver must find no point either; one that finds a point exposes the first."""
+    stub = _Stub(SolveStatus.INFEASIBLE, point=False)
+    first = stub.solve(None, SolveLimits(cutoff=1.0))
+    feasible_lp = _box_model(False)
+    agree = confirm_cutoff(stub, feasible_lp, first, None, may_be_empty=True,
+                           second=_Stub(SolveStatus.INFEASIBLE, point=False))
+    assert agree.status is SolveStatus.LIMIT and agree.dual_bound == 1.0
+    assert agree.stats["cutoff_confirmed"] == "empty (stub and stub)"
+    exposed = confirm_cutoff(stub, feasible_lp, first, None, may_be_empty=True,
+                             second=_Stub(SolveStatus.LIMIT, point=True))
+    assert exposed.status is SolveStatus.INFEASIBLE
+    assert "found a point" in exposed.stats["native_status"]
+    silent = confirm_cutoff(stub, feasible_lp, first, None, may_be_empty=True,
+                            second=_Stub(SolveStatus.LIMIT, point=False))
+    assert silent.status is SolveStatus.INFEASIBLE
+
+
+def test_resilience_solves_confirm_their_cutoff(monkeypatch):
+    """``resilience.common.solve_certified`` with a cutoff goes through the confirmation:
+    a backend that calls every model empty, with a second solver that finds a point,
+    gives no bound (``failed``), not the cutoff."""
+    from nnresilience.resilience import DEFAULT, common
+    from nnresilience.resilience.encode import build_phi_mip, network_bounds
+
+    net = Network([Affine(np.array([[1.0, -1.0], [0.5, 1.0]]), np.zeros(2)), ReLU(2),
+                   Affine(np.array([[1.0, 0.0], [0.0, 1.0]]), np.array([0.0, 0.1]))])
+    settings = DEFAULT.with_(pair_attack=0.0, diff_lower=False, diff_rows=False,
+                             diff_cut=False)
+    lo, hi = np.zeros(2), np.ones(2)
+    bounds = network_bounds(net, lo, hi, settings)
+    mip = build_phi_mip(net, 0, math.log(1.1), 1, "l1", lo, hi, bounds, settings)
+    stub = _Stub(SolveStatus.INFEASIBLE, point=False)
+    monkeypatch.setattr(common, "make_backend", lambda *a, **k: _Tolerant(stub))
+    import nnresilience.engines.milp as milp
+
+    monkeypatch.setattr(milp, "second_backend",
+                        lambda *a, **k: _Stub(SolveStatus.LIMIT, point=True))
+    sol = common.solve_certified(mip, settings, 10.0, relax=True, cutoff=0.5)
+    assert sol.cert.failed and sol.cert.lower == -math.inf
+    assert "cutoff not confirmed" in sol.res.stats["native_status"]
+
+
+class _Tolerant:
+    """The stub with the tolerances the certified solve asks for."""
+
+    def __init__(self, inner: _Stub) -> None:
+        self.inner, self.name = inner, "stub"
+
+    def tolerances(self):
+        from nnresilience.backends.base import Tolerances
+
+        return Tolerances(1e-6, 1e-6)
+
+    def solve(self, arrays, limits):
+        return self.inner.solve(arrays, limits)

@@ -39,7 +39,7 @@ from __future__ import annotations
 
 import math
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 
@@ -168,3 +168,62 @@ def safe_solve(backend, arrays: MilpArrays, limits: SolveLimits) -> SolveResult:
     except Exception as exc:  # noqa: BLE001 - any solver crash is "no answer", not a proof
         return SolveResult(SolveStatus.ERROR, None, None, None, time.perf_counter() - t0,
                            {"native_status": f"exception: {exc}"[:200]})
+
+
+def _cut_off_without_point(res: SolveResult) -> bool:
+    """The solve ended on the cutoff (backends map "nothing beats the cutoff" to ``LIMIT``
+    with ``dual_bound = cutoff``) without any point: the solver's only evidence is that it
+    found the model empty under the cutoff."""
+    return res.status is SolveStatus.LIMIT and res.x is None and "nfeasible" in str(
+        res.stats.get("native_status", ""))
+
+
+def confirm_cutoff(backend, arrays: MilpArrays, res: SolveResult, deadline: float | None,
+                   *, may_be_empty: bool = False, second=None) -> SolveResult:
+    """``res``, or an ``INFEASIBLE`` result (no proof) when a cutoff bound rests on a
+    solver that cannot see the model's feasible points at all.
+
+    A planted 1e12-magnitude net: HiGHS's presolve called the (always feasible) margin
+    model infeasible, and under the cutoff that read as "nothing beats the cutoff", a
+    wrong ``holds``. So a cutoff stop without an incumbent is re-checked: the same model,
+    no cutoff, stopping at the first feasible point (cheap: the heuristics find one at the
+    root). The cutoff counts when that re-check finds a point. ``may_be_empty``: the model
+    can legitimately have no point (a resilience piece whose sub-box of ``a`` holds no
+    confident input); then emptiness counts too, when a checked Farkas certificate of the
+    LP relaxation proves it (:mod:`nnresilience.backends.farkas`), or else when the
+    ``second`` backend (another solver) finds no point either. A model empty only by
+    integrality has no Farkas certificate, and two independent solvers agreeing is the
+    evidence left; a second solver that finds a point exposes the first. No time left, a
+    time limit or a failure leave the cutoff unconfirmed.
+    """
+    if not _cut_off_without_point(res):
+        return res
+    left = None if deadline is None else deadline - time.perf_counter()
+    again = None
+    if left is None or left > 0.0:
+        again = safe_solve(backend, arrays, SolveLimits(time_limit=left, cutoff=None,
+                                                         stop_at_first_solution=True))
+        if again.x is not None:
+            return replace(res, stats={**res.stats, "cutoff_confirmed": again.status.value})
+        if may_be_empty:
+            from nnresilience.backends.farkas import prove_empty
+
+            left = None if deadline is None else deadline - time.perf_counter()
+            if (left is None or left > 0.0) and prove_empty(arrays, left):
+                return replace(res, stats={**res.stats, "cutoff_confirmed": "empty (Farkas)"})
+            left = None if deadline is None else deadline - time.perf_counter()
+            if second is not None and (left is None or left > 0.0):
+                other = safe_solve(second, arrays, SolveLimits(
+                    time_limit=left, cutoff=None, stop_at_first_solution=True))
+                if other.x is None and other.status is SolveStatus.INFEASIBLE:
+                    return replace(res, stats={**res.stats, "cutoff_confirmed":
+                                               f"empty ({backend.name} and {second.name})"})
+                if other.x is not None:
+                    again = replace(again, stats={**again.stats, "native_status":
+                                                  f"{second.name} found a point"})
+    why = "no time left to confirm the cutoff" if again is None else (
+        f"cutoff not confirmed: without it the solver ended {again.status.value} "
+        f"({again.stats.get('native_status', '')}) with no point")
+    return SolveResult(SolveStatus.INFEASIBLE, None, None, math.inf,
+                       res.seconds + (0.0 if again is None else again.seconds),
+                       {**res.stats, "native_status": why})

@@ -38,6 +38,7 @@ from typing import Any
 import numpy as np
 
 from nnresilience.backends.base import SolveLimits, SolveStatus
+from nnresilience.backends.certify import confirm_cutoff
 from nnresilience.engines.base import Engine, EngineAnswer
 from nnresilience.results import Status
 
@@ -83,7 +84,7 @@ class RecheckRequest:
 Recheck = Callable[[RecheckRequest], EngineAnswer | None]
 
 
-def _tightened_backend(primary: str, quadratic: bool):
+def second_backend(primary: str, quadratic: bool):
     """A second backend (another solver when one is installed) at tightened tolerances."""
     from nnresilience.backends.base import TOLERANCE_OPTIONS
     from nnresilience.backends.registry import BACKENDS
@@ -114,7 +115,7 @@ def tight_second_opinion(req: RecheckRequest) -> EngineAnswer | None:
     from nnresilience.backends.certify import certify, model_tau, objective_tau, safe_solve
 
     t0 = time.perf_counter()
-    backend = _tightened_backend(req.backend, bool(req.arrays.quad))
+    backend = second_backend(req.backend, bool(req.arrays.quad))
     if backend is None:
         return None
     left = None if req.deadline is None else req.deadline - t0
@@ -141,46 +142,6 @@ def tight_second_opinion(req: RecheckRequest) -> EngineAnswer | None:
                                 f"second opinion ({backend.name}) found a counterexample",
                                 stats)
     return EngineAnswer(Status.UNKNOWN, None, time.perf_counter() - t0, "", stats)
-
-
-def _cut_off_without_point(res) -> bool:
-    """The solve ended on the cutoff (backends map "nothing beats the cutoff" to ``LIMIT``
-    with ``dual_bound = cutoff``) without any point: the solver's only evidence is that it
-    found the model empty under the cutoff."""
-    return res.status is SolveStatus.LIMIT and res.x is None and "nfeasible" in str(
-        res.stats.get("native_status", ""))
-
-
-def confirm_cutoff(backend, arrays, res, deadline: float | None):
-    """``res``, or an ``INFEASIBLE`` result when a cutoff proof rests on a solver that
-    cannot see the model's feasible points at all.
-
-    The margin form always has a feasible point, so a solver that calls it empty *without*
-    the cutoff has failed (a planted 1e12-magnitude net: HiGHS's presolve called the margin
-    model infeasible, and with the cutoff that read as "the margin stays below -τ", a
-    wrong ``holds``). Only a cutoff stop without an incumbent is re-checked: the same
-    model, no cutoff, stopping at the first feasible point (cheap: the heuristics find
-    one at the root). The cutoff counts only when that re-check finds a point; no time
-    left, a time limit or a failure leave it unconfirmed (``INFEASIBLE``: no proof).
-    """
-    from nnresilience.backends.base import SolveResult
-    from nnresilience.backends.certify import safe_solve
-
-    if not _cut_off_without_point(res):
-        return res
-    left = None if deadline is None else deadline - time.perf_counter()
-    again = None
-    if left is None or left > 0.0:
-        again = safe_solve(backend, arrays, SolveLimits(time_limit=left, cutoff=None,
-                                                         stop_at_first_solution=True))
-        if again.x is not None:
-            return replace(res, stats={**res.stats, "cutoff_confirmed": again.status.value})
-    why = "no time left to confirm the cutoff" if again is None else (
-        f"cutoff not confirmed: without it the solver ended {again.status.value} "
-        f"({again.stats.get('native_status', '')}) with no point")
-    return SolveResult(SolveStatus.INFEASIBLE, None, None, math.inf,
-                       res.seconds + (0.0 if again is None else again.seconds),
-                       {**res.stats, "native_status": why})
 
 
 def _above(v: float) -> float:

@@ -239,7 +239,7 @@ def solve_certified(mip: ResilienceMip, settings: ResilienceSettings, time_left:
     solver that raises is reported as an ``ERROR`` result (no bound, no point).
     """
     from nnresilience.backends.base import SolveLimits
-    from nnresilience.backends.certify import certify, model_tau, safe_solve
+    from nnresilience.backends.certify import certify, confirm_cutoff, model_tau, safe_solve
 
     t0 = time.perf_counter()
     base = mip.model.arrays() if arrays is None else arrays
@@ -257,6 +257,14 @@ def solve_certified(mip: ResilienceMip, settings: ResilienceSettings, time_left:
         res = safe_solve(backend, arr, limits)
     else:
         res = _solve_with_heartbeat(backend, arr, limits, heartbeat)
+    if cutoff is not None:
+        # "nothing beats the cutoff" without a point: confirmed by a point of the uncut
+        # model or a checked Farkas proof that the piece is empty, else no bound
+        from nnresilience.engines.milp import second_backend
+
+        res = confirm_cutoff(backend, arr, res,
+                             None if time_left is None else t0 + time_left, may_be_empty=True,
+                             second=second_backend(backend.name, bool(arr.quad)))
     cert = certify(res, arr, tol, tau=tau, attained=attained)
     return Solved(res, arr, backend.name, tau, cert, time.perf_counter() - t0, factor)
 
