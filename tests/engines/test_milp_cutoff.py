@@ -183,9 +183,9 @@ def test_resilience_solves_confirm_their_cutoff(monkeypatch):
     mip = build_phi_mip(net, 0, math.log(1.1), 1, "l1", lo, hi, bounds, settings)
     stub = _Stub(SolveStatus.INFEASIBLE, point=False)
     monkeypatch.setattr(common, "make_backend", lambda *a, **k: _Tolerant(stub))
-    import nnresilience.engines.milp as milp
+    import nnresilience.backends.registry as registry
 
-    monkeypatch.setattr(milp, "second_backend",
+    monkeypatch.setattr(registry, "second_backend",
                         lambda *a, **k: _Stub(SolveStatus.LIMIT, point=True))
     sol = common.solve_certified(mip, settings, 10.0, relax=True, cutoff=0.5)
     assert sol.cert.failed and sol.cert.lower == -math.inf

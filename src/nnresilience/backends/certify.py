@@ -191,7 +191,8 @@ def confirm_cutoff(backend, arrays: MilpArrays, res: SolveResult, deadline: floa
     can legitimately have no point (a resilience piece whose sub-box of ``a`` holds no
     confident input); then emptiness counts too, when a checked Farkas certificate of the
     LP relaxation proves it (:mod:`nnresilience.backends.farkas`), or else when the
-    ``second`` backend (another solver) finds no point either. A model empty only by
+    ``second`` backend (default: another solver, ``registry.second_backend``) finds no
+    point either. A model empty only by
     integrality has no Farkas certificate, and two independent solvers agreeing is the
     evidence left; a second solver that finds a point exposes the first. No time left, a
     time limit or a failure leave the cutoff unconfirmed.
@@ -212,6 +213,10 @@ def confirm_cutoff(backend, arrays: MilpArrays, res: SolveResult, deadline: floa
             if (left is None or left > 0.0) and prove_empty(arrays, left):
                 return replace(res, stats={**res.stats, "cutoff_confirmed": "empty (Farkas)"})
             left = None if deadline is None else deadline - time.perf_counter()
+            if second is None:
+                from nnresilience.backends.registry import second_backend
+
+                second = second_backend(backend.name, bool(arrays.quad))
             if second is not None and (left is None or left > 0.0):
                 other = safe_solve(second, arrays, SolveLimits(
                     time_limit=left, cutoff=None, stop_at_first_solution=True))

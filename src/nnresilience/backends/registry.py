@@ -58,3 +58,24 @@ def get_backend(name: str = "auto", need_quadratic: bool = False) -> Backend:
         raise BackendUnavailableError(f"backend {key!r} cannot solve quadratic constraints "
                                       "(arctan 'miqcp' encoding); use 'scip'")
     return cls()
+
+
+def second_backend(primary: str, quadratic: bool, tighten: float = 1e3) -> Backend | None:
+    """Another solver than ``primary`` when one is installed (else the same one), its
+    tolerances divided by ``tighten``: the independent second opinion on a solver claim.
+    None when no backend can take the model."""
+    from nnresilience.backends.base import TOLERANCE_OPTIONS
+
+    order = ["scip", "highs"] if primary != "scip" else ["highs", "scip"]
+    for name in order:
+        cls = BACKENDS[name]
+        if not cls.available() or (quadratic and not cls.supports_quadratic):
+            continue
+        native = {k: v / tighten for group in TOLERANCE_OPTIONS[name]
+                  for k, v in group.items()}
+        if name == "scip":
+            # SCIP's own Ctrl-C handler would swallow the user's interrupt (and stays
+            # installed when a solve ends in an LP error)
+            return cls(params={**native, "misc/catchctrlc": False})
+        return cls(options=native)
+    return None

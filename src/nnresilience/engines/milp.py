@@ -84,26 +84,6 @@ class RecheckRequest:
 Recheck = Callable[[RecheckRequest], EngineAnswer | None]
 
 
-def second_backend(primary: str, quadratic: bool):
-    """A second backend (another solver when one is installed) at tightened tolerances."""
-    from nnresilience.backends.base import TOLERANCE_OPTIONS
-    from nnresilience.backends.registry import BACKENDS
-
-    order = ["scip", "highs"] if primary != "scip" else ["highs", "scip"]
-    for name in order:
-        cls = BACKENDS[name]
-        if not cls.available() or (quadratic and not cls.supports_quadratic):
-            continue
-        native = {k: v / RECHECK_TIGHTEN for group in TOLERANCE_OPTIONS[name]
-                  for k, v in group.items()}
-        if name == "scip":
-            # SCIP's own Ctrl-C handler would swallow the user's interrupt (and stays
-            # installed when a solve ends in an LP error)
-            return cls(params={**native, "misc/catchctrlc": False})
-        return cls(options=native)
-    return None
-
-
 def tight_second_opinion(req: RecheckRequest) -> EngineAnswer | None:
     """Default re-check: the same margin model, another backend, tolerances 1000× tighter.
 
@@ -115,7 +95,9 @@ def tight_second_opinion(req: RecheckRequest) -> EngineAnswer | None:
     from nnresilience.backends.certify import certify, model_tau, objective_tau, safe_solve
 
     t0 = time.perf_counter()
-    backend = second_backend(req.backend, bool(req.arrays.quad))
+    from nnresilience.backends.registry import second_backend
+
+    backend = second_backend(req.backend, bool(req.arrays.quad), RECHECK_TIGHTEN)
     if backend is None:
         return None
     left = None if req.deadline is None else req.deadline - t0

@@ -259,12 +259,10 @@ def solve_certified(mip: ResilienceMip, settings: ResilienceSettings, time_left:
         res = _solve_with_heartbeat(backend, arr, limits, heartbeat)
     if cutoff is not None:
         # "nothing beats the cutoff" without a point: confirmed by a point of the uncut
-        # model or a checked Farkas proof that the piece is empty, else no bound
-        from nnresilience.engines.milp import second_backend
-
+        # piece, a checked Farkas proof that it is empty, or a second solver finding no
+        # point either; else no bound
         res = confirm_cutoff(backend, arr, res,
-                             None if time_left is None else t0 + time_left, may_be_empty=True,
-                             second=second_backend(backend.name, bool(arr.quad)))
+                             None if time_left is None else t0 + time_left, may_be_empty=True)
     cert = certify(res, arr, tol, tau=tau, attained=attained)
     return Solved(res, arr, backend.name, tau, cert, time.perf_counter() - t0, factor)
 
@@ -349,8 +347,8 @@ _TINY = float(np.nextafter(0.0, 1.0))
 
 
 def ratio_lower(log_ratio: float) -> float:
-    """``exp(log_ratio)`` as a *lower* bound of a confidence ratio: rounded down to the
-    largest representable value it exceeds (a smaller lower bound stays a lower bound)."""
+    """``exp(log_ratio)`` as a *lower* bound of a confidence ratio, capped at ``e^700``
+    (and 0 when it underflows): a smaller lower bound stays a lower bound."""
     return math.exp(min(log_ratio, 700.0))
 
 
