@@ -75,9 +75,6 @@ class SearchSettings:
     per_term: bool = True
     # neuron rule: candidates of filtered smart branching (1: the score's best alone)
     branch_candidates: int = 8
-    # optimised bounder, neuron rule: children re-bound the unstable neurons of the
-    # layers after their new split (``bounds/crown.py``, ``refresh``)
-    refresh: bool = False
     onnx_replay: bool = True
     engine_options: dict = field(default_factory=dict)
 
@@ -129,8 +126,7 @@ class CaseProblem:
         if method == "auto" and self.rule == "input":
             method = "symbolic"
         self.bounder = make_bounder(self.net, self.A, method, self.s.device,
-                                    symbolic_options={"intermediate": intermediate},
-                                    alpha_options={"refresh": self.s.refresh})
+                                    symbolic_options={"intermediate": intermediate})
         self.leaf_unstable = self.s.leaf_unstable if self.s.leaf_unstable is not None \
             else (4 if self.rule == "input" else 12)
         self.rng = np.random.default_rng(self.s.seed)
