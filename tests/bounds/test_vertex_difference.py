@@ -104,6 +104,22 @@ def test_one_hidden_layer_is_the_exact_slope_supremum():
     assert np.all(ref <= L)                           # outward, never below
 
 
+def test_over_budget_or_late_gives_no_bound(monkeypatch):
+    import time
+
+    from nnresilience.bounds import vertex_difference
+
+    rng = np.random.default_rng(5)
+    net = mixed_network(rng, 3, [4, 4], ["relu", "relu"])
+    slopes = {i: (np.zeros(layer.out_size), np.ones(layer.out_size))
+              for i, layer in enumerate(net.layers) if layer.kind == "relu"}
+    C = _rows(rng, 3)
+    assert l1_unit_upper(net, C, slopes) is not None
+    assert l1_unit_upper(net, C, slopes, deadline=time.perf_counter() - 1.0) is None
+    monkeypatch.setattr(vertex_difference, "MAX_FLOPS", 1.0)
+    assert l1_unit_upper(net, C, slopes) is None
+
+
 def test_max_pool_is_not_supported():
     net = sequential([Affine(np.eye(4), np.zeros(4)), MaxPool(np.array([[0, 1], [2, 3]]), 4),
                       Affine(np.ones((2, 2)), np.zeros(2))])

@@ -8,7 +8,7 @@ The differential back-substitution (:mod:`.differential`) bounds ``Δ = x(b) - x
 ``g Δz`` over ``[-w, w]`` (slope 1/2, intercept ``w/2``), and the intercepts add up: on
 the digits 2x50 net the certified radius of Φ_m was 0.0755 while pairs from attacks
 move the margin by only ~0.9 of the needed ``ln 20 ≈ 3`` at that radius (measured in
-``benchmarks/results_phi_digits.md``, follow-up phi3).
+``benchmarks/results_phi_digits.md``, follow-up phi3). Per vertex it is 0.174.
 
 The argument
 ------------
@@ -27,10 +27,12 @@ For one vertex ``v`` the chain ``J(G) v`` has *point* input: the first differenc
 ``W_1 v`` exactly (its sign is known, no intercept), and later boxes are those of this
 one direction, not of the whole ball. ``F(v)`` is bounded by a CROWN-style
 back-substitution through the chain with the chord planes of ``g Δz`` over each box
-(:func:`.differential.envelope_intercepts`; the chords are the tightest planes of the
-envelopes ``max(g_lo x, g_hi x)`` / ``min(...)``, so there is nothing to optimise), the
-boxes from interval steps intersected with back-substitution (every vertex, every
-neuron, batched). Nothing here refers to the domain of ``a`` or ``b``: the region enters
+(:func:`_planes`, intercepts outward as in :mod:`.differential`; the chords are the
+tightest planes of the envelopes ``max(g_lo x, g_hi x)`` / ``min(...)``, so there is
+nothing to optimise), the boxes from interval steps intersected with back-substitution
+(every vertex, every neuron, batched). The back-substitution stops at the box after a
+first affine layer (a padded point), so the first weight matrix is never multiplied
+through. Nothing here refers to the domain of ``a`` or ``b``: the region enters
 only through 𝒢 (on the whole domain of a 64-input digits net every neuron is unstable,
 and the bound is a sound Lipschitz constant of each row of ``C·y`` in L1).
 
@@ -49,6 +51,8 @@ values; forward errors of the copies are the caller's (the certifier's threshold
 
 from __future__ import annotations
 
+import time
+
 import numpy as np
 
 from nnresilience.bounds.differential import (
@@ -63,6 +67,10 @@ from nnresilience.bounds.rounding import TINY, gamma
 
 #: Entries of the largest per-block coefficient tensor (vertices x targets x width).
 BLOCK_ENTRIES = 4_000_000
+#: Multiply-adds allowed for one bound (digits 4x50: 2.0e8 with the tightening, 0.2-0.7 s
+#: per class at load 3-4; an MNIST 784-256-256-10 net would need 9.6e8 without it and is
+#: skipped: 180 s measured with the tightening before this budget existed).
+MAX_FLOPS = 3e8
 
 
 def supported(network) -> bool:
@@ -88,7 +96,8 @@ def _planes(glo, ghi, dl, du):
 class _Chain:
     """Weights of the network and the slope box 𝒢 (per elementwise layer)."""
 
-    def __init__(self, network, slopes) -> None:
+    def __init__(self, network, slopes, tighten: bool = True) -> None:
+        self.tighten = tighten
         self.layers = list(network.layers)
         self.W, self.absW, self.terms = [], [], []
         widest = network.n_inputs
@@ -111,7 +120,10 @@ class _Chain:
         started at the vertices ``V`` (columns); ``Lam`` is (nv, T, n_j)."""
         const = np.zeros(Lam.shape[:2])
         M = np.zeros(Lam.shape[:2])
-        for i in range(j - 1, -1, -1):
+        # the box after a first affine layer is a (padded) point: stop there instead of
+        # multiplying by the first weight matrix (784 columns on MNIST)
+        stop = 1 if self.layers[0].kind == "affine" else 0
+        for i in range(j - 1, stop - 1, -1):
             lo, hi = boxes[i]                     # box of x_i, (n_i, nv)
             m = _maxabs(lo, hi).T[:, None, :]     # (nv, 1, n_i)
             if self.layers[i].kind == "affine":
@@ -127,8 +139,14 @@ class _Chain:
                                         + np.maximum(abs(cu), abs(cl)))).sum(2)
                 const = const + (P * cu + N * cl).sum(2)
                 Lam = P * su + N * sl
-        val = const + np.einsum("vti,iv->vt", Lam, V)
-        M = M + np.einsum("vti,iv->vt", np.abs(Lam), np.abs(V))
+        if stop == 1:
+            lo, hi = boxes[1]
+            P, N = np.maximum(Lam, 0.0), np.minimum(Lam, 0.0)
+            val = const + np.einsum("vti,iv->vt", P, hi) + np.einsum("vti,iv->vt", N, lo)
+            M = M + np.einsum("vti,iv->vt", np.abs(Lam), _maxabs(lo, hi))
+        else:
+            val = const + np.einsum("vti,iv->vt", Lam, V)
+            M = M + np.einsum("vti,iv->vt", np.abs(Lam), np.abs(V))
         pad = 4 * gamma(self.n_sum) * (M + np.abs(const)) + TINY * (4 * len(self.layers) + 64)
         return _up(val, pad)
 
@@ -147,7 +165,7 @@ class _Chain:
                     + TINY
                 lo, hi = _outward(c - r, c + r, pad)
                 nxt = self.layers[i + 1] if i + 1 < len(self.layers) else None
-                if nxt is not None and nxt.kind != "affine" and any(
+                if self.tighten and nxt is not None and nxt.kind != "affine" and any(
                         la.kind != "affine" for la in self.layers[:i]):
                     # tighten the pre-activation boxes by back-substitution (both sides)
                     n, nv = W.shape[0], V.shape[1]
@@ -167,18 +185,41 @@ class _Chain:
         return self.back(Lam, len(self.layers), boxes, V).T
 
 
-def l1_unit_upper(network, C, slopes) -> np.ndarray:
+def cost(network, n_targets: int) -> tuple[float, float]:
+    """Multiply-adds of the final back-substitutions and of the box tightening, over all
+    ``2 n_inputs`` vertices (the first affine layer is never multiplied through)."""
+    nv = 2 * network.n_inputs
+    affine = [layer for layer in network.layers if layer.kind == "affine"][1:]
+    final = sum(nv * n_targets * layer.in_size * layer.out_size for layer in affine)
+    tighten = 0.0
+    for t, layer in enumerate(affine[:-1]):
+        tighten += sum(nv * 2 * layer.out_size * a.in_size * a.out_size
+                       for a in affine[:t + 1])
+    return float(final), float(tighten)
+
+
+def l1_unit_upper(network, C, slopes, deadline: float | None = None) -> np.ndarray | None:
     """Per row of ``C`` (T, n_out): an upper bound ``L`` with ``C·(y(b) - y(a)) <= L ||b -
     a||_1`` for every pair whose secant slopes lie in ``slopes`` (``{layer index: (g_lo,
-    g_hi)}`` for every elementwise layer; see the module docstring)."""
-    chain = _Chain(network, slopes)
+    g_hi)}`` for every elementwise layer; see the module docstring).
+
+    ``None`` when the work exceeds :data:`MAX_FLOPS` or ``deadline`` (a
+    ``time.perf_counter`` value) passes: no bound, never a wrong one. The box tightening
+    by back-substitution is dropped (interval steps only) when it alone would exceed the
+    budget."""
     n0 = network.n_inputs
     C = np.atleast_2d(np.asarray(C, np.float64))
+    work = cost(network, C.shape[0])
+    if work[0] > MAX_FLOPS:
+        return None
+    chain = _Chain(network, slopes, tighten=work[0] + work[1] <= MAX_FLOPS)
     widest = max(max(layer.out_size, layer.in_size) for layer in network.layers)
     per = max(1, BLOCK_ENTRIES // max(1, 2 * widest * max(widest, C.shape[0])))
     out = np.full(C.shape[0], -np.inf)
     idx = np.arange(n0)
     for s in range(0, n0, per):
+        if deadline is not None and time.perf_counter() > deadline:
+            return None
         cols = idx[s:s + per]
         V = np.zeros((n0, 2 * cols.size))
         V[cols, np.arange(cols.size)] = 1.0

@@ -161,6 +161,7 @@ class RadiusCertifier:
         self._rows[:, self.m] = -1.0
         self._vertex_cache: tuple[bytes, np.ndarray] | None = None
         self.vertex_decided = 0             # probes decided by the vertex bound alone
+        self.deadline: float | None = None  # time.perf_counter() value for the vertex bound
 
     def analysis(self, radius: float) -> DifferentialAnalysis:
         """The one analysis of this a-box (copy 1 computed once), moved to ``radius``."""
@@ -207,8 +208,11 @@ class RadiusCertifier:
         key = b"".join(np.ascontiguousarray(g).tobytes() for i in sorted(slopes)
                        for g in slopes[i])
         if self._vertex_cache is None or self._vertex_cache[0] != key:
-            self._vertex_cache = (key, vertex_difference.l1_unit_upper(self.net, self._rows,
-                                                                        slopes))
+            L = vertex_difference.l1_unit_upper(self.net, self._rows, slopes, self.deadline)
+            if L is None:                   # over budget or late: not in this certifier
+                self.use_vertex = False
+                return np.full(self.others.size, np.inf)
+            self._vertex_cache = (key, L)
         L = self._vertex_cache[1]
         th = theta[self.others]
         rl = np.nextafter(radius * L * (1.0 + 2 * UNIT) + TINY, np.inf)
@@ -282,6 +286,7 @@ def certified_lower_bound(network, m: int, log_alpha: float, k: int, norm: str, 
     t0 = time.perf_counter()
     cert = RadiusCertifier(network, m, log_alpha, k, norm, lo, hi, a_lo, a_hi, relax,
                            prior1, prior2)
+    cert.deadline = deadline
     d = cert.region.dim
     if cert.vacuous():
         return CertifiedRadius(math.inf, vacuous=True, probes=1,
