@@ -412,7 +412,7 @@ def test_vertex_bound_raises_l1_certificate_below_brute_force(monkeypatch, scale
 
     lo, hi = _box(2)
     raised = 0
-    for seed in (2, 3):                     # nets where some class has a finite Φ_m
+    for seed in (2,):                       # finite Φ_m, and the vertex bound decides
         net = random_network(np.random.default_rng(seed), [2, 3, 3, 3], kind="relu",
                              scale=scale).merged()
         for m in range(3):
