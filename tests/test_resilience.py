@@ -193,7 +193,8 @@ def test_xi_is_min_of_phi():
     r = xi(net, 1.05, 1, "l1", (LO, HI))
     ups = [p.upper for p in per if p.feasible and p.upper is not None]
     assert r.upper == pytest.approx(min(ups), abs=1e-9)
-    assert r.cls == [p.upper for p in per].index(min(ups))
+    # classes 1 and 2 tie exactly on this net: Ξ may name either
+    assert r.cls in [m for m, p in enumerate(per) if p.upper == min(ups)]
     assert r.lower <= r.upper
     _check_witness(net, r, 1, math.log(1.05))
 

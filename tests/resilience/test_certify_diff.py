@@ -400,3 +400,30 @@ def test_short_timeouts_skip_the_analysis():
     assert "attack_seconds" not in short.stats and "cert_lower" not in short.stats
     full = phi(net, 1, 1.1, 1, "l1", (LO, HI), timeout=10.0)
     assert "attack_seconds" in full.stats and "cert_lower" in full.stats
+
+
+# ------------------------------------------------------- L1 vertex bound (phi3)
+@pytest.mark.parametrize("scale,alpha", [(2.0, 1.2), (40.0, 1e30)])
+def test_vertex_bound_raises_l1_certificate_below_brute_force(monkeypatch, scale, alpha):
+    """The L1 vertex bound (bounds/vertex_difference) may only raise the certified radius,
+    never above the exact Φ_m; with it off the certifier is the one before. Large weights
+    (outputs ~1e4) come with a large ln α, so the brute force's LPs stay exact enough."""
+    from nnresilience.bounds import vertex_difference
+
+    lo, hi = _box(2)
+    raised = 0
+    for seed in (2,):                       # finite Φ_m, and the vertex bound decides
+        net = random_network(np.random.default_rng(seed), [2, 3, 3, 3], kind="relu",
+                             scale=scale).merged()
+        for m in range(3):
+            ref, feasible = brute_force_phi(net, m, alpha, 1, "l1", lo, hi)
+            if not feasible or not math.isfinite(ref):
+                continue
+            with monkeypatch.context() as mp:
+                mp.setattr(vertex_difference, "supported", lambda _net: False)
+                before = certified_lower_bound(net, m, math.log(alpha), 1, "l1", lo, hi)
+            after = certified_lower_bound(net, m, math.log(alpha), 1, "l1", lo, hi)
+            assert after.lower <= ref * (1 + 1e-12), (seed, m, after.lower, ref)
+            assert after.lower >= before.lower * (1 - 1e-3)   # bisection tolerance only
+            raised += after.lower > 1.01 * before.lower
+    assert raised >= 1

@@ -49,11 +49,14 @@ from typing import Any
 
 import numpy as np
 
+from nnresilience.bounds import vertex_difference
 from nnresilience.bounds.differential import (
+    ELEMENTWISE,
     DifferentialAnalysis,
     DiffParams,
     LinearTargets,
     PairRegion,
+    slope_range,
 )
 from nnresilience.bounds.rounding import TINY, UNIT, gamma
 
@@ -151,6 +154,14 @@ class RadiusCertifier:
         self.n_probes = 0
         self.margin_upper = math.inf        # bound of the float64 premise margin
         self.opt_stats: list[dict] = []
+        # L1: the vertex bound of the λ = e_j rows (bounds.vertex_difference)
+        self.use_vertex = norm == "l1" and vertex_difference.supported(self.net)
+        self._rows = np.zeros((self.others.size, n_out))
+        self._rows[np.arange(self.others.size), self.others] = 1.0
+        self._rows[:, self.m] = -1.0
+        self._vertex_cache: tuple[bytes, np.ndarray] | None = None
+        self.vertex_decided = 0             # probes decided by the vertex bound alone
+        self.deadline: float | None = None  # time.perf_counter() value for the vertex bound
 
     def analysis(self, radius: float) -> DifferentialAnalysis:
         """The one analysis of this a-box (copy 1 computed once), moved to ``radius``."""
@@ -180,7 +191,33 @@ class RadiusCertifier:
         shift = (lam * theta[None, :]).sum(1)
         up = up0 - shift
         up = np.nextafter(up + 4 * UNIT * (np.abs(up0) + np.abs(shift)) + TINY, np.inf)
+        if self.use_vertex:
+            alt = self._vertex_rows(an.region.radius, db, theta)
+            if not self._verdict(up, fm) and self._verdict(alt, fm):
+                self.vertex_decided += 1
+            up = np.minimum(up, alt)
         return up, fm, theta
+
+    def _vertex_rows(self, radius: float, db, theta: np.ndarray) -> np.ndarray:
+        """Upper bounds of the rows with ``λ = e_j``, ``Δ(y_j - y_m) - θ_j``, from the L1
+        vertex bound ``Δ(y_j - y_m) <= r L_j`` (:mod:`~nnresilience.bounds.vertex_difference`;
+        the slope box comes from this pass's boxes of both copies, so it holds for every
+        pair of the region). ``L`` is cached while the slope box does not change."""
+        slopes = {i: slope_range(layer, db.lo1[i], db.hi1[i], db.lo2[i], db.hi2[i])
+                  for i, layer in enumerate(self.net.layers) if layer.kind in ELEMENTWISE}
+        key = b"".join(np.ascontiguousarray(g).tobytes() for i in sorted(slopes)
+                       for g in slopes[i])
+        if self._vertex_cache is None or self._vertex_cache[0] != key:
+            L = vertex_difference.l1_unit_upper(self.net, self._rows, slopes, self.deadline)
+            if L is None:                   # over budget or late: not in this certifier
+                self.use_vertex = False
+                return np.full(self.others.size, np.inf)
+            self._vertex_cache = (key, L)
+        L = self._vertex_cache[1]
+        th = theta[self.others]
+        rl = np.nextafter(radius * L * (1.0 + 2 * UNIT) + TINY, np.inf)
+        alt = np.nextafter(rl - th + 4 * UNIT * (np.abs(rl) + np.abs(th)) + TINY, np.inf)
+        return np.where(np.isfinite(alt), alt, np.inf)
 
     def holds(self, radius: float, optimise: int = 0, deadline: float | None = None,
               lr: float = 0.1) -> bool:
@@ -249,6 +286,7 @@ def certified_lower_bound(network, m: int, log_alpha: float, k: int, norm: str, 
     t0 = time.perf_counter()
     cert = RadiusCertifier(network, m, log_alpha, k, norm, lo, hi, a_lo, a_hi, relax,
                            prior1, prior2)
+    cert.deadline = deadline
     d = cert.region.dim
     if cert.vacuous():
         return CertifiedRadius(math.inf, vacuous=True, probes=1,

@@ -1,0 +1,228 @@
+"""L1 difference bounds vertex by vertex: how far ``C·y`` can move within an L1 ball.
+
+Why
+---
+The differential back-substitution (:mod:`.differential`) bounds ``Δ = x(b) - x(a)`` for
+*all* ``ε = b - a`` of the ball at once, so for an L1 ball every intermediate box of
+``Δz`` is symmetric (``[-w, w]``), every neuron unstable in a copy gets the chord of
+``g Δz`` over ``[-w, w]`` (slope 1/2, intercept ``w/2``), and the intercepts add up: on
+the digits 2x50 net the certified radius of Φ_m was 0.0755 while pairs from attacks
+move the margin by only ~0.9 of the needed ``ln 20 ≈ 3`` at that radius (measured in
+``benchmarks/results_phi_digits.md``, follow-up phi3). Per vertex it is 0.174.
+
+The argument
+------------
+For an elementwise activation ``f``, ``f(z2) - f(z1) = g (z2 - z1)`` with ``g`` a secant
+slope, ``g ∈ [g_lo, g_hi]`` (the range of :func:`.differential.slope_range` over the two
+copies' boxes: ReLU ``[0, 1]``, LeakyReLU ``[min(k,1), max(k,1)]``, s-shaped
+``[min f', max f']``). So for every pair of a region whose copy boxes give these ranges,
+``C·Δy = C·J(G) ε`` with ``J(G) = W_L G_{L-1} ... G_1 W_1`` and ``G`` diagonal in the
+slope box 𝒢. Let ``F(ε) = sup_{G ∈ 𝒢} C·J(G) ε``: a supremum of linear functions of
+``ε``, hence convex and positively homogeneous. Its maximum over the L1 ball of radius
+``r`` is reached at a vertex ``±r e_i``, so
+
+    C·Δy <= r · max_i max(F(e_i), F(-e_i)).
+
+For one vertex ``v`` the chain ``J(G) v`` has *point* input: the first difference box is
+``W_1 v`` exactly (its sign is known, no intercept), and later boxes are those of this
+one direction, not of the whole ball. ``F(v)`` is bounded by a CROWN-style
+back-substitution through the chain with the chord planes of ``g Δz`` over each box
+(:func:`_planes`, intercepts outward as in :mod:`.differential`; the chords are the
+tightest planes of the envelopes ``max(g_lo x, g_hi x)`` / ``min(...)``, so there is
+nothing to optimise), the boxes from interval steps intersected with back-substitution
+(every vertex, every neuron, batched). The back-substitution stops at the box after a
+first affine layer (a padded point), so the first weight matrix is never multiplied
+through. Nothing here refers to the domain of ``a`` or ``b``: the region enters
+only through 𝒢 (on the whole domain of a 64-input digits net every neuron is unstable,
+and the bound is a sound Lipschitz constant of each row of ``C·y`` in L1).
+
+The intermediate boxes are *not* intersected with the region's difference boxes: those
+hold for real pairs, while ``F`` is a supremum over every ``G`` of 𝒢.
+
+Floating point
+--------------
+Interval steps are padded like :meth:`.differential.DifferentialAnalysis._affine_interval`
+(``2 gamma(n + 2)`` times the magnitudes, then :func:`.differential._outward`); the chord
+intercepts are outward (:func:`.differential._chord_upper`); a back-substitution tracks
+the magnitude of every product it forms and pads its value by ``4 gamma(N)`` of it, the
+rule of :meth:`.differential.DifferentialAnalysis._backsub`. The bounds are about exact
+values; forward errors of the copies are the caller's (the certifier's thresholds).
+"""
+
+from __future__ import annotations
+
+import time
+
+import numpy as np
+
+from nnresilience.bounds.differential import (
+    ELEMENTWISE,
+    _chord_lower,
+    _chord_upper,
+    _maxabs,
+    _outward,
+    _up,
+)
+from nnresilience.bounds.rounding import TINY, gamma
+
+#: Entries of the largest per-block coefficient tensor (vertices x targets x width).
+BLOCK_ENTRIES = 4_000_000
+#: Multiply-adds allowed for one bound (digits 4x50: 2.0e8 with the tightening, 0.2-0.7 s
+#: per class at load 3-4; an MNIST 784-256-256-10 net would need 9.6e8 without it and is
+#: skipped: 180 s measured with the tightening before this budget existed).
+MAX_FLOPS = 3e8
+
+
+def supported(network) -> bool:
+    """Chains of affine and elementwise layers (no max-pool: not a diagonal ``G``)."""
+    return all(layer.kind == "affine" or layer.kind in ELEMENTWISE for layer in network.layers)
+
+
+def _planes(glo, ghi, dl, du):
+    """Chord planes ``sl x + cl <= g x <= su x + cu`` for ``g ∈ [glo, ghi]``,
+    ``x ∈ [dl, du]`` (the envelopes are convex / concave: gap largest at an endpoint)."""
+    pos, neg = dl >= 0, du <= 0
+    mix = ~(pos | neg)
+    den = np.where(mix, du - dl, 1.0)
+    su = np.where(pos, ghi, np.where(neg, glo, (ghi * du - glo * dl) / den))
+    sl = np.where(pos, glo, np.where(neg, ghi, (glo * du - ghi * dl) / den))
+    cu = _chord_upper(np.maximum(glo * dl, ghi * dl), np.maximum(glo * du, ghi * du), su,
+                      dl, du)
+    cl = _chord_lower(np.minimum(glo * dl, ghi * dl), np.minimum(glo * du, ghi * du), sl,
+                      dl, du)
+    return su, cu, sl, cl
+
+
+class _Chain:
+    """Weights of the network and the slope box 𝒢 (per elementwise layer)."""
+
+    def __init__(self, network, slopes, tighten: bool = True) -> None:
+        self.tighten = tighten
+        self.layers = list(network.layers)
+        self.W, self.absW, self.terms = [], [], []
+        widest = network.n_inputs
+        for layer in self.layers:
+            widest = max(widest, layer.out_size, layer.in_size)
+            if layer.kind == "affine":
+                W = np.ascontiguousarray(layer.dense_W(), dtype=np.float64)
+                self.W.append(W)
+                self.absW.append(np.abs(W))
+                self.terms.append(W.shape[1] + 1)
+            else:
+                self.W.append(None)
+                self.absW.append(None)
+                self.terms.append(4)
+        self.n_sum = widest + network.n_inputs + 32
+        self.slopes = slopes
+
+    def back(self, Lam, j: int, boxes, V):
+        """Sound upper bound of ``Lam · x_j`` per (vertex, target) over 𝒢 for the chain
+        started at the vertices ``V`` (columns); ``Lam`` is (nv, T, n_j)."""
+        const = np.zeros(Lam.shape[:2])
+        M = np.zeros(Lam.shape[:2])
+        # the box after a first affine layer is a (padded) point: stop there instead of
+        # multiplying by the first weight matrix (784 columns on MNIST)
+        stop = 1 if self.layers[0].kind == "affine" else 0
+        for i in range(j - 1, stop - 1, -1):
+            lo, hi = boxes[i]                     # box of x_i, (n_i, nv)
+            m = _maxabs(lo, hi).T[:, None, :]     # (nv, 1, n_i)
+            if self.layers[i].kind == "affine":
+                W = self.W[i]
+                M = M + np.einsum("vtk,vk->vt", np.abs(Lam), m[:, 0, :] @ self.absW[i].T)
+                Lam = Lam @ W
+            else:
+                glo, ghi = self.slopes[i]
+                su, cu, sl, cl = (x.T[:, None, :] for x in _planes(glo[:, None], ghi[:, None],
+                                                                    lo, hi))
+                P, N = np.maximum(Lam, 0.0), np.minimum(Lam, 0.0)
+                M = M + (np.abs(Lam) * (np.maximum(abs(su), abs(sl)) * m
+                                        + np.maximum(abs(cu), abs(cl)))).sum(2)
+                const = const + (P * cu + N * cl).sum(2)
+                Lam = P * su + N * sl
+        if stop == 1:
+            lo, hi = boxes[1]
+            P, N = np.maximum(Lam, 0.0), np.minimum(Lam, 0.0)
+            val = const + np.einsum("vti,iv->vt", P, hi) + np.einsum("vti,iv->vt", N, lo)
+            M = M + np.einsum("vti,iv->vt", np.abs(Lam), _maxabs(lo, hi))
+        else:
+            val = const + np.einsum("vti,iv->vt", Lam, V)
+            M = M + np.einsum("vti,iv->vt", np.abs(Lam), np.abs(V))
+        pad = 4 * gamma(self.n_sum) * (M + np.abs(const)) + TINY * (4 * len(self.layers) + 64)
+        return _up(val, pad)
+
+    def block(self, V, C):
+        """Upper bounds of ``F(v)`` for the rows of ``C`` and the vertices ``V``:
+        (T, nv)."""
+        lo = hi = V
+        boxes = []
+        for i, layer in enumerate(self.layers):
+            boxes.append((lo, hi))
+            if layer.kind == "affine":
+                W, aW = self.W[i], self.absW[i]
+                mid, rad = 0.5 * (lo + hi), 0.5 * (hi - lo)
+                c, r = W @ mid, aW @ rad
+                pad = 2 * gamma(self.terms[i] + 2) * (aW @ _maxabs(lo, hi) + abs(r) + abs(c)) \
+                    + TINY
+                lo, hi = _outward(c - r, c + r, pad)
+                nxt = self.layers[i + 1] if i + 1 < len(self.layers) else None
+                if self.tighten and nxt is not None and nxt.kind != "affine" and any(
+                        la.kind != "affine" for la in self.layers[:i]):
+                    # tighten the pre-activation boxes by back-substitution (both sides)
+                    n, nv = W.shape[0], V.shape[1]
+                    eye = np.eye(n)
+                    T = np.broadcast_to(np.concatenate([eye, -eye])[None], (nv, 2 * n, n))
+                    up = self.back(T.copy(), i + 1, boxes, V)       # (nv, 2n)
+                    lo = np.maximum(lo, -up[:, n:].T)
+                    hi = np.minimum(hi, up[:, :n].T)
+                    hi = np.maximum(hi, lo)
+            else:
+                glo, ghi = (g[:, None] for g in self.slopes[i])
+                cands = (glo * lo, ghi * lo, glo * hi, ghi * hi)
+                lo, hi = _outward(np.minimum.reduce(cands), np.maximum.reduce(cands), 0.0)
+        boxes.append((lo, hi))
+        nv = V.shape[1]
+        Lam = np.broadcast_to(np.asarray(C, np.float64)[None], (nv,) + C.shape).copy()
+        return self.back(Lam, len(self.layers), boxes, V).T
+
+
+def cost(network, n_targets: int) -> tuple[float, float]:
+    """Multiply-adds of the final back-substitutions and of the box tightening, over all
+    ``2 n_inputs`` vertices (the first affine layer is never multiplied through)."""
+    nv = 2 * network.n_inputs
+    affine = [layer for layer in network.layers if layer.kind == "affine"][1:]
+    final = sum(nv * n_targets * layer.in_size * layer.out_size for layer in affine)
+    tighten = 0.0
+    for t, layer in enumerate(affine[:-1]):
+        tighten += sum(nv * 2 * layer.out_size * a.in_size * a.out_size
+                       for a in affine[:t + 1])
+    return float(final), float(tighten)
+
+
+def l1_unit_upper(network, C, slopes, deadline: float | None = None) -> np.ndarray | None:
+    """Per row of ``C`` (T, n_out): an upper bound ``L`` with ``C·(y(b) - y(a)) <= L ||b -
+    a||_1`` for every pair whose secant slopes lie in ``slopes`` (``{layer index: (g_lo,
+    g_hi)}`` for every elementwise layer; see the module docstring).
+
+    ``None`` when the work exceeds :data:`MAX_FLOPS` or ``deadline`` (a
+    ``time.perf_counter`` value) passes: no bound, never a wrong one. The box tightening
+    by back-substitution is dropped (interval steps only) when it alone would exceed the
+    budget."""
+    n0 = network.n_inputs
+    C = np.atleast_2d(np.asarray(C, np.float64))
+    work = cost(network, C.shape[0])
+    if work[0] > MAX_FLOPS:
+        return None
+    chain = _Chain(network, slopes, tighten=work[0] + work[1] <= MAX_FLOPS)
+    widest = max(max(layer.out_size, layer.in_size) for layer in network.layers)
+    per = max(1, BLOCK_ENTRIES // max(1, 2 * widest * max(widest, C.shape[0])))
+    out = np.full(C.shape[0], -np.inf)
+    idx = np.arange(n0)
+    for s in range(0, n0, per):
+        if deadline is not None and time.perf_counter() > deadline:
+            return None
+        cols = idx[s:s + per]
+        V = np.zeros((n0, 2 * cols.size))
+        V[cols, np.arange(cols.size)] = 1.0
+        V[cols, cols.size + np.arange(cols.size)] = -1.0
+        out = np.maximum(out, chain.block(V, C).max(1))
+    return np.maximum(out, 0.0)
