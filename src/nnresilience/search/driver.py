@@ -6,6 +6,7 @@ A *problem* supplies five pieces (:class:`Problem`); the loop only orders and co
     while frontier:
         batch   = the lowest-keyed open domains (best-first; deepest-first when memory is tight)
         bounded = problem.bound(batch)            -> key per domain, closed-by-bound mask
+        problem.pending()                         -> a witness its concrete check met
         problem.falsify(open part)                -> a witness ends (or improves) the search
         leaves  = problem.leaf_mask(...)          -> decided one by one by problem.leaf
         children = problem.branch(the rest)       -> back on the frontier, keyed by the parent
@@ -13,6 +14,11 @@ A *problem* supplies five pieces (:class:`Problem`); the loop only orders and co
 The search is *complete* when every domain it drops was closed by a bound or a leaf and
 the frontier runs empty: then the domains closed cover the root (each branch covers its
 parent) and the problem's claim holds on all of it.
+
+``pending`` (optional): a problem may evaluate candidate points while it bounds (the
+decision problem's *concrete check*, see :mod:`.decide`), also inside ``branch`` when a
+rule bounds children ahead; the driver asks for such a witness after every ``bound`` and
+``branch`` call, so one met anywhere ends the search at once.
 
 Extension point (optimisation, e.g. Φ_m branching): a problem whose ``bound`` closes a
 domain when its lower bound reaches the best value found so far (the cutoff), whose
@@ -51,6 +57,15 @@ class Bounded:
     keys: np.ndarray            # priority: lower = more promising / less proven
     closed: np.ndarray          # bool: closed by the bound (or empty)
     result: Any = None          # the bounder's result (rows = domains)
+    # the key's quantity at a concrete point of the domain (its best candidate), so
+    # ``keys <= true minimum <= upper``; None when the problem evaluates no points
+    upper: np.ndarray | None = None
+
+    def select(self, idx) -> Bounded:
+        idx = np.asarray(idx)
+        return Bounded(self.keys[idx], self.closed[idx],
+                       None if self.result is None else self.result.select(idx),
+                       None if self.upper is None else self.upper[idx])
 
 
 @dataclass
@@ -84,11 +99,12 @@ class Problem(Protocol):
     def branch(self, doms: Domains, bounded: Bounded, deadline: float | None
                ) -> tuple[Domains, np.ndarray]: ...
     def on_witness(self, witness: Any) -> bool: ...
+    # optional: ``pending() -> witness | None``, see the module docstring
 
 
 def new_stats() -> dict[str, Any]:
     return {"domains": 0, "batches": 0, "closed_bound": 0, "closed_leaf": 0, "leaves": 0,
-            "falsified": 0, "branched": 0, "undecided": 0, "max_depth": 0,
+            "falsified": 0, "concrete_hits": 0, "branched": 0, "undecided": 0, "max_depth": 0,
             "max_open": 0, "seconds_bound": 0.0, "seconds_falsify": 0.0,
             "seconds_leaf": 0.0, "seconds_branch": 0.0}
 
@@ -111,6 +127,7 @@ def run(problem: Problem, frontier: Frontier, *, deadline: float | None = None,
     per_domain = 0.0            # running estimate of the seconds a domain costs in a batch
     undecided: list[str] = []
     done_batches = 0
+    pending = getattr(problem, "pending", None) or (lambda: None)
 
     def finish(status: str, witness=None, message: str = "") -> SearchOutcome:
         st["max_open"] = max(st["max_open"], frontier.max_size)
@@ -142,6 +159,11 @@ def run(problem: Problem, frontier: Frontier, *, deadline: float | None = None,
         bounded = problem.bound(doms, deadline)
         dt = time.monotonic() - t
         st["seconds_bound"] += dt
+        witness = pending()
+        if witness is not None:
+            st["concrete_hits"] += 1
+            if problem.on_witness(witness):
+                return finish("witness", witness)
         if n >= batch and dt < CALL_SECONDS:
             batch = min(2 * batch, MAX_BATCH)
         elif dt > 2 * CALL_SECONDS:
@@ -155,8 +177,7 @@ def run(problem: Problem, frontier: Frontier, *, deadline: float | None = None,
             _report(report, st, frontier, t_start, deadline)
             continue
         odoms = doms.take(open_idx)
-        obound = Bounded(bounded.keys[open_idx], closed[open_idx],
-                         None if bounded.result is None else bounded.result.select(open_idx))
+        obound = bounded.select(open_idx)
         # falsify the most promising open domains
         t = time.monotonic()
         witness = problem.falsify(odoms, obound, deadline)
@@ -174,7 +195,7 @@ def run(problem: Problem, frontier: Frontier, *, deadline: float | None = None,
                 frontier.push(odoms.take([j]), obound.keys[[j]])
                 continue
             t = time.monotonic()
-            ans = problem.leaf(odoms.take([j]), _sel(obound, [j]), deadline)
+            ans = problem.leaf(odoms.take([j]), obound.select([j]), deadline)
             st["seconds_leaf"] += time.monotonic() - t
             st["leaves"] += 1
             if ans.kind == "closed":
@@ -198,10 +219,15 @@ def run(problem: Problem, frontier: Frontier, *, deadline: float | None = None,
         if to_branch:
             idx = np.asarray(sorted(to_branch))
             t = time.monotonic()
-            kids, kid_keys = problem.branch(odoms.take(idx), _sel(obound, idx), deadline)
+            kids, kid_keys = problem.branch(odoms.take(idx), obound.select(idx), deadline)
             st["seconds_branch"] += time.monotonic() - t
             st["branched"] += len(idx)
             frontier.push(kids, kid_keys)
+            witness = pending()
+            if witness is not None:
+                st["concrete_hits"] += 1
+                if problem.on_witness(witness):
+                    return finish("witness", witness)
         for kids, kid_keys in extra_children:
             frontier.push(kids, kid_keys)
         done_batches += 1
@@ -214,11 +240,6 @@ def run(problem: Problem, frontier: Frontier, *, deadline: float | None = None,
 
 def _per_domain(old: float, new: float) -> float:
     return new if old <= 0 else 0.7 * old + 0.3 * new
-
-
-def _sel(b: Bounded, idx) -> Bounded:
-    idx = np.asarray(idx)
-    return Bounded(b.keys[idx], b.closed[idx], None if b.result is None else b.result.select(idx))
 
 
 def _report(report, st: dict, frontier: Frontier, t_start: float, deadline) -> None:

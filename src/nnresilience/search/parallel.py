@@ -61,6 +61,8 @@ def _problem(network, case, engine, settings):
         _PROBLEMS[key] = prob
     prob.stats = {}
     prob.t0 = time.monotonic()
+    prob.witness = None
+    prob.pending()                      # nothing left over from an earlier unit
     return prob
 
 
@@ -93,7 +95,8 @@ def _unit(network, case, engine, settings, doms: Domains, keys: np.ndarray,
 _SUMMED = ("domains", "batches", "closed_bound", "closed_leaf", "leaves", "falsified",
            "branched", "undecided", "seconds_bound", "seconds_falsify", "seconds_leaf",
            "seconds_branch", "unit_seconds", "unit_cpu_seconds", "closed_lookahead",
-           "failed_replays", "refinements")
+           "failed_replays", "refinements", "concrete_hits", "concrete_points",
+           "seconds_concrete")
 
 
 def decide_shared(network, case, engine, settings, deadline: float | None, report,

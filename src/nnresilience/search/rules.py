@@ -197,7 +197,7 @@ def neuron_split(problem, doms: Domains, bounded, deadline
     if np.any(~ok):
         rest = np.flatnonzero(~ok)
         rdoms = doms.take(rest)
-        kids, kk = input_split(problem, rdoms, _rows(bounded, rest), deadline,
+        kids, kk = input_split(problem, rdoms, bounded.select(rest), deadline,
                                lookahead_depth=0)
         parts.append(kids)
         keys.append(kk)
@@ -273,10 +273,3 @@ def split_neuron_at(doms: Domains, layer: int, j: int, cut: float, width: int) -
     clo[1, j] = max(clo[1, j], cut)
     kids.clamps[layer] = (clo, chi)
     return kids
-
-
-def _rows(bounded, idx):
-    from nnresilience.search.driver import Bounded
-
-    return Bounded(bounded.keys[idx], bounded.closed[idx],
-                   None if bounded.result is None else bounded.result.select(idx))
