@@ -59,6 +59,8 @@ INPUT_SPLIT_MAX_DIM = 12
 #: Unsafe candidates of one concrete check replayed at most (a failed replay is repaired
 #: by small ascent steps, which costs; the next batch brings new candidates anyway).
 CONCRETE_CONFIRMS = 4
+#: Input values per forward call of the concrete check (memory of one chunk: a few MB).
+CONCRETE_CHUNK = 1 << 19
 
 
 @dataclass
@@ -213,7 +215,10 @@ class CaseProblem:
                              axis=1)
         P = pts.shape[1]
         X = self.case.region.clip(pts.reshape(-1, n))
-        margin = self.case.unsafe.max_margin(self.network.forward(X))
+        step = max(1, CONCRETE_CHUNK // max(n, 1))
+        margin = np.concatenate([self.case.unsafe.max_margin(self.network.forward(X[a:a + step]))
+                                 for a in range(0, X.shape[0], step)])
+        margin = np.nan_to_num(margin, nan=-np.inf)
         upper[idx] = -margin.reshape(idx.size, P).max(axis=1)
         self.stats_add("concrete_points", X.shape[0])
         if self._pending is None and self.witness is None:
