@@ -4,6 +4,8 @@ Usage (from the repository root)::
 
     python benchmarks/sshape.py --timeout 30
     python benchmarks/sshape.py --timeout 20 --depth 6 --width 100 --engines auto
+    python benchmarks/sshape.py --root-bounds --depth 6 --width 100 --radii 0.035
+    NNRES_BENCHMARKS=../shared/benchmarks python benchmarks/sshape.py --relu-root
 
 Trains (deterministically, scikit-learn's ``MLPClassifier``) a sigmoid and a tanh network
 of ``--depth`` hidden layers of ``--width`` units (default 3 x 40) on the 8x8 digits of
@@ -28,6 +30,7 @@ import argparse
 import os
 import sys
 import time
+from pathlib import Path
 
 os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
 
@@ -86,6 +89,45 @@ def root_bounds(args) -> int:
     return 0
 
 
+RELU_ROOTS = (("acasxu", "ACASXU_run2a_1_1_batch_2000.onnx", "prop_2.vnnlib"),
+              ("acasxu", "ACASXU_run2a_3_3_batch_2000.onnx", "prop_3.vnnlib"),
+              ("mnistfc", "mnist-net_256x2.onnx", "prop_0_0.03.vnnlib"),
+              ("mnistfc", "mnist-net_256x6.onnx", "prop_0_0.03.vnnlib"))
+
+
+def relu_root(args) -> int:
+    """ReLU nets must not notice the s-shaped tangents: the worst lower bound of the first
+    term of the VNN-COMP property at the root (``CrownBounder`` defaults, 20 steps) and
+    the median seconds of ``--runs`` calls. Runs against any tree (``PYTHONPATH``)."""
+    import statistics
+
+    import numpy as np
+
+    from nnresilience.bounds.crown import CrownBounder
+    from nnresilience.loaders import load_network
+    from nnresilience.spec.vnnlib import read_vnnlib
+
+    root = Path(os.environ.get("NNRES_BENCHMARKS", "../shared/benchmarks"))
+    print("| network | property | worst lower bound (20 steps) | median s | runs |")
+    print("|---|---|---:|---:|---:|")
+    for folder, onnx_name, spec in RELU_ROOTS:
+        net = load_network(root / folder / onnx_name)
+        case = read_vnnlib(root / folder / spec, net.n_inputs, net.n_outputs).cases[0]
+        C = np.asarray(case.unsafe.terms[0].A, dtype=float)
+        lo, hi = case.region.lo[None], case.region.hi[None]
+        merged = net.merged()
+        CrownBounder(merged, C).bound(lo, hi, iters=1)            # torch import, warm-up
+        secs, low = [], None
+        for _ in range(args.runs):
+            t = time.perf_counter()
+            res = CrownBounder(merged, C).bound(lo, hi, iters=20)
+            secs.append(time.perf_counter() - t)
+            low = float(res.lower.min())
+        print(f"| {onnx_name} | {spec} | {low!r} | {statistics.median(secs):.3f} | "
+              f"{args.runs} |", flush=True)
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--timeout", type=float, default=30.0)
@@ -99,9 +141,15 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--root-bounds", action="store_true",
                     help="instead: the worst spec-row lower bound at the root, fixed "
                          "s-shaped lines against optimised tangent points (20 steps)")
+    ap.add_argument("--relu-root", action="store_true",
+                    help="instead: root bound and seconds on ACAS Xu / MNIST-FC ReLU nets "
+                         "(NNRES_BENCHMARKS), to show they are unaffected")
+    ap.add_argument("--runs", type=int, default=3, help="calls per net for --relu-root")
     args = ap.parse_args(argv)
     if args.root_bounds:
         return root_bounds(args)
+    if args.relu_root:
+        return relu_root(args)
 
     from nnresilience.spec.property import robustness
     from nnresilience.verify import verify

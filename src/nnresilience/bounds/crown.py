@@ -81,6 +81,10 @@ INTERMEDIATE_MODES = ("auto", "optimise", "crown", "reuse")
 #: ``intermediate="auto"`` without a warm start optimises intermediate bounds for batches
 #: up to this size (roots), and uses one CROWN pass for larger ones.
 OPTIMISE_MAX_BATCH = 8
+#: Before timing it, the float64 pass with s-shaped tangent points is assumed to cost at
+#: most this many times the fixed-line pass (measured: 2-6 times on the digits 6x100
+#: sigmoid net, batches of 1 and 8, intermediate bounds optimised).
+TANGENT_PASS_GUESS = 16.0
 #: Weight of the lower-line gap in the branching score (the upper-line intercept, which a
 #: split removes, has weight 1). Measured on MNIST 256x2 prop_3_0.03 with a simple
 #: best-first neuron-split search (batches of 128, 20 steps): weight 0 proved it in 27
@@ -566,13 +570,14 @@ class CrownBounder:
                 init = torch.where(rel.unstable, w_a, init)
                 warm_alpha = True
             alpha[j] = init.clamp(rel.slope, 1.0)
+        warm_tangents = False
         for j in self.sshaped:
             # tangent points: the middle of each valid range (the midpoint tangent of the
             # fixed relaxation on a convex / concave piece)
             init = torch.full((B, R2, self.layers[j].in_size), 0.5, dtype=odt, device=dev)
             if warm is not None and j in warm.alpha and warm.alpha[j].shape[1:] == init.shape[1:]:
                 init = torch.as_tensor(warm.alpha[j], dtype=odt, device=dev).clamp(0.0, 1.0)
-                warm_alpha = True
+                warm_alpha = warm_tangents = True
             alpha[j] = init
         beta = {}
         beta_zero = {}              # the same without the parent-matching start of new splits
@@ -665,6 +670,30 @@ class CrownBounder:
             t_final = (time.perf_counter() - t_final) / len(inits)
         # what the float64 pass of the optimised parameters will cost (deadline)
         t_last = 1.25 * (t_final + (0.0 if fixed else t_setup))
+        t_fixed = t_last
+        if iters > 0 and self.sshaped and not (fixed and warm_tangents):
+            # That pass with tangent points (float64 lines per spec row and unit, and per
+            # target row of every optimised intermediate bound) costs several times the
+            # fixed-line pass just timed: it is timed on the starting tangents, a
+            # candidate bound too, when there is time for it; else no optimisation (the
+            # bound is the fixed-line one).
+            if deadline is not None and \
+                    time.perf_counter() + TANGENT_PASS_GUESS * t_last > deadline:
+                iters = 0
+            else:
+                with torch.no_grad():
+                    t_tan = time.perf_counter()
+                    start = ({j: a.detach().clone() for j, a in alpha.items()},
+                             {i: [b[0].detach().clone(), b[1].detach().clone()]
+                              for i, b in beta.items()}, {})
+                    bx, rl, inf_ = boxes64, relax64, infeas
+                    if not fixed:
+                        a_int64 = {t: {j: _sound_alpha(a, self.layers[j]) for j, a in d.items()}
+                                   for t, d in alpha_int.items()}
+                        bx, rl, inf_, _ = self._propagate(T64, ctx64, "optimise", a_int64,
+                                                          sound=True, rows=rows)
+                    evals.append(evaluate(start, bx, rl, inf_))
+                    t_last = max(t_last, 1.25 * (time.perf_counter() - t_tan))
         if iters > 0 and fixed and (alpha or beta):
             best, done_iters = self._optimise_pairs(
                 lo, hi, clamps, boxes_o, relax_o, alpha, beta, Ca, iters, deadline, t_last,
@@ -693,6 +722,7 @@ class CrownBounder:
                                                                   np.inf))
         out = self._finish(lo, hi, clamps, evals, inherited)
         out.stats.update({"iterations": done_iters, "mode": mode, "modes": [mode],
+                          "last_pass_estimate": t_last, "fixed_pass_estimate": t_fixed,
                           "seconds": time.perf_counter() - t0, "chunks": 1})
         return out
 
@@ -1242,8 +1272,9 @@ class CrownBounder:
         torch = _torch()
         from nnresilience.bounds.crown_relax import s_shaped_lines
 
-        la, lb, ua, ub = s_shaped_lines(layer, rel, t, sound)
         pos_side = A >= 0.0
+        la, lb, ua, ub = s_shaped_lines(layer, rel, t, sound,
+                                        lower_side=pos_side if sound else None)
         neg = torch.where(pos_side, torch.zeros_like(A), A)
         pos = A - neg
         An = A * torch.where(pos_side, la, ua)

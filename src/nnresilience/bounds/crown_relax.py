@@ -131,7 +131,8 @@ def _s_ranges(layer, lo: np.ndarray, hi: np.ndarray, steps: int = BISECT_STEPS):
     from nnresilience.bounds.relax import _derivative
 
     kind = layer.kind
-    wide = (hi - lo) > TINY_WIDTH
+    with np.errstate(over="ignore"):           # a box too wide for float64 is wide
+        wide = (hi - lo) > TINY_WIDTH
     lower = _lower_range(layer.fn, lambda x: _derivative(kind, x), lo, hi, wide,
                          steps)
     # upper lines of f on [l, u] are the mirror images of lower lines of g(y) = -f(-y)
@@ -245,7 +246,7 @@ def _torch_fn(kind: str, x):
     return torch.atan(x), 1.0 / (1.0 + x * x)
 
 
-def s_shaped_lines(layer, rel: Relaxation, t, sound: bool):
+def s_shaped_lines(layer, rel: Relaxation, t, sound: bool, lower_side=None):
     """Lines ``(la, lb, ua, ub)`` (each shaped like ``t``, (B, R, w)) of an s-shaped layer
     for the tangent-point parameters ``t`` in ``[0, 1]`` (module doc).
 
@@ -254,7 +255,9 @@ def s_shaped_lines(layer, rel: Relaxation, t, sound: bool):
     as :func:`~nnresilience.bounds.relax.relax_elementwise` builds its tangents (library
     values widened by :func:`~nnresilience.bounds.rounding.activation_rounding`, slope
     error by :data:`~nnresilience.bounds.relax.DERIVATIVE_ERROR`, intercepts rounded
-    outward), each re-checked at the far interval end; the fixed line where not."""
+    outward), each re-checked at the far interval end; the fixed line where not.
+    ``lower_side`` (bool, like ``t``): where the caller uses only the lower line (the
+    upper one elsewhere); the other line of each entry is then left fixed (not built)."""
     import torch
 
     t = t.clamp(0.0, 1.0)
@@ -270,50 +273,52 @@ def s_shaped_lines(layer, rel: Relaxation, t, sound: bool):
         return la, lb, ua, ub
     shape = t.shape
     dev = t.device
+    box = (rel.l.expand(shape), rel.u.expand(shape))
+    out = []
+    for d, par, fixed, lower in ((dl, rel.lpar, (rel.la, rel.lb), True),
+                                 (du, rel.upar, (rel.ua, rel.ub), False)):
+        want = par.expand(shape)
+        if lower_side is not None:
+            want = want & (lower_side if lower else ~lower_side)
+        a_full, b_full = (f.expand(shape).clone() for f in fixed)
+        if bool(want.any()):
+            # only the entries that can use a tangent are built (flat, in numpy)
+            a, b, ok = _sound_tangent(layer, d[want].cpu().numpy(), box[0][want].cpu().numpy(),
+                                      box[1][want].cpu().numpy(), lower)
+            sel = torch.nonzero(want, as_tuple=True)
+            keep = torch.as_tensor(ok, device=dev)
+            sel = tuple(i[keep] for i in sel)
+            a_full[sel] = torch.as_tensor(a[ok], dtype=torch.float64, device=dev)
+            b_full[sel] = torch.as_tensor(b[ok], dtype=torch.float64, device=dev)
+        out += [a_full, b_full]
+    return tuple(out)
 
-    def n(x):
-        return np.broadcast_to(x.detach().cpu().numpy(), shape).astype(np.float64)
 
-    lines = _sound_tangents(layer, n(dl), n(du), n(rel.l), n(rel.u))
-    okl = lines[4] & n(rel.lpar).astype(bool)
-    oku = lines[5] & n(rel.upar).astype(bool)
-
-    def pick(ok, v, fixed):
-        return torch.where(torch.as_tensor(ok, device=dev),
-                           torch.as_tensor(v, dtype=torch.float64, device=dev), fixed)
-
-    return (pick(okl, lines[0], rel.la), pick(okl, lines[1], rel.lb),
-            pick(oku, lines[2], rel.ua), pick(oku, lines[3], rel.ub))
-
-
-def _sound_tangents(layer, dl, du, l, u):
-    """Float64 tangents at ``dl`` (lower) and ``du`` (upper) that are valid in real
-    arithmetic on ``[l, u]``, and the masks where they are (the checks of the module
-    doc; the intercepts follow the rule of :mod:`.relax`)."""
+def _sound_tangent(layer, d, l, u, lower: bool):
+    """Float64 tangent at ``d`` (1-D) below (``lower``) or above ``f``, valid in real
+    arithmetic on ``[l, u]``, and the mask where it is (the checks of the module doc; the
+    intercept follows the rule of :mod:`.relax`)."""
     from nnresilience.bounds.relax import DERIVATIVE_ERROR, _above, _below, _derivative
     from nnresilience.bounds.rounding import activation_rounding, down, sum_error, up
 
     kind, f = layer.kind, layer.fn
+    # |library f - f|: the same allowance at every point
+    err = float(np.max(activation_rounding(layer, np.zeros(1)), initial=0.0))
     with np.errstate(over="ignore", invalid="ignore"):
-        err = float(np.max(activation_rounding(layer, np.concatenate(
-            [dl.reshape(-1), du.reshape(-1), l.reshape(-1), u.reshape(-1)])), initial=0.0))
-        out = []
-        for d, lower in ((dl, True), (du, False)):
-            a = _derivative(kind, d)
-            fd = f(d)
-            rad = np.maximum(up(u - d), up(d - l))               # |x - d| on [l, u]
-            slack = up(DERIVATIVE_ERROR * rad)
-            if lower:
-                # below f on x <= 0 (convexity); then f(u) above the line at u
-                b = down(_below(down(fd - err), d, a) - slack)
-                au = a * u
-                at_u = up(au + b + sum_error(np.abs(au) + np.abs(b), 2))
-                ok = (d <= 0.0) & ((u <= 0.0) | (at_u <= down(f(u) - err)))
-            else:
-                b = up(_above(up(fd + err), d, a) + slack)
-                al = a * l
-                at_l = down(al + b - sum_error(np.abs(al) + np.abs(b), 2))
-                ok = (d >= 0.0) & ((l >= 0.0) | (at_l >= up(f(l) + err)))
-            ok &= np.isfinite(a) & np.isfinite(b) & np.isfinite(rad)
-            out.append((a, b, ok))
-    return out[0][0], out[0][1], out[1][0], out[1][1], out[0][2], out[1][2]
+        a = _derivative(kind, d)
+        fd = f(d)
+        rad = np.maximum(up(u - d), up(d - l))               # |x - d| on [l, u]
+        slack = up(DERIVATIVE_ERROR * rad)
+        if lower:
+            # below f on x <= 0 (convexity); then f(u) above the line at u
+            b = down(_below(down(fd - err), d, a) - slack)
+            au = a * u
+            at_u = up(au + b + sum_error(np.abs(au) + np.abs(b), 2))
+            ok = (d <= 0.0) & ((u <= 0.0) | (at_u <= down(f(u) - err)))
+        else:
+            b = up(_above(up(fd + err), d, a) + slack)
+            al = a * l
+            at_l = down(al + b - sum_error(np.abs(al) + np.abs(b), 2))
+            ok = (d >= 0.0) & ((l >= 0.0) | (at_l >= up(f(l) + err)))
+        ok &= np.isfinite(a) & np.isfinite(b) & np.isfinite(rad)
+    return a, b, ok

@@ -76,13 +76,6 @@ class SearchSettings:
     # neuron rule: candidates of filtered smart branching (1: the score's best alone)
     branch_candidates: int = 8
     onnx_replay: bool = True
-    # s-shaped nets: True sends a domain to the leaf LP only once at most ``leaf_unstable``
-    # (counting unstable ReLUs too) of its s-shaped neurons still cross 0; before, it is
-    # bounded and branched in batches like a ReLU net. Off: every s-shaped domain is a
-    # leaf at once (its LP, 8 lines per neuron, is tighter than two). Measured on the
-    # digits 3x40 / 6x100 nets of benchmarks/sshape.py (20 s, shared machine): no
-    # consistent gain, see benchmarks/RESULTS.md section 11
-    sshape_leaf_crossing: bool = False
     engine_options: dict = field(default_factory=dict)
 
     def resolved_rule(self, case) -> str:
@@ -236,20 +229,7 @@ class CaseProblem:
     def leaf_mask(self, doms: Domains, bounded: Bounded) -> np.ndarray:
         if self.engine is None:
             return np.zeros(len(doms), dtype=bool)
-        n = self.undecided_count(bounded.result)
-        if self.sshape and self.s.sshape_leaf_crossing:
-            n = n + self.crossing_count(bounded.result)
-        return n <= self.leaf_unstable
-
-    def crossing_count(self, res) -> np.ndarray:
-        """Per domain: s-shaped neurons whose interval still crosses the inflection point
-        (their relaxation is the loosest; the neuron rule cuts them at 0 first)."""
-        B = res.lower.shape[0]
-        n = np.zeros(B, dtype=np.int64)
-        for i, layer in enumerate(self.net.layers):
-            if layer.kind in S_SHAPED:
-                n += np.sum((res.pre_lo[i] < 0) & (res.pre_hi[i] > 0), axis=1)
-        return n
+        return self.undecided_count(bounded.result) <= self.leaf_unstable
 
     def leaf(self, dom: Domains, bounded: Bounded, deadline: float | None) -> LeafAnswer:
         from nnresilience.bounds.types import NetworkBounds
