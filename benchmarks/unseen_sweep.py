@@ -20,6 +20,7 @@ its timeout + max(1 s, 5 %). Prints markdown tables.
 
     python benchmarks/unseen_sweep.py                  # 48 instances + 10 CLI queries, ~6 min
     python benchmarks/unseen_sweep.py --n 8 --cli 2    # quick look
+    python benchmarks/unseen_sweep.py --n 6 --families smooth conv_smooth   # s-shaped only
 """
 
 from __future__ import annotations
@@ -159,6 +160,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--cli", type=int, default=10, help="queries also run through the CLI")
     ap.add_argument("--cli-timeout", type=float, default=3.0)
     ap.add_argument("--keep", type=Path, help="keep the ONNX / VNN-LIB files here")
+    ap.add_argument("--families", nargs="+", choices=FAMILIES, default=list(FAMILIES),
+                    help="only these families (seeds of other families are skipped)")
     args = ap.parse_args(argv)
     import onnx
 
@@ -171,7 +174,9 @@ def main(argv: list[str] | None = None) -> int:
     cli_queue = []
     t_start = time.monotonic()
     limit = args.timeout + max(1.0, 0.05 * args.timeout)
-    for seed in range(args.seed, args.seed + args.n):
+    seeds = [s for s in range(args.seed, args.seed + args.n * len(FAMILIES))
+             if FAMILIES[s % len(FAMILIES)] in args.families][: args.n]
+    for seed in seeds:
         fam = FAMILIES[seed % len(FAMILIES)]
         inst = instance(fam, seed)
         mp = work / f"{fam}_{seed}.onnx"
@@ -237,7 +242,8 @@ def main(argv: list[str] | None = None) -> int:
                 wrong.append(f"| {fam} | {seed} | {q.name} | cli:{eng} | - | {st} | "
                              f"overrun {dt:.2f} s |")
 
-    print(f"# Unseen-shape sweep: {args.n} instances from seed {args.seed}, API timeout "
+    fams = "" if len(args.families) == len(FAMILIES) else f" ({', '.join(args.families)})"
+    print(f"# Unseen-shape sweep: {len(seeds)} instances{fams} from seed {args.seed}, API timeout "
           f"{args.timeout:g} s, {len(picks)} CLI queries at {args.cli_timeout:g} s; "
           f"{api_seconds:.0f} s for the API part, {time.monotonic() - t_start:.0f} s in all\n")
     print("| family | engine | queries | holds | violated | unknown | wrong | overrun | "

@@ -75,11 +75,16 @@ DEFAULTS: dict[str, Any] = {
     "threads": None,
     "dense_limit": 4_000_000,
     "all_rows": True,
+    "sshape_alpha": True,
 }
 INTERMEDIATE_MODES = ("auto", "optimise", "crown", "reuse")
 #: ``intermediate="auto"`` without a warm start optimises intermediate bounds for batches
 #: up to this size (roots), and uses one CROWN pass for larger ones.
 OPTIMISE_MAX_BATCH = 8
+#: Before timing it, the float64 pass with s-shaped tangent points is assumed to cost at
+#: most this many times the fixed-line pass (measured: 2-6 times on the digits 6x100
+#: sigmoid net, batches of 1 and 8, intermediate bounds optimised).
+TANGENT_PASS_GUESS = 16.0
 #: Weight of the lower-line gap in the branching score (the upper-line intercept, which a
 #: split removes, has weight 1). Measured on MNIST 256x2 prop_3_0.03 with a simple
 #: best-first neuron-split search (batches of 128, 20 steps): weight 0 proved it in 27
@@ -405,6 +410,9 @@ class CrownBounder:
                         and self.layers[i - 1].kind == "affine"]
         self.nonlinear = [i for i in range(self.n) if self.layers[i].kind != "affine"]
         self.piecewise = [i for i in self.nonlinear if self.layers[i].kind in PIECEWISE]
+        #: s-shaped layers whose tangent points are optimised (``sshape_alpha``)
+        self.sshaped = ([i for i in self.nonlinear if self.layers[i].kind in S_SHAPED]
+                        if self.opts["sshape_alpha"] else [])
         self.terms = {j: _row_terms(layer.W) for j, layer in enumerate(self.layers)
                       if layer.kind == "affine"}
         self._tl: dict[tuple[str, bool], _TLayers] = {}
@@ -562,6 +570,15 @@ class CrownBounder:
                 init = torch.where(rel.unstable, w_a, init)
                 warm_alpha = True
             alpha[j] = init.clamp(rel.slope, 1.0)
+        warm_tangents = False
+        for j in self.sshaped:
+            # tangent points: the middle of each valid range (the midpoint tangent of the
+            # fixed relaxation on a convex / concave piece)
+            init = torch.full((B, R2, self.layers[j].in_size), 0.5, dtype=odt, device=dev)
+            if warm is not None and j in warm.alpha and warm.alpha[j].shape[1:] == init.shape[1:]:
+                init = torch.as_tensor(warm.alpha[j], dtype=odt, device=dev).clamp(0.0, 1.0)
+                warm_alpha = warm_tangents = True
+            alpha[j] = init
         beta = {}
         beta_zero = {}              # the same without the parent-matching start of new splits
         hinted = False
@@ -587,6 +604,10 @@ class CrownBounder:
                 for j in self.piecewise:
                     if j < t:
                         alpha_int[t][j] = relax_o[j].la.expand(B, 2 * r.numel(), -1).clone()
+                for j in self.sshaped:
+                    if j < t:
+                        alpha_int[t][j] = torch.full((B, 2 * r.numel(), self.layers[j].in_size),
+                                                     0.5, dtype=odt, device=dev)
 
         done_iters = 0
         best = None
@@ -615,8 +636,9 @@ class CrownBounder:
             """The sound float64 bound of the spec rows ``need`` for one parameter set
             (-inf in the other rows, whose bound is inherited)."""
             a_fin, b_fin, _ = params
-            a_fin = {j: a_fin[j] if j in a_fin else relax[j].la.expand(B, R2, -1)
-                     for j in self.piecewise}
+            a_fin = {**{j: a_fin[j] if j in a_fin else relax[j].la.expand(B, R2, -1)
+                        for j in self.piecewise},
+                     **{j: a_fin[j] for j in self.sshaped if j in a_fin}}
             a64 = {j: _sound_alpha(a, self.layers[j]) for j, a in a_fin.items()}
             low = torch.full((B, R2), -math.inf, dtype=f64, device=dev)
             A0 = torch.zeros((B, R2, self.network.n_inputs), dtype=f64, device=dev)
@@ -635,8 +657,12 @@ class CrownBounder:
                 A0[:, need_t] = a0
                 for j, v in rc.items():
                     rec[j][:, need_t] = v
+            # the fixed s-shaped lines (no parameter) are stored as the middle tangents
+            a_out = {**a_fin, **{j: torch.full((B, R2, self.layers[j].in_size), 0.5,
+                                               dtype=f64, device=dev)
+                                 for j in self.sshaped if j not in a_fin}}
             return {"boxes": boxes, "relax": relax, "infeas": infeas, "low": low, "A0": A0,
-                    "rec": rec, "a64": a64, "alpha": a_fin, "beta": b_fin}
+                    "rec": rec, "a64": a64, "alpha": a_out, "beta": b_fin}
 
         with torch.no_grad():
             t_final = time.perf_counter()
@@ -644,6 +670,30 @@ class CrownBounder:
             t_final = (time.perf_counter() - t_final) / len(inits)
         # what the float64 pass of the optimised parameters will cost (deadline)
         t_last = 1.25 * (t_final + (0.0 if fixed else t_setup))
+        t_fixed = t_last
+        if iters > 0 and self.sshaped and not (fixed and warm_tangents):
+            # That pass with tangent points (float64 lines per spec row and unit, and per
+            # target row of every optimised intermediate bound) costs several times the
+            # fixed-line pass just timed: it is timed on the starting tangents, a
+            # candidate bound too, when there is time for it; else no optimisation (the
+            # bound is the fixed-line one).
+            if deadline is not None and \
+                    time.perf_counter() + TANGENT_PASS_GUESS * t_last > deadline:
+                iters = 0
+            else:
+                with torch.no_grad():
+                    t_tan = time.perf_counter()
+                    start = ({j: a.detach().clone() for j, a in alpha.items()},
+                             {i: [b[0].detach().clone(), b[1].detach().clone()]
+                              for i, b in beta.items()}, {})
+                    bx, rl, inf_ = boxes64, relax64, infeas
+                    if not fixed:
+                        a_int64 = {t: {j: _sound_alpha(a, self.layers[j]) for j, a in d.items()}
+                                   for t, d in alpha_int.items()}
+                        bx, rl, inf_, _ = self._propagate(T64, ctx64, "optimise", a_int64,
+                                                          sound=True, rows=rows)
+                    evals.append(evaluate(start, bx, rl, inf_))
+                    t_last = max(t_last, 1.25 * (time.perf_counter() - t_tan))
         if iters > 0 and fixed and (alpha or beta):
             best, done_iters = self._optimise_pairs(
                 lo, hi, clamps, boxes_o, relax_o, alpha, beta, Ca, iters, deadline, t_last,
@@ -672,6 +722,7 @@ class CrownBounder:
                                                                   np.inf))
         out = self._finish(lo, hi, clamps, evals, inherited)
         out.stats.update({"iterations": done_iters, "mode": mode, "modes": [mode],
+                          "last_pass_estimate": t_last, "fixed_pass_estimate": t_fixed,
                           "seconds": time.perf_counter() - t0, "chunks": 1})
         return out
 
@@ -1171,22 +1222,26 @@ class CrownBounder:
                 rel = relax[j]
                 if record:
                     rec[j] = A
-                la = rel.la
-                if rel.unstable is not None and j in alphas:
-                    la = torch.where(rel.unstable, alphas[j], la)
-                up = A >= 0.0                      # lower line where A >= 0, upper elsewhere
-                neg = torch.where(up, torch.zeros_like(A), A)
-                cinc = bmv(neg, rel.ub[:, 0])
-                if layer.kind in S_SHAPED:
-                    cinc = cinc + bmv(A - neg, rel.lb[:, 0])
-                An = A * torch.where(up, la, rel.ua)
-                if sound:
-                    m = torch.maximum(lo.abs(), hi.abs())
-                    mag = (mag + bmv(An.abs(), m) + bmv(A - neg, rel.lb[:, 0].abs())
-                           - bmv(neg, rel.ub[:, 0].abs()) + c.abs())
-                    nterms += layer.out_size + 2
-                c = c + cinc
-                A = An
+                if layer.kind in S_SHAPED and j in alphas and rel.tl0 is not None:
+                    A, c, mag, nterms = self._s_shaped_step(layer, rel, alphas[j], A, c, mag,
+                                                            nterms, lo, hi, sound)
+                else:
+                    la = rel.la
+                    if rel.unstable is not None and j in alphas:
+                        la = torch.where(rel.unstable, alphas[j], la)
+                    up = A >= 0.0                      # lower line where A >= 0, upper elsewhere
+                    neg = torch.where(up, torch.zeros_like(A), A)
+                    cinc = bmv(neg, rel.ub[:, 0])
+                    if layer.kind in S_SHAPED:
+                        cinc = cinc + bmv(A - neg, rel.lb[:, 0])
+                    An = A * torch.where(up, la, rel.ua)
+                    if sound:
+                        m = torch.maximum(lo.abs(), hi.abs())
+                        mag = (mag + bmv(An.abs(), m) + bmv(A - neg, rel.lb[:, 0].abs())
+                               - bmv(neg, rel.ub[:, 0].abs()) + c.abs())
+                        nterms += layer.out_size + 2
+                    c = c + cinc
+                    A = An
             if j in betas and not (sound and betas[j][4]):
                 # clamp multipliers on entry j: - beta_lo (z - clo) - beta_hi (chi - z)
                 blo, bhi, clo, chi, _ = betas[j]
@@ -1210,6 +1265,26 @@ class CrownBounder:
             return low, A, None, 0, rec
         full = stop(A, c, mag, nterms, lo0, hi0)
         return full if best is None else torch.maximum(best, full), A, None, 0, rec
+
+    def _s_shaped_step(self, layer, rel, t, A, c, mag, nterms, lo, hi, sound):
+        """One back-substitution step through an s-shaped layer with optimised tangent
+        lines (per row: :func:`~nnresilience.bounds.crown_relax.s_shaped_lines`)."""
+        torch = _torch()
+        from nnresilience.bounds.crown_relax import s_shaped_lines
+
+        pos_side = A >= 0.0
+        la, lb, ua, ub = s_shaped_lines(layer, rel, t, sound,
+                                        lower_side=pos_side if sound else None)
+        neg = torch.where(pos_side, torch.zeros_like(A), A)
+        pos = A - neg
+        An = A * torch.where(pos_side, la, ua)
+        cinc = (pos * lb).sum(-1) + (neg * ub).sum(-1)
+        if sound:
+            m = torch.maximum(lo.abs(), hi.abs())
+            mag = (mag + (An.abs() * m[:, None, :]).sum(-1) + (pos * lb.abs()).sum(-1)
+                   - (neg * ub.abs()).sum(-1) + c.abs())
+            nterms += layer.out_size + 2
+        return An, c + cinc, mag, nterms
 
     # ------------------------------------------------------------------ branching
     def split_estimates(self, state: CrownState, pre_lo: list, pre_hi: list,
@@ -1495,10 +1570,10 @@ def _up(x):
 
 def _index_relax(rel, idx):
     """Rows ``idx`` (dim 0) of every tensor of a relaxation."""
-    from nnresilience.bounds.crown_relax import Relaxation
+    from nnresilience.bounds.crown_relax import TENSOR_FIELDS, Relaxation
 
     out = Relaxation(rel.kind, slope=rel.slope)
-    for name in ("la", "lb", "ua", "ub", "unstable", "idx", "decided", "upper"):
+    for name in TENSOR_FIELDS:
         v = getattr(rel, name)
         setattr(out, name, None if v is None else v[idx])
     return out
@@ -1508,8 +1583,8 @@ def _cast_relax(rel, dtype):
     from nnresilience.bounds.crown_relax import Relaxation
 
     out = Relaxation(rel.kind, slope=rel.slope, unstable=rel.unstable, idx=rel.idx,
-                     decided=rel.decided)
-    for name in ("la", "lb", "ua", "ub", "upper"):
+                     decided=rel.decided, lpar=rel.lpar, upar=rel.upar)
+    for name in ("la", "lb", "ua", "ub", "upper", "l", "u", "tl0", "tl1", "tu0", "tu1"):
         v = getattr(rel, name)
         setattr(out, name, None if v is None else v.to(dtype))
     return out
