@@ -78,6 +78,7 @@ class CertifiedRadius:
     seconds: float = 0.0
     params: DiffParams | None = None
     stats: dict[str, Any] = field(default_factory=dict)
+    split: Any = None                       # lipschitz_split.SplitLipschitz, if run
 
 
 def _others(m: int, n_out: int) -> np.ndarray:
@@ -162,6 +163,8 @@ class RadiusCertifier:
         self._vertex_cache: tuple[bytes, np.ndarray] | None = None
         self.vertex_decided = 0             # probes decided by the vertex bound alone
         self.deadline: float | None = None  # time.perf_counter() value for the vertex bound
+        # (radius, L): the split vertex bound (lipschitz_split), valid up to that radius
+        self.split: tuple[float, np.ndarray] | None = None
 
     def analysis(self, radius: float) -> DifferentialAnalysis:
         """The one analysis of this a-box (copy 1 computed once), moved to ``radius``."""
@@ -214,6 +217,8 @@ class RadiusCertifier:
                 return np.full(self.others.size, np.inf)
             self._vertex_cache = (key, L)
         L = self._vertex_cache[1]
+        if self.split is not None and radius <= self.split[0]:
+            L = np.minimum(L, self.split[1])
         th = theta[self.others]
         rl = np.nextafter(radius * L * (1.0 + 2 * UNIT) + TINY, np.inf)
         alt = np.nextafter(rl - th + 4 * UNIT * (np.abs(rl) + np.abs(th)) + TINY, np.inf)
@@ -275,13 +280,21 @@ def certified_lower_bound(network, m: int, log_alpha: float, k: int, norm: str, 
                           a_lo=None, a_hi=None, upper: float | None = None,
                           relax: float = 0.0, optimise: int = 0, rel_tol: float = 1e-3,
                           max_probes: int = 40, deadline: float | None = None,
-                          prior1=None, prior2=None) -> CertifiedRadius:
+                          prior1=None, prior2=None, split_seconds: float = 0.0,
+                          split=None) -> CertifiedRadius:
     """Largest radius the differential bounds certify, by bisection (see module doc).
 
     ``upper`` (a replayed witness norm, optional) caps the search: certifying it proves
     the a-box cannot beat it. ``optimise`` > 0 continues the bisection with that many
     gradient steps per probe. ``deadline`` (``time.perf_counter`` value) stops probing;
     the answer is whatever was certified by then.
+
+    ``split_seconds`` > 0 (L1, :func:`~.lipschitz_split.supported` nets): after the plain
+    bisection, split the points of ``a-box ⊕ B_cap`` (``cap`` = the search's upper end)
+    for at most that long (and never past ``deadline``) to tighten the vertex bound, then
+    continue the bisection above; ``split`` passes a
+    :class:`~.lipschitz_split.SplitLipschitz` computed before (reused, not recomputed).
+    Either only lowers ``L``, so the answer never decreases.
     """
     t0 = time.perf_counter()
     cert = RadiusCertifier(network, m, log_alpha, k, norm, lo, hi, a_lo, a_hi, relax,
@@ -302,9 +315,22 @@ def certified_lower_bound(network, m: int, log_alpha: float, k: int, norm: str, 
                                seconds=time.perf_counter() - t0, params=cert.params)
     r_lo = 0.0
     stats: dict[str, Any] = {}
-    for phase, iters in (("plain", 0), ("optimised", optimise)):
+    cap = r_hi
+    found = None
+    t_plain = time.perf_counter()
+    for phase, iters in (("plain", 0), ("split", 0), ("optimised", optimise)):
         if phase == "optimised" and iters <= 0:
             break
+        if phase == "split":
+            # keep time for the bisection after it: the plain phase's, at least 10 %
+            reserve = None if deadline is None else max(
+                time.perf_counter() - t_plain, 0.1 * (deadline - time.perf_counter()))
+            found = _split_phase(cert, lo, hi, a_lo, a_hi, cap, r_lo, split,
+                                 split_seconds,
+                                 None if deadline is None else deadline - reserve, stats)
+            if found is None:
+                continue
+            r_hi = cap                      # re-open the bracket above the plain answer
         if phase == "optimised":
             # re-open the bracket above the plain answer
             stats["plain_lower"] = r_lo
@@ -316,8 +342,42 @@ def certified_lower_bound(network, m: int, log_alpha: float, k: int, norm: str, 
             else:
                 r_hi = mid
             n += 1
-        if phase == "plain" and optimise > 0:
+        if phase in ("plain", "split") and optimise > 0:
             r_hi = min(diam if upper is None else float(upper), max(r_hi, 2.0 * r_lo))
     stats["optimise"] = cert.opt_stats[-3:]
     return CertifiedRadius(_scale_down(r_lo, d), probes=cert.n_probes,
-                           seconds=time.perf_counter() - t0, params=cert.params, stats=stats)
+                           seconds=time.perf_counter() - t0, params=cert.params, stats=stats,
+                           split=found)
+
+
+def _split_phase(cert: RadiusCertifier, lo, hi, a_lo, a_hi, cap: float,
+                 r_lo: float, split, seconds: float, deadline: float | None,
+                 stats: dict):
+    """Install the split vertex bound in ``cert`` (computed here or reused); the
+    :class:`~.lipschitz_split.SplitLipschitz` used, or ``None`` when there is none."""
+    from nnresilience.resilience import lipschitz_split
+
+    if not cert.use_vertex or r_lo >= cap or not math.isfinite(cap):
+        return None
+    if split is None:
+        if seconds <= 0.0 or not lipschitz_split.supported(cert.net):
+            return None
+        end = time.perf_counter() + seconds
+        end = end if deadline is None else min(end, deadline)
+        if time.perf_counter() >= end:
+            return None
+        box_lo = np.asarray(lo if a_lo is None else a_lo, np.float64)
+        box_hi = np.asarray(hi if a_hi is None else a_hi, np.float64)
+        # stop once every piece certifies the cap (premise thresholds ~ ln α - relax)
+        goal = 1.0 / cap
+        scale = np.full(cert.others.size, 1.0 / max(cert.log_alpha - cert.relax, 1e-300))
+        split = lipschitz_split.split_lipschitz(cert.net, cert._rows, box_lo, box_hi, cap,
+                                                deadline=end, scale=scale, goal=goal)
+        if split is None:
+            return None
+    if split.radius < cap:
+        return None
+    cert.split = (split.radius, split.L)
+    stats.update({"split_pieces": split.pieces, "split_open": split.open,
+                  "split_seconds": split.seconds, "split_lower": r_lo})
+    return split

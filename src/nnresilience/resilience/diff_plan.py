@@ -133,11 +133,16 @@ def prepare_phi(net, q, bounds, settings, data, t0: float, timeout: float | None
         deadline = None if timeout is None else min(t1 + 0.15 * timeout, end)
         upper = None if prep.pair is None else prep.pair[2]
         c = certified_lower_bound(net, q.cls, q.log_alpha, q.k, q.norm, q.lo, q.hi,
-                                  upper=upper, deadline=deadline)
+                                  upper=upper, deadline=deadline,
+                                  split_seconds=settings.diff_split)
         prep.vacuous, prep.unreachable = c.vacuous, c.unreachable
         prep.lower = 0.0 if c.vacuous else c.lower
         st.update({"cert_lower": prep.lower, "cert_seconds": time.perf_counter() - t1,
                    "cert_probes": c.probes, "cert_vacuous": c.vacuous})
+        if c.split is not None:
+            st.update({"cert_split_pieces": c.split.pieces,
+                       "cert_split_seconds": c.split.seconds,
+                       "cert_unsplit_lower": c.stats.get("split_lower")})
         if c.vacuous:
             st["alpha_max_upper"] = ratio_upper(c.stats["margin_upper"])
         if settings.diff_cut and prep.pair is not None and 0.0 < prep.lower < math.inf:
@@ -147,7 +152,7 @@ def prepare_phi(net, q, bounds, settings, data, t0: float, timeout: float | None
             deadline = None if timeout is None else min(t1 + 0.05 * timeout, end)
             cr = certified_lower_bound(net, q.cls, q.log_alpha, q.k, q.norm, q.lo, q.hi,
                                        upper=prep.lower, relax=ROWS_RELAX,
-                                       deadline=deadline)
+                                       deadline=deadline, split=c.split)
             cut = min(cr.lower, prep.lower) if not cr.vacuous else None
             st.update({"cut_lower": cut, "cut_seconds": time.perf_counter() - t1})
     room = end is None or end - time.perf_counter() > 1.0
