@@ -139,7 +139,7 @@ class RadiusCertifier:
 
     def __init__(self, network, m: int, log_alpha: float, k: int, norm: str, lo, hi,
                  a_lo=None, a_hi=None, relax: float = 0.0, prior1=None,
-                 prior2=None) -> None:
+                 prior2=None, deadline: float | None = None) -> None:
         self.net = network.merged()
         self.m, self.log_alpha, self.k, self.norm = int(m), float(log_alpha), int(k), norm
         self.relax = float(relax)
@@ -162,7 +162,7 @@ class RadiusCertifier:
         self._rows[:, self.m] = -1.0
         self._vertex_cache: tuple[bytes, np.ndarray] | None = None
         self.vertex_decided = 0             # probes decided by the vertex bound alone
-        self.deadline: float | None = None  # time.perf_counter() value for the vertex bound
+        self.deadline = deadline            # time.perf_counter() value for the vertex bound
         # (radius, L): the split vertex bound (lipschitz_split), valid up to that radius
         self.split: tuple[float, np.ndarray] | None = None
 
@@ -298,8 +298,7 @@ def certified_lower_bound(network, m: int, log_alpha: float, k: int, norm: str, 
     """
     t0 = time.perf_counter()
     cert = RadiusCertifier(network, m, log_alpha, k, norm, lo, hi, a_lo, a_hi, relax,
-                           prior1, prior2)
-    cert.deadline = deadline
+                           prior1, prior2, deadline)
     d = cert.region.dim
     if cert.vacuous():
         return CertifiedRadius(math.inf, vacuous=True, probes=1,

@@ -12,8 +12,7 @@
   minimise each spec row's linear lower bound (``x_best``, the box corner the signs of
   the bound's input coefficients pick, free with the bound) and the box centre. A point
   in the unsafe set is replayed (:func:`nnresilience.falsify.confirm`) and handed to the
-  driver (``pending``); the best candidate's value is the domain's ``upper`` (the key's
-  quantity at a real point, so ``key <= min over the domain <= upper``). Bounds only
+  driver (``pending``). Bounds only
   say where a counterexample *may* be; these points are where the bound itself says
   the property is weakest, and they cost one forward pass per point (ACAS Xu 1_9 prop 7:
   a corner of one of the root's look-ahead halves violates by 9.3e-5, where uniform
@@ -192,20 +191,20 @@ class CaseProblem:
             res.pre_hi[i] = np.minimum(res.pre_hi[i], chi)
         keys, closed = self._status(res.lower)
         self.stats_add("bounded", len(doms))
-        upper = self._concrete(doms, res, closed, deadline) if self.s.concrete else None
-        return Bounded(keys, closed, res, upper)
+        if self.s.concrete:
+            self._concrete(doms, res, closed, deadline)
+        return Bounded(keys, closed, res)
 
     def _concrete(self, doms: Domains, res, closed: np.ndarray, deadline: float | None
-                  ) -> np.ndarray:
-        """The concrete check: per domain, ``-max_margin`` at the best of its candidate
-        points (``+inf`` for closed domains, which hold no counterexample). A point in the
-        unsafe set is confirmed in float64 and kept for :meth:`pending`."""
+                  ) -> None:
+        """The concrete check: evaluate the candidate points of every open domain (closed
+        ones hold no counterexample); a point in the unsafe set is confirmed in float64 and
+        kept for :meth:`pending`."""
         t = time.monotonic()
-        B, n = doms.lo.shape
-        upper = np.full(B, np.inf)
+        n = doms.lo.shape[1]
         idx = np.flatnonzero(~closed)
         if idx.size == 0:
-            return upper
+            return
         xb = np.asarray(res.x_best)
         if xb.ndim == 2:
             xb = xb[:, None, :]
@@ -213,13 +212,11 @@ class CaseProblem:
             xb = xb[:, :1]
         pts = np.concatenate([xb[idx], ((doms.lo[idx] + doms.hi[idx]) / 2.0)[:, None, :]],
                              axis=1)
-        P = pts.shape[1]
         X = self.case.region.clip(pts.reshape(-1, n))
         step = max(1, CONCRETE_CHUNK // max(n, 1))
         margin = np.concatenate([self.case.unsafe.max_margin(self.network.forward(X[a:a + step]))
                                  for a in range(0, X.shape[0], step)])
         margin = np.nan_to_num(margin, nan=-np.inf)
-        upper[idx] = -margin.reshape(idx.size, P).max(axis=1)
         self.stats_add("concrete_points", X.shape[0])
         if self._pending is None and self.witness is None:
             hits = np.flatnonzero(margin >= 0.0)
@@ -231,7 +228,6 @@ class CaseProblem:
                     self._pending = cex
                     break
         self.stats_add("seconds_concrete", time.monotonic() - t)
-        return upper
 
     def pending(self):
         """A counterexample the concrete check met since the last call (else None)."""

@@ -57,15 +57,11 @@ class Bounded:
     keys: np.ndarray            # priority: lower = more promising / less proven
     closed: np.ndarray          # bool: closed by the bound (or empty)
     result: Any = None          # the bounder's result (rows = domains)
-    # the key's quantity at a concrete point of the domain (its best candidate), so
-    # ``keys <= true minimum <= upper``; None when the problem evaluates no points
-    upper: np.ndarray | None = None
 
     def select(self, idx) -> Bounded:
         idx = np.asarray(idx)
         return Bounded(self.keys[idx], self.closed[idx],
-                       None if self.result is None else self.result.select(idx),
-                       None if self.upper is None else self.upper[idx])
+                       None if self.result is None else self.result.select(idx))
 
 
 @dataclass
@@ -129,6 +125,14 @@ def run(problem: Problem, frontier: Frontier, *, deadline: float | None = None,
     done_batches = 0
     pending = getattr(problem, "pending", None) or (lambda: None)
 
+    def concrete_witness():
+        """A witness the problem met while bounding, if it ends the search (else None)."""
+        witness = pending()
+        if witness is None:
+            return None
+        st["concrete_hits"] += 1
+        return witness if problem.on_witness(witness) else None
+
     def finish(status: str, witness=None, message: str = "") -> SearchOutcome:
         st["max_open"] = max(st["max_open"], frontier.max_size)
         for k in ("seconds_bound", "seconds_falsify", "seconds_leaf", "seconds_branch"):
@@ -159,11 +163,8 @@ def run(problem: Problem, frontier: Frontier, *, deadline: float | None = None,
         bounded = problem.bound(doms, deadline)
         dt = time.monotonic() - t
         st["seconds_bound"] += dt
-        witness = pending()
-        if witness is not None:
-            st["concrete_hits"] += 1
-            if problem.on_witness(witness):
-                return finish("witness", witness)
+        if (witness := concrete_witness()) is not None:
+            return finish("witness", witness)
         if n >= batch and dt < CALL_SECONDS:
             batch = min(2 * batch, MAX_BATCH)
         elif dt > 2 * CALL_SECONDS:
@@ -223,11 +224,8 @@ def run(problem: Problem, frontier: Frontier, *, deadline: float | None = None,
             st["seconds_branch"] += time.monotonic() - t
             st["branched"] += len(idx)
             frontier.push(kids, kid_keys)
-            witness = pending()
-            if witness is not None:
-                st["concrete_hits"] += 1
-                if problem.on_witness(witness):
-                    return finish("witness", witness)
+            if (witness := concrete_witness()) is not None:
+                return finish("witness", witness)
         for kids, kid_keys in extra_children:
             frontier.push(kids, kid_keys)
         done_batches += 1
