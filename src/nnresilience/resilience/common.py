@@ -187,6 +187,28 @@ def make_backend(settings: ResilienceSettings, quadratic: bool = False,
     return backend
 
 
+def usable_factor(arrays, settings: ResilienceSettings, requested: float) -> float:
+    """The tolerance factor a model can take: ``requested``, lowered (not below 1) until
+    the tightened feasibility tolerance is at least the float64 rounding unit times the
+    model's largest row scale (``backends.certify.row_scales``).
+
+    Why: a tolerance below the rounding error of a row's own terms cannot be met, and the
+    solver does not say so. Measured (``benchmarks/resilience_sweep.py``, huge family:
+    first layers of 1e5..1e8, row scales 1e7..4e9): at factor 1000 HiGHS returned wrong
+    "optimal" answers, α_max's certified upper bound e^6.4 for a true e^7.9e6, a minimum
+    perturbation of 65.6 for a true 1.3e-7, Φ_m's lower bound 2.7e-5 for a true 3.3e-6;
+    at the capped factor (1..60 there) every bound contained the brute-force value. Nets of
+    ordinary magnitude (row scales up to ~1e5) keep the requested factor."""
+    if requested <= 1.0 or arrays.A.shape[0] == 0:
+        return requested
+    from nnresilience.backends.certify import row_scales
+
+    smax = float(row_scales(arrays).max(initial=1.0))
+    feas = make_backend(settings, bool(arrays.quad), 1.0).tolerances().feasibility
+    cap = feas / (np.finfo(float).eps * smax)
+    return float(min(requested, max(1.0, cap)))
+
+
 @dataclass(eq=False)
 class Solved:
     """A certified solve: the result, the arrays solved, ``τ`` and the certificate."""
@@ -243,7 +265,8 @@ def solve_certified(mip: ResilienceMip, settings: ResilienceSettings, time_left:
 
     t0 = time.perf_counter()
     base = mip.model.arrays() if arrays is None else arrays
-    factor = settings.tolerance_factor if tighten is None else float(tighten)
+    factor = usable_factor(base, settings,
+                           settings.tolerance_factor if tighten is None else float(tighten))
     backend = make_backend(settings, bool(base.quad), factor)
     tol = backend.tolerances()
     tau = model_tau(base, tol)

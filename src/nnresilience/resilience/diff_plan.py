@@ -83,10 +83,11 @@ def relaxed_tau(mip, settings) -> float:
     relaxed problem of ``mip`` at ``settings.tolerance_factor`` (same model arrays, same
     backend tolerances, same formula)."""
     from nnresilience.backends.certify import model_tau
-    from nnresilience.resilience.common import make_backend
+    from nnresilience.resilience.common import make_backend, usable_factor
 
     arrays = mip.model.arrays()
-    tol = make_backend(settings, bool(arrays.quad), settings.tolerance_factor).tolerances()
+    factor = usable_factor(arrays, settings, settings.tolerance_factor)
+    tol = make_backend(settings, bool(arrays.quad), factor).tolerances()
     return float(model_tau(arrays, tol) + mip.float_slack)
 
 
