@@ -27,29 +27,35 @@ def _rows(n_out: int, m: int = 0) -> np.ndarray:
 
 
 def _norm(E, norm):
+    if norm == "l1":
+        return np.abs(E).sum(1)
     return np.abs(E).max(1) if norm == "linf" else np.sqrt((E * E).sum(1))
 
 
 def _pairs(rng, lo, hi, r, n, norm):
-    """``a`` in the box; ``b`` at a corner ``a + r s`` of the L∞ ball (signs ``s``), or
-    a random point of the ball of ``norm`` (``b`` may leave the box)."""
+    """``a`` in the box; ``b`` at a corner ``a + r s`` of the L∞ ball (signs ``s``; L1: a
+    vertex ``a ± r e_i``), or a random point of the ball of ``norm`` (``b`` may leave the
+    box)."""
     d = lo.size
     A = rng.uniform(lo, hi, size=(n, d))
     half = n // 2
     E = np.empty((n, d))
     S = rng.choice([-1.0, 1.0], size=(half, d))
-    E[:half] = S * (r if norm == "linf" else r / math.sqrt(d))
+    if norm == "l1":
+        S = S * (np.arange(d)[None, :] == rng.integers(0, d, (half, 1)))
+    E[:half] = S * (r if norm in ("linf", "l1") else r / math.sqrt(d))
     D = rng.normal(size=(n - half, d))
     E[half:] = D * (r * rng.uniform(0.0, 1.0, (n - half, 1)) / _norm(D, norm)[:, None])
     return A, A + E
 
 
-@pytest.mark.parametrize("norm", ["linf", "l2"])
+@pytest.mark.parametrize("norm", ["linf", "l2", "l1"])
 @pytest.mark.parametrize("kind", ["relu", "leaky"])
 @pytest.mark.parametrize("scale", [1.0, 1e4])
 def test_dual_norm_bound_holds_at_sampled_pairs(norm, kind, scale):
-    """``C·Δy <= L ||Δx||`` at 600 pairs per case, for the unsplit bound (one piece) and
-    the split one, which is never looser."""
+    """``C·Δy <= L ||Δx||`` at 600 pairs per case, for the unsplit bound (one piece), the
+    split one (first layer) and the one splitting both layers (non-convex pieces), the
+    split ones never looser than the unsplit one."""
     rng = np.random.default_rng(5)
     tighter = 0
     for seed in range(3):
@@ -62,16 +68,19 @@ def test_dual_norm_bound_holds_at_sampled_pairs(norm, kind, scale):
         for r in (0.05, 0.5):
             root = split_lipschitz(net, C, lo, hi, r, max_pieces=1, norm=norm).L
             full = split_lipschitz(net, C, lo, hi, r, max_pieces=200, norm=norm).L
-            assert np.all(full <= root * (1 + 1e-12) + 1e-300)
-            tighter += bool(np.any(full < 0.99 * root))
+            deep = split_lipschitz(net, C, lo, hi, r, max_pieces=200, norm=norm,
+                                   depth=None).L
+            for s in (full, deep):
+                assert np.all(s <= root * (1 + 1e-12) + 1e-300)
+                tighter += bool(np.any(s < 0.99 * root))
             A, B = _pairs(rng, lo, hi, r, 600, norm)
             ya, yb = net.forward(A), net.forward(B)
             moved = (yb - ya) @ C.T
             eps = _norm(B - A, norm)
             slack = 1e-12 * (np.abs(ya) + np.abs(yb)).sum(1)
-            for L in (root, full):
+            for L in (root, full, deep):
                 assert np.all(moved <= L[None, :] * eps[:, None] + slack[:, None]), (seed, r)
-    assert tighter >= 1
+    assert tighter >= 2
 
 
 @pytest.mark.parametrize("kind,scale,alpha,seeds", [

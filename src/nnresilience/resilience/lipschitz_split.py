@@ -189,16 +189,18 @@ class _Pieces:
 
 def split_lipschitz(network, C, lo, hi, radius: float, *, deadline: float | None = None,
                     scale=None, goal: float | None = None, max_pieces: int = 100_000,
-                    norm: str = "l1", depth: int | None = None) -> SplitLipschitz | None:
+                    norm: str = "l1", depth: int | None = 1) -> SplitLipschitz | None:
     """Best-first splitting of ``X = [lo, hi] ⊕ B_radius`` (module docstring).
 
     A piece's key is ``max_j scale_j L_j`` (``scale`` per row, default ones: the caller's
     ``1 / θ_j`` makes it the inverse of the radius the piece certifies); the worst piece is
     split first, and the search stops once the worst key is ``<= goal``. ``deadline`` is a
     ``time.perf_counter`` value. ``norm``: the ball's (``l1``, ``linf``, ``l2``);
-    ``depth``: split only the first ``depth`` activation layers (default: every one).
-    ``None`` when the network is not supported or even the root bound is over the vertex
-    module's budget."""
+    ``depth``: split only the first ``depth`` activation layers (``None``: every one).
+    Default 1: with 150 pieces on digits 2x50 (classes 0-2, L1 and L∞) the first layer
+    alone gave the lower ``L`` in 5 of 6 cases (follow-up phi5: splitting deeper neurons
+    is sound but, with this score, not worth its pieces). ``None`` when the network is
+    not supported or even the root bound is over the vertex module's budget."""
     t0 = time.perf_counter()
     if not supported(network):
         return None
