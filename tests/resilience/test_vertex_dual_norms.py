@@ -98,7 +98,7 @@ def test_linf_certificate_never_exceeds_brute_force(kind, scale, alpha, seeds):
     for seed in seeds:
         net = random_network(np.random.default_rng(seed), [2, 4, 4, 3], kind=kind,
                              scale=scale).merged()
-        for m in (0, 2):                    # the brute force costs ~1 s per class
+        for m in (0,):                      # the brute force costs ~1 s per class
             ref, feasible = brute_force_phi(net, m, alpha, 1, "linf", lo, hi)
             if not feasible or not math.isfinite(ref):
                 continue
