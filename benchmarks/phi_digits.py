@@ -158,7 +158,7 @@ def table(records: list[dict], configs: list[str]) -> str:
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--nets", nargs="+", default=list(NETS), choices=list(NETS))
-    ap.add_argument("--norms", nargs="+", default=["l1", "linf"], choices=["l1", "linf"])
+    ap.add_argument("--norms", nargs="+", default=["l1", "linf"], choices=["l1", "linf", "l2"])
     ap.add_argument("--classes", nargs="+", type=int, default=list(range(10)))
     ap.add_argument("--timeouts", nargs="+", type=float, default=[60.0, 300.0])
     ap.add_argument("--configs", nargs="+", default=list(CONFIGS), choices=list(CONFIGS))

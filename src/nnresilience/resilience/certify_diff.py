@@ -155,8 +155,10 @@ class RadiusCertifier:
         self.n_probes = 0
         self.margin_upper = math.inf        # bound of the float64 premise margin
         self.opt_stats: list[dict] = []
-        # L1: the vertex bound of the λ = e_j rows (bounds.vertex_difference)
-        self.use_vertex = norm == "l1" and vertex_difference.supported(self.net)
+        # the vertex bound of the λ = e_j rows (bounds.vertex_difference): L1 at the
+        # ball's vertices, L∞ / L2 the dual norm of the per-coordinate bounds
+        self.use_vertex = norm in ("l1", "linf", "l2") and \
+            vertex_difference.supported(self.net)
         self._rows = np.zeros((self.others.size, n_out))
         self._rows[np.arange(self.others.size), self.others] = 1.0
         self._rows[:, self.m] = -1.0
@@ -202,8 +204,9 @@ class RadiusCertifier:
         return up, fm, theta
 
     def _vertex_rows(self, radius: float, db, theta: np.ndarray) -> np.ndarray:
-        """Upper bounds of the rows with ``λ = e_j``, ``Δ(y_j - y_m) - θ_j``, from the L1
-        vertex bound ``Δ(y_j - y_m) <= r L_j`` (:mod:`~nnresilience.bounds.vertex_difference`;
+        """Upper bounds of the rows with ``λ = e_j``, ``Δ(y_j - y_m) - θ_j``, from the
+        vertex bound ``Δ(y_j - y_m) <= r L_j`` (:mod:`~nnresilience.bounds.vertex_difference`:
+        L1 at the ball's vertices, L∞ / L2 the dual norm of the per-coordinate bounds;
         the slope box comes from this pass's boxes of both copies, so it holds for every
         pair of the region). ``L`` is cached while the slope box does not change."""
         slopes = {i: slope_range(layer, db.lo1[i], db.hi1[i], db.lo2[i], db.hi2[i])
@@ -211,7 +214,8 @@ class RadiusCertifier:
         key = b"".join(np.ascontiguousarray(g).tobytes() for i in sorted(slopes)
                        for g in slopes[i])
         if self._vertex_cache is None or self._vertex_cache[0] != key:
-            L = vertex_difference.l1_unit_upper(self.net, self._rows, slopes, self.deadline)
+            L = vertex_difference.unit_upper(self.net, self._rows, slopes, self.norm,
+                                             self.deadline)
             if L is None:                   # over budget or late: not in this certifier
                 self.use_vertex = False
                 return np.full(self.others.size, np.inf)
@@ -289,7 +293,7 @@ def certified_lower_bound(network, m: int, log_alpha: float, k: int, norm: str, 
     gradient steps per probe. ``deadline`` (``time.perf_counter`` value) stops probing;
     the answer is whatever was certified by then.
 
-    ``split_seconds`` > 0 (L1, :func:`~.lipschitz_split.supported` nets): after the plain
+    ``split_seconds`` > 0 (:func:`~.lipschitz_split.supported` nets): after the plain
     bisection, split the points of ``a-box ⊕ B_cap`` (``cap`` = the search's upper end)
     for at most that long (and never past ``deadline``) to tighten the vertex bound, then
     continue the bisection above; ``split`` passes a
@@ -371,7 +375,8 @@ def _split_phase(cert: RadiusCertifier, lo, hi, a_lo, a_hi, cap: float,
         goal = 1.0 / cap
         scale = np.full(cert.others.size, 1.0 / max(cert.log_alpha - cert.relax, 1e-300))
         split = lipschitz_split.split_lipschitz(cert.net, cert._rows, box_lo, box_hi, cap,
-                                                deadline=end, scale=scale, goal=goal)
+                                                deadline=end, scale=scale, goal=goal,
+                                                norm=cert.norm)
         if split is None:
             return None
     if split.radius < cap:
