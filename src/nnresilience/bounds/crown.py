@@ -1270,20 +1270,22 @@ class CrownBounder:
         """One back-substitution step through an s-shaped layer with optimised tangent
         lines (per row: :func:`~nnresilience.bounds.crown_relax.s_shaped_lines`)."""
         torch = _torch()
-        from nnresilience.bounds.crown_relax import s_shaped_lines
+        from nnresilience.bounds.crown_relax import fast_s_shaped_step, sound_s_shaped_side
 
+        if not sound:
+            An, cinc = fast_s_shaped_step(layer.kind, rel, t, A)
+            return An, c + cinc, mag, nterms
         pos_side = A >= 0.0
-        la, lb, ua, ub = s_shaped_lines(layer, rel, t, sound,
-                                        lower_side=pos_side if sound else None)
+        # each entry's line on the side it uses (lower where A >= 0), float64, re-checked
+        slope, icpt = sound_s_shaped_side(layer, rel, t, pos_side)
         neg = torch.where(pos_side, torch.zeros_like(A), A)
         pos = A - neg
-        An = A * torch.where(pos_side, la, ua)
-        cinc = (pos * lb).sum(-1) + (neg * ub).sum(-1)
-        if sound:
-            m = torch.maximum(lo.abs(), hi.abs())
-            mag = (mag + (An.abs() * m[:, None, :]).sum(-1) + (pos * lb.abs()).sum(-1)
-                   - (neg * ub.abs()).sum(-1) + c.abs())
-            nterms += layer.out_size + 2
+        An = A * slope
+        cinc = (pos * icpt).sum(-1) + (neg * icpt).sum(-1)
+        m = torch.maximum(lo.abs(), hi.abs())
+        mag = (mag + (An.abs() * m[:, None, :]).sum(-1) + (pos * icpt.abs()).sum(-1)
+               - (neg * icpt.abs()).sum(-1) + c.abs())
+        nterms += layer.out_size + 2
         return An, c + cinc, mag, nterms
 
     # ------------------------------------------------------------------ branching
