@@ -336,8 +336,11 @@ def test_per_side_sound_lines_equal_the_two_sided_lines(kind):
     sign mask of the coefficients); each is bit-identical to that side's line of
     ``s_shaped_lines`` (which the line-validity tests above check), also for points
     outside the ranges."""
-    from nnresilience.bounds.crown_relax import (s_shaped_lines, sound_relaxation,
-                                                 sound_s_shaped_side)
+    from nnresilience.bounds.crown_relax import (
+        s_shaped_lines,
+        sound_relaxation,
+        sound_s_shaped_side,
+    )
 
     rng = np.random.default_rng(4)
     w = 64

@@ -460,7 +460,12 @@ class CrownBounder:
         try:
             return self._bound(lo, hi, clamps, iters, warm, deadline, t0)
         finally:
-            _torch().set_num_threads(prev_threads)
+            # a lower count is restored, a higher one is not: going back to 2 threads
+            # between calls made the next root calls of a search 4-6x slower on the
+            # 2-core machine (tanh 6x100 digits, 8-10 s instead of 1.6-2 s; the second
+            # OpenMP thread kept a core busy)
+            if prev_threads < _torch().get_num_threads():
+                _torch().set_num_threads(prev_threads)
 
     def _bound(self, lo, hi, clamps, iters, warm, deadline, t0) -> CrownResult:
         lo = np.atleast_2d(np.asarray(lo, dtype=np.float64))
@@ -1376,7 +1381,8 @@ class CrownBounder:
                                          sound=False)[0]
                     out[rows] = low[:, : self.R].to(torch.float64).cpu().numpy()
         finally:
-            torch.set_num_threads(prev)
+            if prev < torch.get_num_threads():        # as in :meth:`bound`
+                torch.set_num_threads(prev)
         return np.nan_to_num(out, nan=-np.inf).reshape(K, 2, self.R)
 
     # ------------------------------------------------------------------ results
