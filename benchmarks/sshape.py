@@ -20,8 +20,9 @@ robustness (L-infinity, radius 0.02, 0.035 and 0.05 of the [0, 1] pixel range) a
   candidate and goes on.
 
 Prints a Markdown table: per network and radius, decided (holds / violated) /
-candidate-failed-replay / timeout counts and seconds per engine. Every ``violated`` is
-replayed in float64.
+candidate-failed-replay / timeout counts and seconds per engine, and for ``bab`` the
+terms of the disjunctions searched one by one and the seconds spent in bound calls.
+Every ``violated`` is replayed in float64.
 """
 
 from __future__ import annotations
@@ -63,13 +64,14 @@ def train(activation: str, depth: int = 3, width: int = 40):
 def root_bounds(args) -> int:
     """Worst spec-row lower bound of each case at the root: ``CrownBounder`` with the fixed
     relaxation of the s-shaped neurons (``sshape_alpha=False``) and with their tangent
-    points optimised (20 steps each), and the seconds of each call."""
+    points optimised (20 steps each), the wall seconds of each call and the CPU seconds
+    of the optimised one (torch runs it on one thread: less noisy on a shared machine)."""
     import numpy as np
 
     from nnresilience.bounds.crown import CrownBounder
 
-    print("| network | radius | case | fixed lines | s | optimised tangents | s |")
-    print("|---|---:|---:|---:|---:|---:|---:|")
+    print("| network | radius | case | fixed lines | s | optimised tangents | s | CPU s |")
+    print("|---|---:|---:|---:|---:|---:|---:|---:|")
     for activation in args.activations:
         net, Xte, yte, _ = train(activation, args.depth, args.width)
         merged = net.merged()
@@ -82,9 +84,10 @@ def root_bounds(args) -> int:
                 hi = np.clip(Xte[i] + radius, 0.0, 1.0)[None]
                 row = []
                 for flag in (False, True):
-                    t = time.monotonic()
+                    t, cpu = time.monotonic(), time.process_time()
                     res = CrownBounder(merged, C, sshape_alpha=flag).bound(lo, hi, iters=20)
                     row += [f"{res.lower.min():.3f}", f"{time.monotonic() - t:.2f}"]
+                row.append(f"{time.process_time() - cpu:.2f}")  # one thread: CPU s
                 print(f"| {net.name} | {radius} | {n} | " + " | ".join(row) + " |", flush=True)
     return 0
 
@@ -156,8 +159,9 @@ def main(argv: list[str] | None = None) -> int:
 
     print(f"load average at start: {os.getloadavg()[0]:.1f}", flush=True)
     lines = ["| network (test accuracy) | radius | engine | holds | violated | "
-             "candidate failed replay | other unknown | seconds |",
-             "|---|---:|---|---:|---:|---:|---:|---:|"]
+             "candidate failed replay | other unknown | seconds | terms searched | "
+             "bound s |",
+             "|---|---:|---|---:|---:|---:|---:|---:|---:|---:|"]
     bad = 0
     for activation in args.activations:
         net, Xte, yte, acc = train(activation, args.depth, args.width)
@@ -167,11 +171,17 @@ def main(argv: list[str] | None = None) -> int:
             for engine, kw in (e for e in engines if e[0] in args.engines):
                 count = {"holds": 0, "violated": 0, "replay": 0, "other": 0}
                 secs = 0.0
+                terms = bound_s = 0.0
                 for i in picks:
                     prop = robustness(Xte[i], int(yte[i]), radius, 10, domain_lo=0.0, domain_hi=1.0)
                     t = time.monotonic()
                     r = verify(net, prop, engine=engine, timeout=args.timeout, **kw)
                     secs += time.monotonic() - t
+                    for st in r.stats.get("cases", []):
+                        # per-term searches (bab): terms searched, seconds in bound calls
+                        terms += st.get("terms_searched", 0)
+                        bound_s += st.get("seconds_bound", 0.0) + st.get(
+                            "joint_seconds_bound", 0.0)
                     if r.status.value == "violated":
                         x = r.counterexample.x_array
                         if not prop.violated_by(x, net.forward(x)):
@@ -184,7 +194,7 @@ def main(argv: list[str] | None = None) -> int:
                         count["other"] += 1
                 line = (f"| {net.name} ({acc:.3f}) | {radius} | {engine} | {count['holds']} | "
                         f"{count['violated']} | {count['replay']} | {count['other']} | "
-                        f"{secs:.0f} |")
+                        f"{secs:.0f} | {terms:.0f} | {bound_s:.0f} |")
                 lines.append(line)
                 print(line, flush=True)
     print()

@@ -287,3 +287,70 @@ def test_no_time_for_the_tangent_pass_gives_the_fixed_line_bound():
     # with time, the starting tangents are a candidate and the steps run
     opt = CrownBounder(net, C).bound(lo, hi, iters=5)
     assert opt.stats["iterations"] > 0 and np.all(opt.lower > fixed.lower)
+
+
+def _plain_step(kind, rel, t, A):
+    """The optimisation-pass step written with plain torch ops (autograd records it)."""
+    from nnresilience.bounds.crown_relax import _torch_fn
+
+    pos = A >= 0.0
+    t = t.clamp(0.0, 1.0)
+    d = torch.where(pos, rel.tl0 + t * (rel.tl1 - rel.tl0), rel.tu1 - t * (rel.tu1 - rel.tu0))
+    fd, sd = _torch_fn(kind, d)
+    par = torch.where(pos, rel.lpar, rel.upar)
+    slope = torch.where(par, sd, torch.where(pos, rel.la, rel.ua))
+    icpt = torch.where(par, fd - sd * d, torch.where(pos, rel.lb, rel.ub))
+    return A * slope, (A * icpt).sum(-1)
+
+
+@pytest.mark.parametrize("kind", sorted(ACT))
+def test_hand_written_step_gradient_equals_autograd(kind):
+    """``fast_s_shaped_step`` (one autograd node, gradient by hand) returns the values
+    and the gradients (in ``t``, ``A`` and, through the ranges and chords, the box) of
+    the plain formula: convex, concave, crossing and point-like boxes, both signs of A."""
+    from nnresilience.bounds.crown_relax import fast_relaxation, fast_s_shaped_step
+
+    rng = np.random.default_rng(3)
+    w = 40
+    c = rng.choice([-3.0, 0.0, 3.0], size=w) + rng.normal(size=w)
+    r = rng.uniform(0.0, 3.0, size=w) * rng.choice([1e-12, 1.0], size=w, p=[0.1, 0.9])
+    lo0 = torch.tensor(np.repeat((c - r)[None], 2, 0), requires_grad=True)
+    hi0 = torch.tensor(np.repeat((c + r)[None], 2, 0), requires_grad=True)
+    t0 = torch.tensor(rng.uniform(size=(2, 5, w)), requires_grad=True)
+    A0 = torch.tensor(rng.normal(size=(2, 5, w)), requires_grad=True)
+    G, g = torch.tensor(rng.normal(size=(2, 5, w))), torch.tensor(rng.normal(size=(2, 5)))
+    got = []
+    for step in (_plain_step, fast_s_shaped_step):
+        rel = fast_relaxation(ACT[kind](w), lo0 * 1.0, hi0 * 1.0)
+        An, cc = step(kind, rel, t0, A0 * 1.0)
+        grads = torch.autograd.grad((An * G).sum() + (cc * g).sum(), [t0, A0, lo0, hi0])
+        got.append((An, cc, *grads))
+    for x, y in zip(*got, strict=True):
+        assert float(y.abs().max()) > 0.0
+        torch.testing.assert_close(y, x, rtol=1e-12, atol=1e-12)
+
+
+@pytest.mark.parametrize("kind", sorted(ACT))
+def test_per_side_sound_lines_equal_the_two_sided_lines(kind):
+    """The float64 pass builds one line per entry (``sound_s_shaped_side`` with the
+    sign mask of the coefficients); each is bit-identical to that side's line of
+    ``s_shaped_lines`` (which the line-validity tests above check), also for points
+    outside the ranges."""
+    from nnresilience.bounds.crown_relax import (
+        s_shaped_lines,
+        sound_relaxation,
+        sound_s_shaped_side,
+    )
+
+    rng = np.random.default_rng(4)
+    w = 64
+    layer = ACT[kind](w)
+    lo, hi = _intervals(rng, w)
+    rel = sound_relaxation(layer, torch.as_tensor(lo[None]), torch.as_tensor(hi[None]))
+    t = torch.as_tensor(rng.uniform(-0.2, 1.2, size=(1, 6, w)))
+    side = torch.as_tensor(rng.uniform(size=(1, 6, w)) < 0.5)
+    la, lb, ua, ub = s_shaped_lines(layer, rel, t, sound=True)
+    a, b = sound_s_shaped_side(layer, rel, t, side)
+    assert torch.equal(a, torch.where(side, la, ua))
+    assert torch.equal(b, torch.where(side, lb, ub))
+    assert bool((a != torch.where(side, rel.la, rel.ua)).any())     # tangents were used

@@ -94,12 +94,24 @@ FAST_BISECT_STEPS = 16
 RANGE_MARGIN = 1e-3
 
 
-def _lower_range(fn, deriv, lo: np.ndarray, hi: np.ndarray, wide: np.ndarray, steps: int):
-    """Tangent points ``[d0, d1]`` whose tangent is below an s-shaped ``fn`` on each
+def _value_and_slope(kind: str, x: np.ndarray):
+    """``f(x)`` and ``f'(x)`` in float64 with one transcendental call (for the tangent
+    ranges only, which are re-checked: no rounding model needed here)."""
+    if kind == "sigmoid":
+        v = 0.5 + 0.5 * np.tanh(0.5 * x)
+        return v, v * (1.0 - v)
+    if kind == "tanh":
+        v = np.tanh(x)
+        return v, 1.0 - v * v
+    with np.errstate(over="ignore"):
+        return np.arctan(x), 1.0 / (1.0 + x * x)
+
+
+def _lower_ends(kind: str, lo: np.ndarray, hi: np.ndarray, wide: np.ndarray, steps: int):
+    """Tangent points ``[d0, d1]`` whose tangent is below an s-shaped ``f`` on each
     ``[lo, hi]`` (real-arithmetic reasoning in the module doc; float64 values here are
     only a starting range, every line is re-checked by :func:`s_shaped_lines`)."""
     n = lo.size
-    d0 = lo.copy()
     d1 = np.zeros(n)
     par = np.zeros(n, dtype=bool)
     convex = wide & (hi <= 0.0)
@@ -108,11 +120,12 @@ def _lower_range(fn, deriv, lo: np.ndarray, hi: np.ndarray, wide: np.ndarray, st
     mixed = wide & (lo < 0.0) & (hi > 0.0)
     if mixed.any():
         l, u = lo[mixed], hi[mixed]
-        fu = fn(u)
+        fu, _ = _value_and_slope(kind, u)
 
         def phi(d):       # tangent at d minus f at u; increasing in d <= 0
+            fd, sd = _value_and_slope(kind, d)
             with np.errstate(over="ignore", invalid="ignore"):
-                return fn(d) + deriv(d) * (u - d) - fu
+                return fd + sd * (u - d) - fu
 
         ok = phi(l) < 0.0
         a, b = l.copy(), np.zeros_like(l)
@@ -124,22 +137,23 @@ def _lower_range(fn, deriv, lo: np.ndarray, hi: np.ndarray, wide: np.ndarray, st
         top = l + (a - l) * (1.0 - RANGE_MARGIN)
         d1[mixed] = np.where(ok, top, l)
         par[mixed] = ok
-    return d0, d1, par
+    return d1, par
 
 
-def _s_ranges(layer, lo: np.ndarray, hi: np.ndarray, steps: int = BISECT_STEPS):
-    from nnresilience.bounds.relax import _derivative
+def _s_ranges(kind: str, lo: np.ndarray, hi: np.ndarray, steps: int = BISECT_STEPS):
+    """Both tangent-point ranges, ``(tl0, tl1, lpar), (tu0, tu1, upar)``, flat.
 
-    kind = layer.kind
+    ``f`` is point-symmetric about ``(0, f(0))`` (sigmoid, tanh, arctan), so a line is
+    above ``f`` on ``[l, u]`` exactly when its mirror image is below ``f`` on
+    ``[-u, -l]`` (the tangent at ``d`` becomes the tangent at ``-d``): the upper ranges
+    come out of the same bisection as the lower ones, on the mirrored boxes, in one batch.
+    """
+    n = lo.size
     with np.errstate(over="ignore"):           # a box too wide for float64 is wide
         wide = (hi - lo) > TINY_WIDTH
-    lower = _lower_range(layer.fn, lambda x: _derivative(kind, x), lo, hi, wide,
-                         steps)
-    # upper lines of f on [l, u] are the mirror images of lower lines of g(y) = -f(-y)
-    # on [-u, -l] (tangent at e of g <-> tangent at -e of f); g' (y) = f'(-y) = f'(y)
-    g0, g1, upar = _lower_range(lambda y: -layer.fn(-y), lambda y: _derivative(kind, y),
-                                -hi, -lo, wide, steps)
-    return lower, (-g1, -g0, upar)
+    d1, par = _lower_ends(kind, np.concatenate([lo, -hi]), np.concatenate([hi, -lo]),
+                          np.concatenate([wide, wide]), steps)
+    return (lo.copy(), d1[:n], par[:n]), (-d1[n:], hi.copy(), par[n:])
 
 
 def _maxpool(groups, lo, hi) -> Relaxation:
@@ -175,7 +189,7 @@ def sound_relaxation(layer, lo, hi, groups=None, steps: int = BISECT_STEPS) -> R
     if layer.kind in S_SHAPED:
         lo_n = lo.detach().cpu().numpy().reshape(-1)
         hi_n = hi.detach().cpu().numpy().reshape(-1)
-        (tl0, tl1, lpar), (tu0, tu1, upar) = _s_ranges(layer, lo_n, hi_n, steps)
+        (tl0, tl1, lpar), (tu0, tu1, upar) = _s_ranges(layer.kind, lo_n, hi_n, steps)
         out.l, out.u = t(lo_n), t(hi_n)
         out.tl0, out.tl1, out.tu0, out.tu1 = t(tl0), t(tl1), t(tu0), t(tu1)
         out.lpar = torch.as_tensor(lpar.reshape(B, 1, w), device=lo.device)
@@ -194,30 +208,7 @@ def fast_relaxation(layer, lo, hi, groups=None) -> Relaxation:
     if layer.kind == "maxpool":
         return _maxpool(groups, lo, hi)
     if layer.kind in S_SHAPED:
-        rel = sound_relaxation(layer, lo.detach(), hi.detach(), steps=FAST_BISECT_STEPS)
-        for name in ("la", "lb", "ua", "ub", "l", "u", "tl0", "tl1", "tu0", "tu1"):
-            setattr(rel, name, getattr(rel, name).to(lo.dtype))
-        # differentiable in the box where the line is a function of it (the optimised
-        # intermediate bounds then steer later layers' lines): the tangent ranges' box
-        # ends and the chords; the bisected ends stay constants
-        lo3, hi3 = lo[:, None, :], hi[:, None, :]
-        rel.l, rel.u = lo3, hi3
-        rel.tl0 = lo3
-        rel.tl1 = torch.where(hi3 <= 0.0, hi3, rel.tl1)
-        rel.tu1 = hi3
-        rel.tu0 = torch.where(lo3 >= 0.0, lo3, rel.tu0)
-        wide = (hi3 - lo3) > TINY_WIDTH
-        fl, _ = _torch_fn(layer.kind, lo3)
-        fu, _ = _torch_fn(layer.kind, hi3)
-        chord = (fu - fl) / torch.where(wide, hi3 - lo3, torch.ones_like(lo3))
-        cb = fl - chord * lo3
-        concave = wide & (lo3 >= 0.0)
-        convex = wide & (hi3 <= 0.0)
-        rel.la = torch.where(concave, chord, rel.la)
-        rel.lb = torch.where(concave, cb, rel.lb)
-        rel.ua = torch.where(convex, chord, rel.ua)
-        rel.ub = torch.where(convex, cb, rel.ub)
-        return rel
+        return _fast_s_shaped(layer.kind, lo, hi)
     k = float(getattr(layer, "slope", 0.0))
     active = lo >= 0.0
     inactive = hi <= 0.0
@@ -234,6 +225,52 @@ def fast_relaxation(layer, lo, hi, groups=None) -> Relaxation:
                       slope=k)
 
 
+def _fast_s_shaped(kind: str, lo, hi) -> Relaxation:
+    """The lines of :func:`sound_relaxation` for an optimisation pass, in torch and in
+    ``lo``'s dtype, without the rounding allowances (nothing here is reported): the
+    tangent-point ranges from one batched float64 bisection (:func:`_s_ranges`, fewer
+    steps), the fixed lines of :mod:`.relax` (chords, midpoint tangents, the parallel
+    lines of the mixed case, constants on a point-like box) where no range exists.
+
+    Differentiable in the box where a line is a function of it (the optimised
+    intermediate bounds then steer later layers' lines): the ranges' box ends and the
+    chords; the bisected ends and the other fixed lines are constants."""
+    import torch
+
+    B, w = lo.shape
+    dt, dev = lo.dtype, lo.device
+    lo_n = lo.detach().cpu().numpy().astype(np.float64).reshape(-1)
+    hi_n = hi.detach().cpu().numpy().astype(np.float64).reshape(-1)
+    (_, tl1, lpar), (tu0, _, upar) = _s_ranges(kind, lo_n, hi_n, FAST_BISECT_STEPS)
+    both = torch.as_tensor(np.stack([tl1, tu0]).reshape(2, B, 1, w), dtype=dt, device=dev)
+    pars = torch.as_tensor(np.stack([lpar, upar]).reshape(2, B, 1, w), device=dev)
+    lo3, hi3 = lo[:, None, :], hi[:, None, :]
+    wide = (hi3 - lo3) > TINY_WIDTH
+    convex = wide & (hi3 <= 0.0)
+    concave = wide & (lo3 >= 0.0)
+    mixed = wide & ~convex & ~concave
+    fl, sl = _torch_fn(kind, lo3)
+    fu, su = _torch_fn(kind, hi3)
+    chord = (fu - fl) / torch.where(wide, hi3 - lo3, torch.ones_like(lo3))
+    cb = fl - chord * lo3
+    with torch.no_grad():
+        l3, h3 = lo3.detach(), hi3.detach()
+        mid = 0.5 * l3 + 0.5 * h3
+        fm, sm = _torch_fn(kind, mid)
+        tb = fm - sm * mid                      # midpoint tangent
+        lam = torch.minimum(sl, su).detach()    # mixed: parallel lines
+        zero = torch.zeros_like(l3)
+        la = torch.where(convex, sm, torch.where(mixed, lam, zero))
+        lb = torch.where(convex, tb, torch.where(mixed, fl.detach() - lam * l3, fl.detach()))
+        ua = torch.where(concave, sm, torch.where(mixed, lam, zero))
+        ub = torch.where(concave, tb, torch.where(mixed, fu.detach() - lam * h3, fu.detach()))
+    return Relaxation(
+        kind, la=torch.where(concave, chord, la), lb=torch.where(concave, cb, lb),
+        ua=torch.where(convex, chord, ua), ub=torch.where(convex, cb, ub), l=lo3, u=hi3,
+        tl0=lo3, tl1=torch.where(hi3 <= 0.0, hi3, both[0]), tu0=torch.where(
+            lo3 >= 0.0, lo3, both[1]), tu1=hi3, lpar=pars[0], upar=pars[1])
+
+
 def _torch_fn(kind: str, x):
     import torch
 
@@ -244,6 +281,92 @@ def _torch_fn(kind: str, x):
         v = torch.tanh(x)
         return v, 1.0 - v * v
     return torch.atan(x), 1.0 / (1.0 + x * x)
+
+
+def fast_s_shaped_step(kind: str, rel: Relaxation, t, A):
+    """One optimisation-pass back-substitution step ``A h -> A' z + c'`` through an
+    s-shaped layer with tangent points ``t`` (B, R, w) in ``[0, 1]``: each entry builds
+    only the line it uses (the lower one where ``A >= 0``), one ``f`` evaluation per
+    entry. Returns ``(A', c' increment)``; differentiable in ``t``, ``A`` and the box
+    (through the ranges and the chords of ``rel``); never reported.
+
+    One autograd node with its gradient written out (the plain torch formula, which
+    ``tests/bounds/test_sshape_alpha.py`` compares it with, recorded ~30 nodes of
+    ``(B, R, w)`` work, most of them ``where``, and was most of a root call's time on
+    the 6 x 100 digits net: 21 such steps per optimisation step). The side of each
+    entry is a 0/1 float mask, so choosing between per-neuron values is two products
+    and a sum, exact, and much cheaper in torch than ``where``. ``t`` is clamped to
+    ``[0, 1]`` and its gradient passed through unchanged (the callers keep it there)."""
+    return _step_function().apply(kind, t, A, rel.tl0, rel.tl1, rel.tu0, rel.tu1,
+                                  rel.la, rel.lb, rel.ua, rel.ub, rel.lpar, rel.upar)
+
+
+_STEP_FN = None
+
+
+def _step_function():
+    global _STEP_FN
+    if _STEP_FN is None:
+        import torch
+
+        class _SStep(torch.autograd.Function):
+            @staticmethod
+            def forward(ctx, kind, t, A, tl0, tl1, tu0, tu1, la, lb, ua, ub, lpar, upar):
+                # non-finite per-neuron values (a box overflowing in the optimisation
+                # dtype) would turn a 0 weight into nan on the other side
+                tl0, tl1, tu0, tu1, la, lb, ua, ub = (
+                    torch.nan_to_num(x) for x in (tl0, tl1, tu0, tu1, la, lb, ua, ub))
+                dt = A.dtype
+                posf = (A >= 0.0).to(dt)
+                negf = 1.0 - posf
+                tc = t.clamp(0.0, 1.0)
+                span = (tl1 - tl0) * posf + (tu0 - tu1) * negf
+                d = tl0 * posf + tu1 * negf + tc * span
+                fd, sd = _torch_fn(kind, d)
+                parf = lpar.to(dt) * posf + upar.to(dt) * negf
+                nparf = 1.0 - parf
+                slope = sd * parf + (la * posf + ua * negf) * nparf
+                icpt = (fd - sd * d) * parf + (lb * posf + ub * negf) * nparf
+                ctx.kind = kind
+                ctx.shapes = [x.shape for x in (tl0, tl1, tu0, tu1, la, lb, ua, ub)]
+                ctx.save_for_backward(A, posf, parf, tc, span, d, fd, sd, slope, icpt)
+                return A * slope, (A * icpt).sum(-1)
+
+            @staticmethod
+            def backward(ctx, gAn, gc):
+                A, posf, parf, tc, span, d, fd, sd, slope, icpt = ctx.saved_tensors
+                need = ctx.needs_input_grad
+                gc3 = gc[..., None]
+                gA = gAn * slope + gc3 * icpt if need[2] else None
+                # tangent entries: slope f'(d), intercept f(d) - f'(d) d, so
+                # dL/dd = A f''(d) (gAn - gc d)
+                if ctx.kind == "sigmoid":
+                    f2 = sd - 2.0 * sd * fd
+                elif ctx.kind == "tanh":
+                    f2 = -2.0 * fd * sd
+                else:
+                    f2 = -2.0 * d * sd * sd
+                gd = (A * parf) * f2 * (gAn - gc3 * d)
+                gt = gd * span if need[1] else None
+                grads = [None] * 8                     # tl0 tl1 tu0 tu1 la lb ua ub
+                if any(need[3:7]):
+                    # d = tl0 (1 - tc) + tl1 tc where A >= 0, tu1 (1 - tc) + tu0 tc elsewhere
+                    gpos = gd * posf
+                    gneg = gd - gpos
+                    g1, g2 = gpos * tc, gneg * tc
+                    grads[:4] = [gpos - g1, g1, g2, gneg - g2]
+                if any(need[7:11]):
+                    # the fixed lines, where no tangent is used
+                    nA = A * (1.0 - parf)
+                    fa, fb = gAn * nA, gc3 * nA
+                    fa_pos, fb_pos = fa * posf, fb * posf
+                    grads[4:] = [fa_pos, fb_pos, fa - fa_pos, fb - fb_pos]
+                grads = [None if g is None or not need[3 + k] else
+                         g.sum_to_size(ctx.shapes[k]) for k, g in enumerate(grads)]
+                return (None, gt, gA, *grads, None, None)
+
+        _STEP_FN = _SStep
+    return _STEP_FN
 
 
 def s_shaped_lines(layer, rel: Relaxation, t, sound: bool, lower_side=None):
@@ -271,33 +394,60 @@ def s_shaped_lines(layer, rel: Relaxation, t, sound: bool, lower_side=None):
         ua = torch.where(rel.upar, au, rel.ua)
         ub = torch.where(rel.upar, fu - au * du, rel.ub)
         return la, lb, ua, ub
+    if lower_side is None:
+        return (*sound_s_shaped_side(layer, rel, t, True),
+                *sound_s_shaped_side(layer, rel, t, False))
+    a, b = sound_s_shaped_side(layer, rel, t, lower_side)
+    return (torch.where(lower_side, a, rel.la), torch.where(lower_side, b, rel.lb),
+            torch.where(lower_side, rel.ua, a), torch.where(lower_side, rel.ub, b))
+
+
+def sound_s_shaped_side(layer, rel: Relaxation, t, lower):
+    """Float64 line ``(slope, intercept)`` per entry of ``t`` (B, R, w), below ``f``
+    where ``lower`` (a bool, or a bool tensor broadcastable to ``t``) and above it
+    elsewhere: the tangent at the point ``t`` places in the entry's range, built and
+    re-checked by :func:`_sound_tangent`, or the fixed line where there is no range or
+    the check fails. Elementwise, so an entry's line does not depend on the others' sides
+    (``s_shaped_lines`` returns the same lines from one call per side). In numpy on the
+    flat entries that can use a tangent: no torch indexing per side."""
+    import torch
+
+    t = t.clamp(0.0, 1.0)
     shape = t.shape
     dev = t.device
-    box = (rel.l.expand(shape), rel.u.expand(shape))
-    out = []
-    for d, par, fixed, lower in ((dl, rel.lpar, (rel.la, rel.lb), True),
-                                 (du, rel.upar, (rel.ua, rel.ub), False)):
-        want = par.expand(shape)
-        if lower_side is not None:
-            want = want & (lower_side if lower else ~lower_side)
-        a_full, b_full = (f.expand(shape).clone() for f in fixed)
-        if bool(want.any()):
-            # only the entries that can use a tangent are built (flat, in numpy)
-            a, b, ok = _sound_tangent(layer, d[want].cpu().numpy(), box[0][want].cpu().numpy(),
-                                      box[1][want].cpu().numpy(), lower)
-            sel = torch.nonzero(want, as_tuple=True)
-            keep = torch.as_tensor(ok, device=dev)
-            sel = tuple(i[keep] for i in sel)
-            a_full[sel] = torch.as_tensor(a[ok], dtype=torch.float64, device=dev)
-            b_full[sel] = torch.as_tensor(b[ok], dtype=torch.float64, device=dev)
-        out += [a_full, b_full]
-    return tuple(out)
+
+    def n(x):
+        return np.broadcast_to(x.detach().cpu().numpy(), shape)
+
+    low = np.full(shape, lower) if isinstance(lower, bool) else n(lower)
+    out_a = np.where(low, n(rel.la), n(rel.ua))
+    out_b = np.where(low, n(rel.lb), n(rel.ub))
+    box_l, box_u = n(rel.l), n(rel.u)
+    for side in (True, False):
+        if isinstance(lower, bool) and lower is not side:
+            continue
+        par = rel.lpar if side else rel.upar
+        want = (low if side else ~low) & n(par)
+        if not want.any():
+            continue
+        # the tangent points, by the same float64 operations as the optimisation's map
+        d = rel.tl0 + t * (rel.tl1 - rel.tl0) if side else rel.tu1 - t * (rel.tu1 - rel.tu0)
+        # f at the far end, per neuron (the same library values as per entry)
+        far = np.broadcast_to(layer.fn((rel.u if side else rel.l).detach().cpu().numpy()), shape)
+        a, b, ok = _sound_tangent(layer, n(d)[want], box_l[want], box_u[want], side,
+                                  far[want])
+        idx = np.flatnonzero(want)[ok]
+        out_a.flat[idx] = a[ok]
+        out_b.flat[idx] = b[ok]
+    return (torch.as_tensor(out_a, dtype=torch.float64, device=dev),
+            torch.as_tensor(out_b, dtype=torch.float64, device=dev))
 
 
-def _sound_tangent(layer, d, l, u, lower: bool):
+def _sound_tangent(layer, d, l, u, lower: bool, f_far=None):
     """Float64 tangent at ``d`` (1-D) below (``lower``) or above ``f``, valid in real
     arithmetic on ``[l, u]``, and the mask where it is (the checks of the module doc; the
-    intercept follows the rule of :mod:`.relax`)."""
+    intercept follows the rule of :mod:`.relax`). ``f_far``: the library value of ``f``
+    at ``u`` (``lower``) or ``l``, if the caller has it (computed here otherwise)."""
     from nnresilience.bounds.relax import DERIVATIVE_ERROR, _above, _below, _derivative
     from nnresilience.bounds.rounding import activation_rounding, down, sum_error, up
 
@@ -314,11 +464,13 @@ def _sound_tangent(layer, d, l, u, lower: bool):
             b = down(_below(down(fd - err), d, a) - slack)
             au = a * u
             at_u = up(au + b + sum_error(np.abs(au) + np.abs(b), 2))
-            ok = (d <= 0.0) & ((u <= 0.0) | (at_u <= down(f(u) - err)))
+            fu = f(u) if f_far is None else f_far
+            ok = (d <= 0.0) & ((u <= 0.0) | (at_u <= down(fu - err)))
         else:
             b = up(_above(up(fd + err), d, a) + slack)
             al = a * l
             at_l = down(al + b - sum_error(np.abs(al) + np.abs(b), 2))
-            ok = (d >= 0.0) & ((l >= 0.0) | (at_l >= up(f(l) + err)))
+            fl = f(l) if f_far is None else f_far
+            ok = (d >= 0.0) & ((l >= 0.0) | (at_l >= up(fl + err)))
         ok &= np.isfinite(a) & np.isfinite(b) & np.isfinite(rad)
     return a, b, ok
