@@ -73,3 +73,22 @@ def test_ordinary_nets_keep_the_requested_factor():
     b = network_bounds(net, lo, hi, DEFAULT, None)
     mip = build_local_mip(net, np.zeros(3), 0, 1, "l1", lo, hi, b, DEFAULT)
     assert usable_factor(mip.model.arrays(), DEFAULT, 1000.0) == 1000.0
+
+
+def test_scip_dual_bound_on_an_ill_scaled_model_is_not_a_lower_bound():
+    """SCIP's dual bound on this 1e8-weight net was 0.790 ("optimal") for a true L∞
+    minimum of 0.2198, and 0.00957 in L2 where a replayed point lies 2.3e-7 away, at every
+    feasibility tolerance tried: on an ill-scaled model only SCIP's points count."""
+    inst = res_instance("huge", 4)
+    dom = (inst.lo, inst.hi)
+    x = np.array([-0.7428595944616008, -0.0014442751197700776])
+    truth, _ = brute_force_min_perturbation(inst.network, x, 0, 1, "linf", inst.lo, inst.hi)
+    r = min_perturbation(inst.network, x, 0, "linf", 1, dom,
+                         settings=DEFAULT.with_(shrink=False, backend="scip"), timeout=5)
+    assert r.lower <= truth + 1e-6
+    assert not (r.optimal and r.upper is not None and r.upper > truth + 1e-6)
+    x2 = np.array([-0.23131313067717624, -0.1581171208333132])
+    l1_truth, _ = brute_force_min_perturbation(inst.network, x2, 0, 1, "l1", inst.lo, inst.hi)
+    r2 = min_perturbation(inst.network, x2, 0, "l2", 1, dom,
+                          settings=DEFAULT.with_(shrink=False), timeout=5)
+    assert r2.lower <= l1_truth + 1e-9          # ||ε||_2 <= ||ε||_1: the L1 minimum bounds it
