@@ -187,6 +187,9 @@ class _Pieces:
         return L, undecided, score
 
 
+# On 1e8-weight nets ``scale * L`` (the heap's ordering key, never the bound itself) can
+# overflow to inf; an inf key only orders a piece first, so the warning is noise.
+@np.errstate(over="ignore")
 def split_lipschitz(network, C, lo, hi, radius: float, *, deadline: float | None = None,
                     scale=None, goal: float | None = None, max_pieces: int = 100_000,
                     norm: str = "l1", depth: int | None = 1) -> SplitLipschitz | None:
