@@ -11,18 +11,10 @@ import numpy as np
 import pytest
 
 from nnresilience.bounds import vertex_difference
-from nnresilience.resilience.certify_diff import certified_lower_bound
+from nnresilience.resilience.certify_diff import certified_lower_bound, margin_rows
 from nnresilience.resilience.lipschitz_split import split_lipschitz, supported
 from nnresilience.testing.bruteforce import random_network
 from nnresilience.testing.phi_bruteforce import brute_force_phi
-
-
-def _rows(n_out: int, m: int = 0) -> np.ndarray:
-    C = np.zeros((n_out - 1, n_out))
-    others = np.delete(np.arange(n_out), m)
-    C[np.arange(n_out - 1), others] = 1.0
-    C[:, m] = -1.0
-    return C
 
 
 def _pairs(rng, lo, hi, r, n):
@@ -52,7 +44,7 @@ def test_split_bound_holds_at_sampled_pairs_and_never_loosens(kind, scale):
             net.layers[0].W = net.layers[0].W * scale
         assert supported(net)
         lo, hi = -np.ones(3), np.ones(3)
-        C = _rows(3)
+        C = margin_rows(3, 0)
         for r in (0.1, 0.8):
             s = split_lipschitz(net, C, lo, hi, r, max_pieces=200)
             full = s.L
@@ -98,7 +90,7 @@ def test_split_keeps_the_deadline_on_digits():
 
     path = Path(__file__).resolve().parents[2] / "examples" / "digits" / "digits_2x50.onnx"
     net = load_network(str(path)).merged()
-    C = _rows(10)
+    C = margin_rows(10, 0)
     lo, hi = np.zeros(64), np.ones(64)
     t0 = time.perf_counter()
     s = split_lipschitz(net, C, lo, hi, 0.26, deadline=t0 + 0.5)
@@ -120,5 +112,5 @@ def test_unsupported_nets_are_left_alone():
     net = sequential([Affine(rng.normal(size=(3, 2)), rng.normal(size=3)), Tanh(3),
                       Affine(rng.normal(size=(3, 3)), rng.normal(size=3))])
     assert not supported(net)
-    assert split_lipschitz(net, _rows(3), -np.ones(2), np.ones(2), 0.5) is None
+    assert split_lipschitz(net, margin_rows(3, 0), -np.ones(2), np.ones(2), 0.5) is None
     assert vertex_difference.supported(net)  # the unsplit vertex bound still applies

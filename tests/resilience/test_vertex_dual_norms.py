@@ -12,18 +12,10 @@ import numpy as np
 import pytest
 
 from nnresilience.resilience import certify_diff
-from nnresilience.resilience.certify_diff import certified_lower_bound
+from nnresilience.resilience.certify_diff import certified_lower_bound, margin_rows
 from nnresilience.resilience.lipschitz_split import split_lipschitz
 from nnresilience.testing.bruteforce import random_network
 from nnresilience.testing.phi_bruteforce import brute_force_phi
-
-
-def _rows(n_out: int, m: int = 0) -> np.ndarray:
-    C = np.zeros((n_out - 1, n_out))
-    others = np.delete(np.arange(n_out), m)
-    C[np.arange(n_out - 1), others] = 1.0
-    C[:, m] = -1.0
-    return C
 
 
 def _norm(E, norm):
@@ -64,7 +56,7 @@ def test_dual_norm_bound_holds_at_sampled_pairs(norm, kind, scale):
         if scale != 1.0:
             net.layers[0].W = net.layers[0].W * scale
         lo, hi = -np.ones(3), np.ones(3)
-        C = _rows(3)
+        C = margin_rows(3, 0)
         for r in (0.05, 0.5):
             root = split_lipschitz(net, C, lo, hi, r, max_pieces=1, norm=norm).L
             full = split_lipschitz(net, C, lo, hi, r, max_pieces=200, norm=norm).L

@@ -85,6 +85,16 @@ def _others(m: int, n_out: int) -> np.ndarray:
     return np.delete(np.arange(n_out), m)
 
 
+def margin_rows(n_out: int, m: int) -> np.ndarray:
+    """The rows ``C`` (one per other class ``j``) with ``C·y = y_j - y_m``: the margins whose
+    change the vertex bound and the segment splitting bound."""
+    others = _others(m, n_out)
+    C = np.zeros((others.size, n_out))
+    C[np.arange(others.size), others] = 1.0
+    C[:, m] = -1.0
+    return C
+
+
 def premise_upper(an: DifferentialAnalysis, m: int) -> float:
     """An upper bound of the float64 margin ``fl(y_m - y_i)`` (min over i != m) of any
     input of the a-box: copy-1 bounds of the exact differences, plus the forward errors
@@ -159,9 +169,7 @@ class RadiusCertifier:
         # ball's vertices, L∞ / L2 the dual norm of the per-coordinate bounds
         self.use_vertex = norm in ("l1", "linf", "l2") and \
             vertex_difference.supported(self.net)
-        self._rows = np.zeros((self.others.size, n_out))
-        self._rows[np.arange(self.others.size), self.others] = 1.0
-        self._rows[:, self.m] = -1.0
+        self._rows = margin_rows(n_out, self.m)
         self._vertex_cache: tuple[bytes, np.ndarray] | None = None
         self.vertex_decided = 0             # probes decided by the vertex bound alone
         self.deadline = deadline            # time.perf_counter() value for the vertex bound
