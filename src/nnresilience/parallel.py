@@ -151,6 +151,8 @@ class ProcessExecutor(Executor):
         """Kill the pool's worker processes (running tasks die with them) and reap them."""
         self.cancel()
         procs = list((getattr(self._pool, "_processes", None) or {}).values())
+        # shutdown() forgets the manager thread; keep it to wait for it below
+        manager = getattr(self._pool, "_executor_manager_thread", None)
         for p in procs:
             if p.is_alive():
                 p.terminate()
@@ -160,6 +162,10 @@ class ProcessExecutor(Executor):
             if p.is_alive():  # pragma: no cover - SIGTERM ignored
                 p.kill()
                 p.join(timeout=5)
+        # The pool's manager thread marks the killed tasks' futures as failed; it does so
+        # asynchronously, so wait for it: callers may rely on every future being done.
+        if manager is not None:
+            manager.join(timeout=5)
 
 
 class DaskExecutor(Executor):
