@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import warnings
+
 import numpy as np
 import pytest
 from hypothesis import given, settings
@@ -55,3 +57,19 @@ def test_maxpool_relaxation(pairs):
         assert np.all(X[:, rel.lower_idx[0]] == y)
     else:
         assert np.all(y <= rel.upper_const[0])
+
+
+@pytest.mark.parametrize("layer", [Arctan(1), Tanh(1), Sigmoid(1)], ids=lambda x: x.describe())
+def test_s_shaped_box_wider_than_the_largest_float(layer):
+    # hi - lo overflows: the relaxation must stay finite, hold, and raise no warning
+    big = np.finfo(np.float64).max / 2 * 1.5
+    lo, hi = np.array([-big]), np.array([big])
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        rel = relax_elementwise(layer, lo, hi)
+    assert np.isfinite([rel.la[0], rel.lb[0], rel.ua[0], rel.ub[0]]).all()
+    x = np.concatenate([[-big, big], np.linspace(-50.0, 50.0, 2001)])
+    fx = layer.fn(x)
+    with np.errstate(over="ignore", invalid="ignore"):
+        assert np.all(rel.la[0] * x + rel.lb[0] <= fx)
+        assert np.all(rel.ua[0] * x + rel.ub[0] >= fx)

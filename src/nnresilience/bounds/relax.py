@@ -148,9 +148,11 @@ def _s_shaped(layer: Layer, lo: np.ndarray, hi: np.ndarray) -> LinearRelaxation:
     ua = np.zeros(n)
     lb = fl_dn.copy()                     # default: constant bounds f(l) <= f(x) <= f(u)
     ub = fu_up.copy()
-    wide = (hi - lo) > TINY_WIDTH
+    with np.errstate(over="ignore"):      # hi - lo > max float: inf, handled below
+        width = hi - lo
+    wide = width > TINY_WIDTH
     chord = np.zeros(n)
-    chord[wide] = (fu[wide] - fl[wide]) / (hi[wide] - lo[wide])
+    chord[wide] = (fu[wide] - fl[wide]) / width[wide]
     mid = 0.5 * lo + 0.5 * hi
     fm = f(mid)
     rad = np.maximum(up(hi - mid), up(mid - lo))           # |x - mid| <= rad on [lo, hi]
@@ -173,8 +175,10 @@ def _s_shaped(layer: Layer, lo: np.ndarray, hi: np.ndarray) -> LinearRelaxation:
     ub[c] = up(_above(up(fm[c] + err[c]), mid[c], tan_s[c]) + slack[c])
     # crossing the inflection point: parallel lines of the smaller endpoint slope
     lam = np.minimum(_derivative(kind, lo), _derivative(kind, hi))
-    c = mixed
-    drift = up(DERIVATIVE_ERROR * up(hi[c] - lo[c]))        # |lam - float lam| * (u - l)
+    # A box wider than the largest float (hi - lo overflows) keeps the constant bounds
+    # f(l) <= f(x) <= f(u): the drift of a sloped line would be infinite.
+    c = mixed & np.isfinite(width)
+    drift = up(DERIVATIVE_ERROR * up(width[c]))             # |lam - float lam| * (u - l)
     la[c] = ua[c] = lam[c]
     lb[c] = down(_below(fl_dn[c], lo[c], lam[c]) - drift)
     ub[c] = up(_above(fu_up[c], hi[c], lam[c]) + drift)
