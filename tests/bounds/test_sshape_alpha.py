@@ -208,7 +208,8 @@ def test_sound_lines_hold_in_longdouble_at_any_magnitude(kind, seed, centre, wid
     du = rel.tu1.numpy()[0] - tt * (rel.tu1 - rel.tu0).numpy()[0]
     Z = np.vstack([lo + s * (hi - lo), np.zeros(w), dl, du])
     Z = np.clip(Z, lo, hi).astype(np.longdouble)
-    F = LD[kind](Z)
+    with np.errstate(over="ignore"):      # exp(-z) of z = -1e8: inf, sigmoid 0, as meant
+        F = LD[kind](Z)
     eps = np.longdouble(2.0) ** -60
     for k in range(3):
         low, upp = la[k] * Z + lb[k], ua[k] * Z + ub[k]
@@ -326,7 +327,7 @@ def test_hand_written_step_gradient_equals_autograd(kind):
         grads = torch.autograd.grad((An * G).sum() + (cc * g).sum(), [t0, A0, lo0, hi0])
         got.append((An, cc, *grads))
     for x, y in zip(*got, strict=True):
-        assert float(y.abs().max()) > 0.0
+        assert float(y.detach().abs().max()) > 0.0
         torch.testing.assert_close(y, x, rtol=1e-12, atol=1e-12)
 
 
