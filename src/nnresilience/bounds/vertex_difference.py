@@ -285,6 +285,8 @@ def sign_groups(network, weight: np.ndarray, size: int) -> list[np.ndarray]:
     first = network.layers[0]
     if first.kind == "affine":
         W = np.asarray(first.dense_W(), np.float64)
+        top = np.abs(W).max(0, keepdims=True)
+        W = W / np.where(top > 0, top, 1.0)            # no overflow in the norms
         A = W / np.maximum(np.linalg.norm(W, axis=0, keepdims=True), 1e-300)
         cos = np.abs(A.T @ A)
     else:                                  # elementwise first: every pair is a conflict
@@ -393,7 +395,9 @@ def unit_upper(network, C, slopes, norm: str, deadline: float | None = None,
     size = group_size(network, L.shape[0], LINF_GROUP if group is None else group)
     if norm != "linf" or size <= 1:
         return dual_norm_upper(L, norm)
-    weight = (L / np.maximum(L.sum(1, keepdims=True), TINY)).sum(0)
+    with np.errstate(invalid="ignore", over="ignore"):   # inf rows on 1e8-weight nets
+        weight = np.nan_to_num((L / np.maximum(L.sum(1, keepdims=True), TINY)).sum(0),
+                               nan=0.0, posinf=1.0)
     groups = sign_groups(network, weight, size)
     G = group_upper(network, C, slopes, groups, L,
                     deadline if group_deadline is None else group_deadline)
