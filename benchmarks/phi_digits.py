@@ -27,6 +27,8 @@ Usage (one command re-runs everything; the full table costs hours)::
     python benchmarks/phi_digits.py --quick                # no MIP: attack + certified
                                                            # bound, every class, seconds
     python benchmarks/phi_digits.py --quick --norms l1 --split 10   # + 10 s of splitting
+    python benchmarks/phi_digits.py --quick --norms linf --linf-group 1   # L∞ bound per
+                                                           # coordinate (before phi6)
 
 ``--workers N`` runs independent cells in N processes (each cell itself single-threaded);
 on a shared machine keep it at 1 so the seconds mean something. Raw results go to
@@ -174,7 +176,15 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--split", type=float, default=0.0,
                     help="--quick: seconds of segment splitting for the L1 vertex bound "
                          "(resilience/lipschitz_split.py; 0: the plain certificate)")
+    ap.add_argument("--linf-group", type=int, default=None,
+                    help="coordinates per group of the L∞ vertex bound "
+                         "(bounds/vertex_difference.LINF_GROUP; 1: per coordinate, the "
+                         "bound before follow-up phi6); in-process runs (--workers 1)")
     a = ap.parse_args(argv)
+    if a.linf_group is not None:
+        from nnresilience.bounds import vertex_difference
+
+        vertex_difference.LINF_GROUP = a.linf_group
     if a.quick:
         recs = []
         for net in a.nets:

@@ -235,7 +235,9 @@ def split_lipschitz(network, C, lo, hi, radius: float, *, deadline: float | None
                 children = None
                 break
             if b is not None:
-                children.append((child, b))
+                # a child's points are its parent's, so the parent's bound holds there
+                # too (the L∞ groups of a child may differ from its parent's)
+                children.append((child, (np.minimum(b[0], L),) + tuple(b[1:])))
         if children is None:
             heapq.heappush(heap, (key, -1, state, (L, und, w)))
             break
