@@ -175,7 +175,7 @@ class MilpEngine(Engine):
             try:
                 get_backend(self.backend, need_quadratic=True)
             except BackendUnavailableError as exc:
-                return str(exc)
+                return f"the arctan 'miqcp' encoding (quadratic rows): {exc}"
         return None
 
     def _bounds_for(self, network, case, bounds, deadline: float | None):
