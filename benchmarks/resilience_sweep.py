@@ -34,6 +34,7 @@ ulps. The six default families keep their seeds; extra families are run in turn.
     python benchmarks/resilience_sweep.py                 # 18 instances + 12 CLI runs
     python benchmarks/resilience_sweep.py --n 6 --cli 3   # quick look
     python benchmarks/resilience_sweep.py --n 12 --families smooth smooth1 edge
+    python benchmarks/resilience_sweep.py --n 6 --families edge smooth --only tie_net
 """
 
 from __future__ import annotations
@@ -344,6 +345,9 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--families", nargs="+", choices=ALL_FAMILIES, default=list(FAMILIES),
                     help="default: the six piecewise-linear families; smooth, smooth1 and "
                          "edge by name")
+    ap.add_argument("--only", metavar="KEY",
+                    help="only instances whose generator info has KEY (e.g. tie_net, center, "
+                         "last_layer, slope)")
     args = ap.parse_args(argv)
     sw = Sweep(args)
     t_start = time.monotonic()
@@ -354,12 +358,25 @@ def main(argv: list[str] | None = None) -> int:
                  if FAMILIES[s % len(FAMILIES)] in args.families][: args.n]
     else:
         seeds = [(args.seed + i, args.families[i % len(args.families)]) for i in range(args.n)]
+    if args.only:
+        # crafted cases only: walk the seeds on until n instances carry the generator key
+        from nnresilience.testing.resilience_instances import res_instance
+
+        fams = args.families
+        seeds, s = [], args.seed
+        while len(seeds) < args.n and s < args.seed + 1000 * args.n:
+            fam = fams[(s - args.seed) % len(fams)]
+            if res_instance(fam, s).info.get(args.only) is not None:
+                seeds.append((s, fam))
+            s += 1
     for seed, fam in seeds:
         sw.instance(seed, fam)
     api = time.monotonic() - t_start
     with tempfile.TemporaryDirectory(prefix="ressweep_") as tmp:
         sw.cli(Path(tmp))
     fams = "" if args.families == list(FAMILIES) else f" ({', '.join(args.families)})"
+    if args.only:
+        fams += f" with {args.only}"
     print(f"# Resilience sweep: {len(seeds)} instances{fams} from seed {args.seed}, API timeout "
           f"{args.timeout:g} s, CLI {args.cli} x {args.cli_timeout:g} s; {api:.0f} s for the "
           f"API part, {time.monotonic() - t_start:.0f} s in all\n")

@@ -84,7 +84,7 @@ def test_smooth_truth_is_one_sided_and_matches_the_gridded_reference():
     assert ri.true_min_perturbation(inst, inst.lo, 0, 1, "l1") is None
     X = ri.dense_grid(inst)
     m = int(np.argmax(np.bincount(np.argmax(inst.network.forward(X), axis=1))))
-    la = 0.5 * float(premise_margins(inst.network, X, m).max())
+    la = min(0.5 * float(premise_margins(inst.network, X, m).max()), 5.0)
     alpha = math.exp(la) if la > 0 else 1.0
     su, seen_a, seen_b = ri.sample_pairs(inst, m, alpha, 1, "l2", np.random.default_rng(0))
     P = intervals_1d(lambda Z: premise_margins(inst.network, Z, m) - math.log(alpha),
@@ -124,3 +124,23 @@ def test_edge_family_slopes_offsets_and_micro_domains():
             assert 1e3 <= inst.info["center"] <= 1e6
             assert np.all(np.abs(inst.lo - inst.info["center"]) < 2.0)
     assert {"slope" in i.info for i in kinds} == {True, False}
+
+
+def test_tied_nets_have_no_brute_force_truth():
+    """Outputs 0 and 1 differ by ~3e-8 everywhere: below the LP tolerance of brute force,
+    which called "y_1 >= y_0" feasible on a net where it is 3e-8 short at every input."""
+    seed = next(s for s in range(4000, 4100)
+                if ri.res_instance("edge", s).info.get("tie_net") is not None)
+    inst = ri.res_instance("edge", seed)
+    W = inst.network.layers[-1].W
+    assert np.abs(W[1] - W[0]).max() <= 1e-6 * np.abs(W[0]).max()
+    assert not ri.brute_force_ok(inst)
+    assert ri.true_phi(inst, 1, 1.0, 1, "linf") == ri.Truth()
+
+
+def test_micro_domains_have_no_brute_force_truth_but_a_grid():
+    inst = ri.res_instance("edge", 902)
+    assert inst.domain_kind == "micro" and float(np.max(inst.hi - inst.lo)) < 1e-5
+    assert not ri.brute_force_ok(inst)
+    assert ri.dense_grid(inst).shape == (301 * 301, 2)
+    assert ri.dense_grid(ri.res_instance("relu", 0, domain_kind="unit")).size == 0

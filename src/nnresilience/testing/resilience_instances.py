@@ -23,15 +23,18 @@ instances; ``EXTRA_FAMILIES``):
 
 ``smooth``  2 inputs, sigmoid / tanh / arctan hidden layers; one draw in three has a first
             layer scaled by 1e2 ... 1e5 (saturated activations, near-step margins), one
-            in four a last layer scaled by 1e4 ... 1e8 (large logits)
+            in four a last layer scaled by 1e4 ... 1e8 (large logits), one in four a
+            crafted near tie (output 1 = output 0 perturbed by 1e-9 ... 1e-6, relative)
 ``smooth1`` the same with 1 input: the premise and flip sets are gridded finely
-``edge``    LeakyReLU slopes at the edges (1e-6, 0.999), or a ReLU net whose inputs live
+``edge``    LeakyReLU slopes at the edges (1e-6, 0.999), a ReLU net with outputs 0 and 1
+            tied to 1e-9 ... 1e-6 (relative), or a ReLU net whose inputs live
             around 1e3 ... 1e6 (first-layer biases ~ -W·c put the kinks in the domain),
             with the extra ``micro`` domain (half-width 1e-9 ... 1e-6: a few float64 ulps
             of the centre at 1e6)
 
-Ground truth on S-shaped nets: brute force over activation patterns does not apply, so
-the truth is one-sided — every float64-replayed pair / flipped point found by dense
+Ground truth on S-shaped nets (and where the brute-force LPs' tolerance is coarser than
+the question: micro domains, tied outputs): brute force over activation patterns does
+not apply, so the truth is one-sided — every float64-replayed pair / flipped point found by dense
 sampling (a KD-tree over a grid of the 2-input box, or the crossings of a 1-input grid
 of 200,001 points, nudged by ulps until they replay) is an upper bound of the quantity,
 and a reported ``lower`` (``optimal`` included) must not exceed it.
@@ -131,6 +134,18 @@ def _mlp(rng, sizes: list[int], act: str, slope: float = 0.0, first_scale: float
     return Network(layers, name=f"res-{act}")
 
 
+def _tied_outputs(net: Network, rng, rel: float) -> Network:
+    """``net`` with output 1 a copy of output 0 perturbed by ``rel`` (relative, per
+    weight): classes 0 and 1 nearly (or, after float32 rounding, exactly) tie on the whole
+    domain, a crafted near-tie net."""
+    last = net.layers[-1]
+    W, b = last.W.copy(), last.b.copy()
+    W[1] = W[0] * (1 + rel * rng.choice([-1.0, 1.0], W.shape[1]))
+    b[1] = b[0] + rel * max(1.0, abs(b[0])) * rng.choice([-1.0, 1.0])
+    # float32 like every weight (ONNX): below ~6e-8 the two rows round to an exact tie
+    return Network(net.layers[:-1] + [Affine(_f32(W), _f32(b))], name=net.name + "-tied")
+
+
 def _build(family: str, rng) -> tuple[Network, object | None, dict]:
     if family == "relu":
         return _mlp(rng, [2, int(rng.integers(3, 5)), 3, 3], "relu"), None, {}
@@ -156,11 +171,19 @@ def _build(family: str, rng) -> tuple[Network, object | None, dict]:
             last = net.layers[-1]
             net = Network(net.layers[:-1] + [Affine(_f32(last.W * out), _f32(last.b * out))],
                           name=net.name)
-        return net, None, {"act": act, "first_layer": big, "last_layer": out}
+        tie = float(10 ** rng.uniform(-9, -6)) if rng.random() < 0.25 else None
+        if tie is not None:
+            net = _tied_outputs(net, rng, tie)
+        return net, None, {"act": act, "first_layer": big, "last_layer": out, "tie_net": tie}
     if family == "edge":
-        if rng.random() < 0.5:
+        u = rng.random()
+        if u < 0.4:
             slope = float(rng.choice(EDGE_SLOPES))
             return _mlp(rng, [2, 4, 3, 3], "leaky", slope=slope), None, {"slope": slope}
+        if u < 0.6:
+            tie = float(10 ** rng.uniform(-9, -6))
+            return _tied_outputs(_mlp(rng, [2, 4, 3, 3], "relu"), rng, tie), None, \
+                {"tie_net": tie}
         c = float(10 ** rng.uniform(3, 6))
         net = _mlp(rng, [2, 4, 3, 3], "relu")
         first = net.layers[0]
@@ -252,6 +275,14 @@ def brute_force_ok(inst: ResInstance) -> bool:
 
     if inst.smooth:
         return False            # no finite set of linear pieces to enumerate
+    if float(np.max(inst.hi - inst.lo)) < 1e-5:
+        # micro domains: the LPs' absolute feasibility tolerance is wider than the whole
+        # box (brute force said Φ = 0 where every pair of D is 4.1e-8 apart in L∞)
+        return False
+    if inst.info.get("tie_net") is not None:
+        # the tied logits differ by less than the brute-force LPs' tolerance: they would
+        # call a premise feasible (or a flip reachable) that is 3e-8 short everywhere
+        return False
     if "patterns" not in inst.info and inst.network.n_inputs > 4:
         inst.info["patterns"] = math.inf    # conv nets: hundreds of patterns, squared
     if "patterns" not in inst.info:
@@ -363,11 +394,12 @@ def tie_samples(inst: ResInstance, rng, rels=TIE_REL) -> list[tuple[np.ndarray, 
 
 # ----------------------------------------------------------------------------- checks
 def dense_grid(inst: ResInstance) -> np.ndarray:
-    """The grid of the one-sided truth on S-shaped nets: 200,001 points of a 1-input
-    domain, 301 x 301 of a 2-input one (empty for piecewise-linear nets, which have an
-    exact truth, and for more inputs)."""
+    """The grid of the one-sided truth where brute force does not apply (S-shaped nets,
+    micro domains, tied outputs, too many patterns): 200,001 points of a 1-input domain,
+    301 x 301 of a 2-input one (empty where brute force gives the exact truth, and for
+    more inputs)."""
     lo, hi = inst.lo, inst.hi
-    if not inst.smooth or lo.size > 2:
+    if lo.size > 2 or brute_force_ok(inst):
         return np.empty((0, lo.size))
     axes = [np.linspace(lo[i], hi[i], 200_001 if lo.size == 1 else 301) for i in range(lo.size)]
     return np.stack(np.meshgrid(*axes, indexing="ij"), -1).reshape(-1, lo.size)
