@@ -28,8 +28,11 @@ one-sided, the shortest float64-replayed pair / flipped point over a dense grid 
 exceed; arctan nets also run Φ_m with ``arctan="miqcp"``. Where no exact minimum
 perturbation is known, the δ-check runs at half and just above the replayed one (only
 ``holds`` above it is judged; a ``violated`` point is replayed). ``edge``: LeakyReLU
-slopes 1e-6 / 0.999 and ReLU nets on inputs around 1e3..1e6, down to domains of a few
-ulps. The six default families keep their seeds; extra families are run in turn.
+slopes 1e-6 / 0.999, ReLU nets with outputs 0 and 1 tied to 1e-9..1e-6 (``smooth`` has
+such ties too; ``--only tie_net`` picks them) and ReLU nets on inputs around 1e3..1e6,
+down to domains of a few ulps (no brute force there: its LP tolerance is wider).
+``deep``: 5-7 narrow ReLU / LeakyReLU layers. The six default families keep their
+seeds; extra families are run in turn.
 
     python benchmarks/resilience_sweep.py                 # 18 instances + 12 CLI runs
     python benchmarks/resilience_sweep.py --n 6 --cli 3   # quick look
@@ -343,8 +346,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--cli", type=int, default=12, help="queries also run through the CLI")
     ap.add_argument("--cli-timeout", type=float, default=3.0)
     ap.add_argument("--families", nargs="+", choices=ALL_FAMILIES, default=list(FAMILIES),
-                    help="default: the six piecewise-linear families; smooth, smooth1 and "
-                         "edge by name")
+                    help="default: the six piecewise-linear families; smooth, smooth1, edge "
+                         "and deep by name")
     ap.add_argument("--only", metavar="KEY",
                     help="only instances whose generator info has KEY (e.g. tie_net, center, "
                          "last_layer, slope)")

@@ -31,6 +31,8 @@ instances; ``EXTRA_FAMILIES``):
             around 1e3 ... 1e6 (first-layer biases ~ -W·c put the kinks in the domain),
             with the extra ``micro`` domain (half-width 1e-9 ... 1e-6: a few float64 ulps
             of the centre at 1e6)
+``deep``    2 inputs, 5-7 ReLU or LeakyReLU (0.01 / 0.3) layers of width 3-4 (brute force
+            when the patterns allow, else the grid)
 
 Ground truth on S-shaped nets (and where the brute-force LPs' tolerance is coarser than
 the question: micro domains, tied outputs): brute force over activation patterns does
@@ -62,7 +64,7 @@ from nnresilience.resilience.replay import flip_count, norm_of, premise_margin
 
 FAMILIES = ("relu", "leaky", "maxpool", "conv", "huge", "onein")
 #: not in the default sweep (their seeds would shift the six above): pass them by name
-EXTRA_FAMILIES = ("smooth", "smooth1", "edge")
+EXTRA_FAMILIES = ("smooth", "smooth1", "edge", "deep")
 ALL_FAMILIES = FAMILIES + EXTRA_FAMILIES
 DOMAINS = ("unit", "tiny", "large")
 SMOOTH = {"sigmoid": Sigmoid, "tanh": Tanh, "arctan": Arctan}
@@ -190,6 +192,12 @@ def _build(family: str, rng) -> tuple[Network, object | None, dict]:
         # kinks at W x + b = 0 for x near c: the bias absorbs -W c (float32, as ONNX)
         net.layers[0] = Affine(first.W, _f32(first.b - first.W @ np.full(2, c)))
         return Network(net.layers, name="res-offset"), None, {"center": c}
+    if family == "deep":
+        depth = int(rng.integers(5, 8))
+        act = str(rng.choice(["relu", "leaky"]))
+        slope = float(rng.choice([0.01, 0.3])) if act == "leaky" else 0.0
+        sizes = [2] + [int(rng.integers(3, 5))] * depth + [3]
+        return _mlp(rng, sizes, act, slope=slope), None, {"depth": depth, "slope": slope}
     if family == "conv":
         import tempfile
         from pathlib import Path
