@@ -277,6 +277,11 @@ def solve_certified(mip: ResilienceMip, settings: ResilienceSettings, time_left:
     # relaxed by the solver's τ and by the float64 replay's distance from the exact
     # network: every pair that replays stays feasible
     arr = relax_rows(base, mip, tau + mip.float_slack, tol.feasibility) if relax else base
+    if relax and mip.origin_slack is not None and mip.origin_slack >= -tau:
+        # b = x (ε = 0) is a point of the relaxed problem: exact y_j - y_m >= float64 one
+        # - float_slack >= -(τ + float_slack). Its objective (0) caps any true bound
+        zero = float(base.offset or 0.0)
+        attained = zero if attained is None else min(attained, zero)
     limits = SolveLimits(time_limit=time_left, threads=settings.threads,
                          mip_gap=settings.mip_gap, stop_at_first_solution=stop_first,
                          use_priorities=settings.priorities, use_start=True, cutoff=cutoff)
