@@ -45,3 +45,21 @@ def test_no_shrink_lower_bound_is_not_above_a_replayed_flip():
         assert r.lower is not None and r.lower <= norm_of(b - X, norm)
         if r.upper is not None:
             assert r.lower <= r.upper
+
+
+def test_highs_bound_on_an_ill_scaled_model_is_confirmed_without_presolve(monkeypatch):
+    """The same model with the origin rule off: HiGHS's presolved bound (0.0743) is wrong
+    for every b near x; the presolve-free solve that confirms it on ill-scaled models is
+    what keeps the lower bound sound."""
+    from dataclasses import replace
+
+    import nnresilience.resilience.local as local
+
+    build = local.build_local_mip
+    monkeypatch.setattr(local, "build_local_mip",
+                        lambda *a, **k: replace(build(*a, **k), origin_slack=None))
+    inst = ri.res_instance("smooth", 706)
+    b = _flip_near(inst.network, X, 2)
+    r = min_perturbation(inst.network, X, 2, "l1", 1, (inst.lo, inst.hi),
+                         settings=DEFAULT.with_(shrink=False), timeout=2)
+    assert r.lower is not None and r.lower <= norm_of(b - X, "l1")
