@@ -21,6 +21,7 @@ its timeout + max(1 s, 5 %). Prints markdown tables.
     python benchmarks/unseen_sweep.py                  # 48 instances + 10 CLI queries, ~6 min
     python benchmarks/unseen_sweep.py --n 8 --cli 2    # quick look
     python benchmarks/unseen_sweep.py --n 6 --families smooth conv_smooth   # s-shaped only
+    python benchmarks/unseen_sweep.py --n 8 --families leaky --leaky-slopes 1e-6 0.999
 """
 
 from __future__ import annotations
@@ -162,7 +163,15 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--keep", type=Path, help="keep the ONNX / VNN-LIB files here")
     ap.add_argument("--families", nargs="+", choices=FAMILIES, default=list(FAMILIES),
                     help="only these families (seeds of other families are skipped)")
+    ap.add_argument("--leaky-slopes", type=float, nargs="+", metavar="K",
+                    help="slopes the leaky family draws from (default 0.01 0.3 0.9)")
     args = ap.parse_args(argv)
+    if args.leaky_slopes:
+        from nnresilience.testing import unseen
+
+        if not all(0.0 <= k < 1.0 for k in args.leaky_slopes):
+            ap.error("--leaky-slopes: every slope must be in [0, 1)")
+        unseen.LEAKY_SLOPES = tuple(args.leaky_slopes)
     import onnx
 
     work = args.keep or Path(tempfile.mkdtemp(prefix="unseen_"))
@@ -243,6 +252,8 @@ def main(argv: list[str] | None = None) -> int:
                              f"overrun {dt:.2f} s |")
 
     fams = "" if len(args.families) == len(FAMILIES) else f" ({', '.join(args.families)})"
+    if args.leaky_slopes:
+        fams += f", leaky slopes {' / '.join(f'{k:g}' for k in args.leaky_slopes)}"
     print(f"# Unseen-shape sweep: {len(seeds)} instances{fams} from seed {args.seed}, API timeout "
           f"{args.timeout:g} s, {len(picks)} CLI queries at {args.cli_timeout:g} s; "
           f"{api_seconds:.0f} s for the API part, {time.monotonic() - t_start:.0f} s in all\n")

@@ -105,3 +105,18 @@ def test_arctan_mode_is_validated_and_miqcp_needs_scip():
     # the pwl relaxation is linear: HiGHS takes it
     r = phi(net, 1, ALPHA, 1, "l1", (LO, HI), settings=DEFAULT.with_(backend="highs"))
     assert r.stats["activation_encoding"] == "pwl"
+
+
+def test_the_note_names_the_s_shaped_kinds_of_the_net():
+    """A tanh or sigmoid net's answer said "arctan: pwl relaxation"."""
+    from nnresilience.network.layers import Sigmoid, Tanh
+    from nnresilience.resilience import alpha_max
+
+    atan = _atan_net(0)
+    for act, want in ((Tanh, "tanh: pwl"), (Sigmoid, "sigmoid: pwl")):
+        net = Network([atan.layers[0], act(4), atan.layers[2]])
+        r = alpha_max(net, 0, (np.array([LO]), np.array([HI])), timeout=2)
+        assert want in r.message and "arctan" not in r.message
+    r = alpha_max(atan, 0, (np.array([LO]), np.array([HI])), timeout=2,
+                  settings=DEFAULT.with_(arctan="miqcp"))
+    assert "arctan: MIQCP" in r.message

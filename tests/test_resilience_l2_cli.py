@@ -63,10 +63,35 @@ def test_l2_with_highs_and_bad_arctan_are_one_line_errors(tmp_path, capsys):
     err = capsys.readouterr().err.strip().splitlines()
     assert rc == 2 and not out.exists()
     assert err[-1].startswith("error: ") and "L2 norm" in err[-1] and "highs" in err[-1]
+    assert "miqcp" not in err[-1]       # a ReLU net: the cone row is the only reason
     rc = main(["resilience", str(model), "--class", "0", "--domain", "-1:1",
                "--arctan", "spline", "--quiet"])
     err = capsys.readouterr().err.strip().splitlines()
     assert rc == 2 and err[-1].startswith("error: ") and "--arctan" in err[-1]
+
+
+@pytest.mark.parametrize("act", ["sigmoid", "tanh"])
+def test_l2_with_highs_on_s_shaped_nets_names_the_norm_not_the_miqcp(act, tmp_path, capsys):
+    """Sigmoid/tanh nets never use the MIQCP; the refusal said "(arctan 'miqcp'
+    encoding)" for every quadratic row."""
+    from nnresilience.cli import main
+    from nnresilience.network.layers import Sigmoid, Tanh
+
+    rng = np.random.default_rng(2)
+    net = Network([Affine(rng.normal(size=(3, 2)), rng.normal(size=3)),
+                   {"sigmoid": Sigmoid, "tanh": Tanh}[act](3),
+                   Affine(rng.normal(size=(2, 3)), rng.normal(size=2))])
+    model = _save(net, tmp_path / f"{act}.onnx")
+    np.save(tmp_path / "x.npy", np.zeros((1, 2)))
+    out = tmp_path / "never.json"
+    for cmd in (["resilience", str(model), "--class", "0"],
+                ["min-perturbation", str(model), "--data", str(tmp_path / "x.npy")]):
+        rc = main(cmd + ["--norm", "l2", "--domain", "-1:1", "--backend", "highs",
+                         "--arctan", "miqcp", "--json", str(out), "--quiet"])
+        err = capsys.readouterr().err.strip().splitlines()
+        assert rc == 2 and not out.exists() and len(err) == 1
+        assert err[0].startswith("error: ") and "L2 norm" in err[0]
+        assert "miqcp" not in err[0] and "arctan" not in err[0]
 
 
 def test_arctan_option_is_labelled_in_json(tmp_path):

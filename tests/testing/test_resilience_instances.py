@@ -11,7 +11,7 @@ from nnresilience.testing import resilience_instances as ri
 from nnresilience.testing.phi_bruteforce import brute_force_phi
 
 
-@pytest.mark.parametrize("family", ri.FAMILIES)
+@pytest.mark.parametrize("family", ri.ALL_FAMILIES)
 def test_instances_are_deterministic_and_two_classes_win(family):
     a = ri.res_instance(family, 3)
     b = ri.res_instance(family, 3)
@@ -60,3 +60,87 @@ def test_check_phi_rejects_a_witness_that_does_not_replay():
     m = int(np.argmin(inst.network.forward(np.asarray(a))))    # a is not confident for m
     why = ri.check_phi(res, inst, m, 1.0, 1, "l1", ri.Truth(), (math.inf, True, True))
     assert any("premise" in w for w in why)
+
+
+def test_extra_families_leave_the_default_seeds_alone():
+    assert not set(ri.EXTRA_FAMILIES) & set(ri.FAMILIES)
+    assert ri.res_instance("relu", 5).describe() == ri.res_instance("relu", 5).describe()
+    with pytest.raises(ValueError, match="unknown family"):
+        ri.res_instance("sigmoid", 0)
+
+
+def test_smooth_truth_is_one_sided_and_matches_the_gridded_reference():
+    from nnresilience.testing.phi_reference import (
+        flip_slacks,
+        interval_distance,
+        intervals_1d,
+        premise_margins,
+    )
+
+    inst = ri.res_instance("smooth1", 0, domain_kind="unit")
+    assert inst.smooth and {la.kind for la in inst.network.layers} & set(ri.SMOOTH)
+    assert not ri.brute_force_ok(inst)
+    assert ri.true_phi(inst, 0, 1.0, 1, "l1") == ri.Truth()
+    assert ri.true_min_perturbation(inst, inst.lo, 0, 1, "l1") is None
+    X = ri.dense_grid(inst)
+    m = int(np.argmax(np.bincount(np.argmax(inst.network.forward(X), axis=1))))
+    la = min(0.5 * float(premise_margins(inst.network, X, m).max()), 5.0)
+    alpha = math.exp(la) if la > 0 else 1.0
+    su, seen_a, seen_b = ri.sample_pairs(inst, m, alpha, 1, "l2", np.random.default_rng(0))
+    P = intervals_1d(lambda Z: premise_margins(inst.network, Z, m) - math.log(alpha),
+                     float(inst.lo[0]), float(inst.hi[0]), n=20001)
+    F = intervals_1d(lambda Z: flip_slacks(inst.network, Z, m, 1),
+                     float(inst.lo[0]), float(inst.hi[0]), n=20001)
+    ref = interval_distance(P, F)
+    assert seen_a and seen_b and 0 < ref < math.inf
+    assert su == pytest.approx(ref, abs=1e-9)
+    # a lower bound above the replayed pair is flagged; one just below it is not
+    bad = ResilienceResult("phi", su * 1.01, su * 1.02, False)
+    assert any("above a replayed" in w
+               for w in ri.check_phi(bad, inst, m, alpha, 1, "l2", ri.Truth(), (su, True, True)))
+    ok = ResilienceResult("phi", su * 0.99, None, False)
+    assert ri.check_phi(ok, inst, m, alpha, 1, "l2", ri.Truth(), (su, True, True)) == []
+
+
+def test_smooth_grid_only_shortens_the_sampled_flip(monkeypatch):
+    inst = ri.res_instance("smooth", 4)
+    assert ri.dense_grid(inst).shape == (301 * 301, 2)
+    x = 0.5 * (inst.lo + inst.hi)
+    label = int(np.argmax(inst.network.forward(x)))
+    dense = ri.sample_flip(inst, x, label, 1, "linf", np.random.default_rng(1))
+    monkeypatch.setattr(ri, "dense_grid", lambda i: np.empty((0, i.lo.size)))
+    coarse = ri.sample_flip(inst, x, label, 1, "linf", np.random.default_rng(1))
+    assert 0 < dense <= coarse * (1 + 1e-12) and coarse < math.inf
+
+
+def test_edge_family_slopes_offsets_and_micro_domains():
+    kinds = [ri.res_instance("edge", s, domain_kind="micro") for s in range(6)]
+    for inst in kinds:
+        assert float(np.max(inst.hi - inst.lo)) <= 2e-6
+        if "slope" in inst.info:
+            assert inst.info["slope"] in ri.EDGE_SLOPES
+            assert inst.network.layers[1].slope == pytest.approx(inst.info["slope"], rel=1e-6)
+        else:
+            assert 1e3 <= inst.info["center"] <= 1e6
+            assert np.all(np.abs(inst.lo - inst.info["center"]) < 2.0)
+    assert {"slope" in i.info for i in kinds} == {True, False}
+
+
+def test_tied_nets_have_no_brute_force_truth():
+    """Outputs 0 and 1 differ by ~3e-8 everywhere: below the LP tolerance of brute force,
+    which called "y_1 >= y_0" feasible on a net where it is 3e-8 short at every input."""
+    seed = next(s for s in range(4000, 4100)
+                if ri.res_instance("edge", s).info.get("tie_net") is not None)
+    inst = ri.res_instance("edge", seed)
+    W = inst.network.layers[-1].W
+    assert np.abs(W[1] - W[0]).max() <= 1e-6 * np.abs(W[0]).max()
+    assert not ri.brute_force_ok(inst)
+    assert ri.true_phi(inst, 1, 1.0, 1, "linf") == ri.Truth()
+
+
+def test_micro_domains_have_no_brute_force_truth_but_a_grid():
+    inst = ri.res_instance("edge", 902)
+    assert inst.domain_kind == "micro" and float(np.max(inst.hi - inst.lo)) < 1e-5
+    assert not ri.brute_force_ok(inst)
+    assert ri.dense_grid(inst).shape == (301 * 301, 2)
+    assert ri.dense_grid(ri.res_instance("relu", 0, domain_kind="unit")).size == 0

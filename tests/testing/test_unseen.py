@@ -34,3 +34,17 @@ def test_family_loads_agrees_and_plants_a_replaying_tie(family, tmp_path):
     # the judge accepts the witness and rejects "holds" on it
     assert judge(net, case, "violated", tie.witness, tie.truth) == ""
     assert judge(net, case, "holds", None, tie.truth) != ""
+
+
+def test_leaky_slopes_can_be_swapped(monkeypatch):
+    from nnresilience.testing import unseen
+
+    monkeypatch.setattr(unseen, "LEAKY_SLOPES", (1e-6, 0.999))
+    net_slopes = set()
+    for seed in range(4):
+        inst = instance("leaky", seed, bruteforce=False)
+        alphas = [a.f for node in inst.model.graph.node if node.op_type == "LeakyRelu"
+                  for a in node.attribute if a.name == "alpha"]
+        assert alphas
+        net_slopes.update(float(a) for a in alphas)
+    assert net_slopes <= {float(np.float32(1e-6)), float(np.float32(0.999))}

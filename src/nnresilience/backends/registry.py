@@ -55,8 +55,9 @@ def get_backend(name: str = "auto", need_quadratic: bool = False) -> Backend:
         raise BackendUnavailableError(f"backend {key!r} needs the Python package "
                                       f"{cls.module!r}, which is not installed")
     if need_quadratic and not cls.supports_quadratic:
-        raise BackendUnavailableError(f"backend {key!r} cannot solve quadratic constraints "
-                                      "(arctan 'miqcp' encoding); use 'scip'")
+        # the caller says which rows are quadratic (L2 cone, arctan MIQCP): not guessed here
+        raise BackendUnavailableError(f"backend {key!r} cannot solve quadratic constraints; "
+                                      "use 'scip'")
     return cls()
 
 

@@ -126,6 +126,18 @@ def tight_second_opinion(req: RecheckRequest) -> EngineAnswer | None:
     return EngineAnswer(Status.UNKNOWN, None, time.perf_counter() - t0, "", stats)
 
 
+def _ill_scaled(arrays, tol) -> bool:
+    """Rows whose float64 rounding (eps times the largest row scale) is within a factor
+    1000 of the feasibility tolerance: the solver's claims there are not trusted alone
+    (the rule of ``resilience.common.usable_factor``)."""
+    from nnresilience.backends.certify import row_scales
+
+    if arrays.A.shape[0] == 0:
+        return False
+    smax = float(row_scales(arrays).max(initial=1.0))
+    return np.finfo(float).eps * smax * 1000.0 > tol.feasibility
+
+
 def _above(v: float) -> float:
     """A cutoff a hair above ``v`` (a proof needs the bound strictly above it)."""
     return float(np.nextafter(v * (1.0 + 1e-9), math.inf))
@@ -175,7 +187,7 @@ class MilpEngine(Engine):
             try:
                 get_backend(self.backend, need_quadratic=True)
             except BackendUnavailableError as exc:
-                return str(exc)
+                return f"the arctan 'miqcp' encoding (quadratic rows): {exc}"
         return None
 
     def _bounds_for(self, network, case, bounds, deadline: float | None):
@@ -275,6 +287,19 @@ class MilpEngine(Engine):
         limits = SolveLimits(time_limit=remaining, threads=int(options.get("threads", 1)),
                              cutoff=cutoff, verbose=bool(options.get("verbose", False)))
         res = confirm_cutoff(backend, arrays, safe_solve(backend, arrays, limits), deadline)
+        if cutoff is not None and res.status is SolveStatus.LIMIT \
+                and res.dual_bound is not None and res.dual_bound >= cutoff \
+                and _ill_scaled(arrays, tol):
+            # a cutoff stop on an ill-scaled model is not evidence: on a 2e7-weight net
+            # HiGHS called an L∞ ball "nothing beats the cutoff" that holds a point 5e6
+            # above it (a wrong holds), and solved right without the cutoff
+            left = None if deadline is None else deadline - time.perf_counter()
+            if left is None or left > 0.0:
+                res = safe_solve(backend, arrays, replace(limits, time_limit=left,
+                                                          cutoff=None))
+                stats["cutoff_rechecked"] = res.status.value
+            else:
+                res = replace(res, dual_bound=-math.inf)
         cert = certify(res, arrays, tol, tau=tau, attained=attained)
         stats.update({"solve_seconds": res.seconds, "status": res.status.value,
                       "native_status": res.stats.get("native_status", ""),

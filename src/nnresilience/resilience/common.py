@@ -277,6 +277,11 @@ def solve_certified(mip: ResilienceMip, settings: ResilienceSettings, time_left:
     # relaxed by the solver's τ and by the float64 replay's distance from the exact
     # network: every pair that replays stays feasible
     arr = relax_rows(base, mip, tau + mip.float_slack, tol.feasibility) if relax else base
+    if relax and mip.origin_slack is not None and mip.origin_slack >= -tau:
+        # b = x (ε = 0) is a point of the relaxed problem: exact y_j - y_m >= float64 one
+        # - float_slack >= -(τ + float_slack). Its objective (0) caps any true bound
+        zero = float(base.offset or 0.0)
+        attained = zero if attained is None else min(attained, zero)
     limits = SolveLimits(time_limit=time_left, threads=settings.threads,
                          mip_gap=settings.mip_gap, stop_at_first_solution=stop_first,
                          use_priorities=settings.priorities, use_start=True, cutoff=cutoff)
@@ -300,7 +305,39 @@ def solve_certified(mip: ResilienceMip, settings: ResilienceSettings, time_left:
         cert = replace(cert, lower=-math.inf,
                        reason="SCIP's dual bound on rows scaled beyond its tolerances "
                               "(not trusted)")
+    elif backend.name == "highs" and relax and cutoff is None and math.isfinite(cert.lower) \
+            and usable_factor(base, settings, _WELL_SCALED) < _WELL_SCALED:
+        cert = _confirm_without_presolve(settings, base, arr, limits, tol, tau, cert,
+                                         attained, factor, t0, time_left)
     return Solved(res, arr, backend.name, tau, cert, time.perf_counter() - t0, factor)
+
+
+def _confirm_without_presolve(settings, base, arr, limits, tol, tau, cert, attained,
+                              factor, t0, time_left):
+    """HiGHS's bound on an ill-scaled model, confirmed by a solve without presolve: the
+    smaller of the two certified bounds, none if the second solve gives none.
+
+    Why: on an arctan net with logits of 1.2e8 (rows of 1e8 next to O(1) rows, τ = 868)
+    HiGHS with presolve reported the per-sample relaxed optimum as 0.0743 for every b
+    fixed within 0.04 of x (L1), where the true optimum is |b - x| (0.002 at 1e-3);
+    without presolve it returned the right values (benchmarks/resilience_sweep.py,
+    ``--families smooth``, seed 706). Costs a second solve on ill-scaled models only.
+    """
+    from nnresilience.backends.certify import certify, safe_solve
+
+    left = None if time_left is None else time_left - (time.perf_counter() - t0)
+    if left is not None and left <= 0.0:
+        return replace(cert, lower=-math.inf, failed=True,
+                       reason="HiGHS bound on an ill-scaled model, no time to confirm it")
+    second = make_backend(settings, bool(base.quad), factor)
+    second.options["presolve"] = "off"
+    res2 = safe_solve(second, arr, replace(limits, time_limit=left, use_start=False))
+    cert2 = certify(res2, arr, tol, tau=tau, attained=attained)
+    if cert2.failed or not math.isfinite(cert2.lower):
+        return replace(cert, lower=-math.inf, failed=True,
+                       reason="HiGHS bound on an ill-scaled model not confirmed without "
+                              f"presolve ({cert2.reason})")
+    return cert if cert.lower <= cert2.lower else cert2
 
 
 def solve_relaxed(mip: ResilienceMip, settings: ResilienceSettings, clock: Clock, *,

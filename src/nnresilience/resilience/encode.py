@@ -69,6 +69,10 @@ class ResilienceMip:
     # [diff hook] the copies' encodings (full MIP starts, difference rows)
     enc1: object | None = None
     enc2: object | None = None
+    # per-sample MIP: the float64 k-th largest ``y_j - y_m`` at ``b = x`` (objective 0).
+    # When it is >= -τ, x itself satisfies the relaxed problem, whose optimum is then 0
+    # (a solver bound above 0 is rejected: HiGHS's presolve reported 0.0743 there)
+    origin_slack: float | None = None
 
 
 def difference_slack(network, bounds: NetworkBounds) -> float:
@@ -256,9 +260,11 @@ def build_local_mip(network, x: np.ndarray, m: int, k: int, norm: str, lo: np.nd
         n_cut = add_coupling_rows(model, network, bounds, v1, list(enc2.layer_vars), cost,
                                   norm, m)
     nb = int(enc2.n_binaries + c.size)
+    y = network.forward(np.asarray(x, float))
+    origin = float(-np.sort(-(np.delete(y, m) - y[m]))[k - 1])
     return ResilienceMip(model, None, b, cost, c, None, enc2.outputs, nb,
                          time.perf_counter() - t0, {"coupling_rows": n_cut}, None, flip,
-                         float_slack=difference_slack(network, bounds))
+                         float_slack=difference_slack(network, bounds), origin_slack=origin)
 
 
 def build_premise_mip(network, m: int, lo: np.ndarray, hi: np.ndarray, bounds: NetworkBounds,

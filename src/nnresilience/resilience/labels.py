@@ -37,8 +37,8 @@ BASIS = {
              "band and SCIP's non-convex dual bound",
 }
 NOTE = {
-    "pwl": "arctan: pwl relaxation (lower proven)",
-    "miqcp": "arctan: MIQCP approximation + band (lower <= Phi, Theorem 1)",
+    "pwl": "{kinds}: pwl relaxation (lower proven)",
+    "miqcp": "{kinds}: MIQCP approximation + band (lower <= Phi, Theorem 1)",
 }
 
 
@@ -60,7 +60,10 @@ def label(result, network, settings):
         return result
     stats = dict(result.stats or {}, activation_encoding=enc, lower_bound_basis=BASIS[enc])
     msg = result.message or ""
-    msg = f"{msg}; {NOTE[enc]}" if msg else NOTE[enc]
+    # the S-shaped kinds the net has (a tanh net is not "arctan"), in a fixed order
+    kinds = "/".join(k for k in S_SHAPED if any(la.kind == k for la in network.layers))
+    note = NOTE[enc].format(kinds=kinds)
+    msg = f"{msg}; {note}" if msg else note
     return replace(result, stats=stats, message=msg)
 
 

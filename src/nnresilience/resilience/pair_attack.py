@@ -98,7 +98,8 @@ def _step_to(x: np.ndarray, s: np.ndarray, g: np.ndarray, target: float, lo, hi,
             if not active.any():
                 break
             room = np.where(gi > 0, room_up[rows, idx], room_dn[rows, idx])
-            step = np.minimum(rem / np.maximum(np.abs(gi), 1e-300), room)
+            with np.errstate(over="ignore"):     # a huge need over a tiny gradient: inf,
+                step = np.minimum(rem / np.maximum(np.abs(gi), 1e-300), room)   # capped
             step = np.where(active, step, 0.0)
             delta[rows, idx] += np.sign(gi) * step
             rem = rem - np.abs(gi) * step

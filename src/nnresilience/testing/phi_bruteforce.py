@@ -117,10 +117,14 @@ def brute_force_phi_pair(network: Network, m: int, alpha: float, k: int, norm: s
     return best, best_a, best_b, feasible_premise
 
 
-def pattern_count(network: Network, lo, hi) -> int:
+def pattern_count(network: Network, lo, hi, limit: int | None = None) -> int:
     """Number of activation patterns brute force enumerates over the box (the cost of
-    :func:`brute_force_phi` grows with its square)."""
-    return len(_pattern_list(network, np.asarray(lo, float), np.asarray(hi, float)))
+    :func:`brute_force_phi` grows with its square); with ``limit``, counting stops at
+    ``limit + 1`` (deep nets have too many to list just to learn that)."""
+    region = InputRegion.box(np.asarray(lo, float), np.asarray(hi, float))
+    nb = _bounds(network, region)
+    gen = _patterns(network, _Region.of(region), nb.lo, nb.hi)
+    return sum(1 for _ in (gen if limit is None else itertools.islice(gen, limit + 1)))
 
 
 def brute_force_min_perturbation(network: Network, x, m: int, k: int, norm: str, lo, hi

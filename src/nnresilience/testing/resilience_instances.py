@@ -18,6 +18,29 @@ the network that is checked and the CLI sees the same model):
 ``onein``   1 input (ReLU or LeakyReLU): the exact reference of every norm, L2 included
             (:mod:`.phi_reference`: Φ_m is the gap between intervals)
 
+Extra families (not in the default set, so the seeds of the six above keep their
+instances; ``EXTRA_FAMILIES``):
+
+``smooth``  2 inputs, sigmoid / tanh / arctan hidden layers; one draw in three has a first
+            layer scaled by 1e2 ... 1e5 (saturated activations, near-step margins), one
+            in four a last layer scaled by 1e4 ... 1e8 (large logits), one in four a
+            crafted near tie (output 1 = output 0 perturbed by 1e-9 ... 1e-6, relative)
+``smooth1`` the same with 1 input: the premise and flip sets are gridded finely
+``edge``    LeakyReLU slopes at the edges (1e-6, 0.999), a ReLU net with outputs 0 and 1
+            tied to 1e-9 ... 1e-6 (relative), or a ReLU net whose inputs live
+            around 1e3 ... 1e6 (first-layer biases ~ -W·c put the kinks in the domain),
+            with the extra ``micro`` domain (half-width 1e-9 ... 1e-6: a few float64 ulps
+            of the centre at 1e6)
+``deep``    2 inputs, 5-7 ReLU or LeakyReLU (0.01 / 0.3) layers of width 3-4 (brute force
+            when the patterns allow, else the grid)
+
+Ground truth on S-shaped nets (and where the brute-force LPs' tolerance is coarser than
+the question: micro domains, tied outputs): brute force over activation patterns does
+not apply, so the truth is one-sided — every float64-replayed pair / flipped point found by dense
+sampling (a KD-tree over a grid of the 2-input box, or the crossings of a 1-input grid
+of 200,001 points, nudged by ulps until they replay) is an upper bound of the quantity,
+and a reported ``lower`` (``optimal`` included) must not exceed it.
+
 Domains: ``unit`` ([-1, 1]), ``large`` (half-width 10 ... 1000) and ``tiny`` (half-width
 1e-4 ... 1e-2 around a point where two classes tie, so both still win somewhere).
 
@@ -35,12 +58,17 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from nnresilience.network.layers import Affine, LeakyReLU, MaxPool, ReLU
+from nnresilience.network.layers import Affine, Arctan, LeakyReLU, MaxPool, ReLU, Sigmoid, Tanh
 from nnresilience.network.model import Network
 from nnresilience.resilience.replay import flip_count, norm_of, premise_margin
 
 FAMILIES = ("relu", "leaky", "maxpool", "conv", "huge", "onein")
+#: not in the default sweep (their seeds would shift the six above): pass them by name
+EXTRA_FAMILIES = ("smooth", "smooth1", "edge", "deep")
+ALL_FAMILIES = FAMILIES + EXTRA_FAMILIES
 DOMAINS = ("unit", "tiny", "large")
+SMOOTH = {"sigmoid": Sigmoid, "tanh": Tanh, "arctan": Arctan}
+EDGE_SLOPES = (1e-6, 0.999)
 TIE_REL = (1e-9, 1e-6, 1e-3)
 #: brute force runs only below this many activation patterns (Φ_m costs their square)
 MAX_PATTERNS = 60
@@ -66,6 +94,11 @@ class ResInstance:
     def exportable(self) -> bool:
         return self.family != "maxpool"
 
+    @property
+    def smooth(self) -> bool:
+        """S-shaped layers: no pattern brute force, one-sided (sampled) truth only."""
+        return any(la.kind in SMOOTH for la in self.network.layers)
+
     def describe(self) -> str:
         sizes = "x".join(map(str, self.network.layer_sizes()))
         w = float(np.max(self.hi - self.lo))
@@ -89,8 +122,11 @@ def _mlp(rng, sizes: list[int], act: str, slope: float = 0.0, first_scale: float
         layers.append(Affine(_f32(W), _f32(b)))
         if i < len(sizes) - 2:
             # the slope as ONNX stores it (a float32 attribute), like the weights
-            layers.append(LeakyReLU(n_out, slope=float(np.float32(slope))) if act == "leaky"
-                          else ReLU(n_out))
+            if act in SMOOTH:
+                layers.append(SMOOTH[act](n_out))
+            else:
+                layers.append(LeakyReLU(n_out, slope=float(np.float32(slope)))
+                              if act == "leaky" else ReLU(n_out))
             if pool:
                 groups = np.stack([np.arange(0, n_out, 2), np.minimum(np.arange(0, n_out, 2) + 1,
                                                                      n_out - 1)], axis=1)
@@ -98,6 +134,18 @@ def _mlp(rng, sizes: list[int], act: str, slope: float = 0.0, first_scale: float
                 sizes = list(sizes)
                 sizes[i + 1] = groups.shape[0]
     return Network(layers, name=f"res-{act}")
+
+
+def _tied_outputs(net: Network, rng, rel: float) -> Network:
+    """``net`` with output 1 a copy of output 0 perturbed by ``rel`` (relative, per
+    weight): classes 0 and 1 nearly (or, after float32 rounding, exactly) tie on the whole
+    domain, a crafted near-tie net."""
+    last = net.layers[-1]
+    W, b = last.W.copy(), last.b.copy()
+    W[1] = W[0] * (1 + rel * rng.choice([-1.0, 1.0], W.shape[1]))
+    b[1] = b[0] + rel * max(1.0, abs(b[0])) * rng.choice([-1.0, 1.0])
+    # float32 like every weight (ONNX): below ~6e-8 the two rows round to an exact tie
+    return Network(net.layers[:-1] + [Affine(_f32(W), _f32(b))], name=net.name + "-tied")
 
 
 def _build(family: str, rng) -> tuple[Network, object | None, dict]:
@@ -115,6 +163,41 @@ def _build(family: str, rng) -> tuple[Network, object | None, dict]:
         act = str(rng.choice(["relu", "leaky"]))
         slope = float(rng.choice([0.01, 0.3, 0.9])) if act == "leaky" else 0.0
         return _mlp(rng, [1, 5, 4, 3], act, slope=slope), None, {"slope": slope}
+    if family in ("smooth", "smooth1"):
+        act = str(rng.choice(list(SMOOTH)))
+        big = float(10 ** rng.uniform(2, 5)) if rng.random() < 1 / 3 else None
+        sizes = [2, 4, 3, 3] if family == "smooth" else [1, 5, 4, 3]
+        net = _mlp(rng, sizes, act, first_scale=big)
+        out = float(10 ** rng.uniform(4, 8)) if rng.random() < 0.25 else None
+        if out is not None:     # logits of 1e4 ... 1e8 from activations in [-π/2, π/2]
+            last = net.layers[-1]
+            net = Network(net.layers[:-1] + [Affine(_f32(last.W * out), _f32(last.b * out))],
+                          name=net.name)
+        tie = float(10 ** rng.uniform(-9, -6)) if rng.random() < 0.25 else None
+        if tie is not None:
+            net = _tied_outputs(net, rng, tie)
+        return net, None, {"act": act, "first_layer": big, "last_layer": out, "tie_net": tie}
+    if family == "edge":
+        u = rng.random()
+        if u < 0.4:
+            slope = float(rng.choice(EDGE_SLOPES))
+            return _mlp(rng, [2, 4, 3, 3], "leaky", slope=slope), None, {"slope": slope}
+        if u < 0.6:
+            tie = float(10 ** rng.uniform(-9, -6))
+            return _tied_outputs(_mlp(rng, [2, 4, 3, 3], "relu"), rng, tie), None, \
+                {"tie_net": tie}
+        c = float(10 ** rng.uniform(3, 6))
+        net = _mlp(rng, [2, 4, 3, 3], "relu")
+        first = net.layers[0]
+        # kinks at W x + b = 0 for x near c: the bias absorbs -W c (float32, as ONNX)
+        net.layers[0] = Affine(first.W, _f32(first.b - first.W @ np.full(2, c)))
+        return Network(net.layers, name="res-offset"), None, {"center": c}
+    if family == "deep":
+        depth = int(rng.integers(5, 8))
+        act = str(rng.choice(["relu", "leaky"]))
+        slope = float(rng.choice([0.01, 0.3])) if act == "leaky" else 0.0
+        sizes = [2] + [int(rng.integers(3, 5))] * depth + [3]
+        return _mlp(rng, sizes, act, slope=slope), None, {"depth": depth, "slope": slope}
     if family == "conv":
         import tempfile
         from pathlib import Path
@@ -156,24 +239,28 @@ def _tie_point(net: Network, rng, lo, hi) -> np.ndarray | None:
 def res_instance(family: str, seed: int, domain_kind: str | None = None) -> ResInstance:
     """Instance ``seed`` of ``family`` (deterministic): the first draw from ``seed`` on
     where at least two classes win somewhere in the domain."""
-    if family not in FAMILIES:
+    if family not in ALL_FAMILIES:
         raise ValueError(f"unknown family {family!r}")
     for attempt in range(50):
         rng = np.random.default_rng([seed, attempt])
         net, model, info = _build(family, rng)
-        kind = domain_kind or str(rng.choice(DOMAINS, p=[0.5, 0.25, 0.25]))
+        if family == "edge":
+            kind = domain_kind or str(rng.choice(DOMAINS + ("micro",), p=[0.3, 0.2, 0.2, 0.3]))
+        else:
+            kind = domain_kind or str(rng.choice(DOMAINS, p=[0.5, 0.25, 0.25]))
         d = net.n_inputs
+        c = float(info.get("center", 0.0))
         if kind == "unit" or family == "conv":
             kind = "unit" if family == "conv" else kind
-            lo, hi = -np.ones(d), np.ones(d)
+            lo, hi = c - np.ones(d), c + np.ones(d)
         elif kind == "large":
             w = float(10 ** rng.uniform(1, 3))
-            lo, hi = -w * np.ones(d), w * np.ones(d)
+            lo, hi = c - w * np.ones(d), c + w * np.ones(d)
         else:
-            p = _tie_point(net, rng, -np.ones(d), np.ones(d))
+            p = _tie_point(net, rng, c - np.ones(d), c + np.ones(d))
             if p is None:
                 continue
-            w = float(10 ** rng.uniform(-4, -2))
+            w = float(10 ** (rng.uniform(-4, -2) if kind == "tiny" else rng.uniform(-9, -6)))
             lo, hi = p - w, p + w
         X = rng.uniform(lo, hi, (2000, d))
         if np.unique(np.argmax(net.forward(X), axis=1)).size >= 2:
@@ -194,19 +281,39 @@ class Truth:
 def brute_force_ok(inst: ResInstance) -> bool:
     from nnresilience.testing.phi_bruteforce import pattern_count
 
+    if inst.smooth:
+        return False            # no finite set of linear pieces to enumerate
+    if float(np.max(inst.hi - inst.lo)) < 1e-5:
+        # micro domains: the LPs' absolute feasibility tolerance is wider than the whole
+        # box (brute force said Φ = 0 where every pair of D is 4.1e-8 apart in L∞)
+        return False
+    if inst.info.get("tie_net") is not None:
+        # the tied logits differ by less than the brute-force LPs' tolerance: they would
+        # call a premise feasible (or a flip reachable) that is 3e-8 short everywhere
+        return False
     if "patterns" not in inst.info and inst.network.n_inputs > 4:
         inst.info["patterns"] = math.inf    # conv nets: hundreds of patterns, squared
     if "patterns" not in inst.info:
         try:
-            inst.info["patterns"] = pattern_count(inst.network, inst.lo, inst.hi)
+            inst.info["patterns"] = pattern_count(inst.network, inst.lo, inst.hi,
+                                                  limit=_max_patterns(inst))
         except (ValueError, RuntimeError):
             inst.info["patterns"] = math.inf
-    return inst.info["patterns"] <= MAX_PATTERNS
+    return inst.info["patterns"] <= _max_patterns(inst)
+
+
+def _max_patterns(inst: ResInstance) -> int:
+    """Deep nets: each pattern LP has ~30 rows per layer and Φ costs the square of the
+    count, so brute force stops at 16 there (the grid covers the rest)."""
+    return 16 if inst.family == "deep" else MAX_PATTERNS
 
 
 def true_phi(inst: ResInstance, m: int, alpha: float, k: int, norm: str) -> Truth:
     """Φ_m by brute force (L1/L∞, small pattern counts) or by the 1-input reference (any
-    norm; every norm is |ε| there)."""
+    norm; every norm is |ε| there). Nothing on S-shaped nets: :func:`sample_pairs` is
+    their (one-sided) truth."""
+    if inst.smooth:
+        return Truth()
     if inst.network.n_inputs == 1:
         from nnresilience.testing.phi_reference import (
             flip_slacks,
@@ -301,6 +408,28 @@ def tie_samples(inst: ResInstance, rng, rels=TIE_REL) -> list[tuple[np.ndarray, 
 
 
 # ----------------------------------------------------------------------------- checks
+def dense_grid(inst: ResInstance) -> np.ndarray:
+    """The grid of the one-sided truth where brute force does not apply (S-shaped nets,
+    micro domains, tied outputs, too many patterns): 200,001 points of a 1-input domain,
+    301 x 301 of a 2-input one (empty where brute force gives the exact truth, and for
+    more inputs)."""
+    lo, hi = inst.lo, inst.hi
+    if lo.size > 2 or brute_force_ok(inst):
+        return np.empty((0, lo.size))
+    axes = [np.linspace(lo[i], hi[i], 200_001 if lo.size == 1 else 301) for i in range(lo.size)]
+    return np.stack(np.meshgrid(*axes, indexing="ij"), -1).reshape(-1, lo.size)
+
+
+def _nearest_pairs(A: np.ndarray, B: np.ndarray, norm: str, n: int) -> list:
+    """The ``n`` pairs (a of A, its nearest b of B in ``norm``) of smallest distance."""
+    from scipy.spatial import cKDTree
+
+    p = {"l1": 1, "linf": np.inf, "l2": 2}[norm]
+    dist, j = cKDTree(B).query(A, k=1, p=p)
+    order = np.argsort(dist)[:n]
+    return [(A[i], B[j[i]]) for i in order]
+
+
 def sample_pairs(inst: ResInstance, m: int, alpha: float, k: int, norm: str, rng,
                  n: int = 1500, extra: list | None = None) -> tuple[float, bool, bool]:
     """``(sampled upper bound of Φ_m, a confident input seen, a flipped input seen)``:
@@ -308,7 +437,7 @@ def sample_pairs(inst: ResInstance, m: int, alpha: float, k: int, norm: str, rng
     segment (every pair it returns replays exactly, so Φ_m is at most its norm)."""
     net, lo, hi = inst.network, inst.lo, inst.hi
     la = math.log(alpha)
-    X = np.vstack([rng.uniform(lo, hi, (n, lo.size))] + (extra or []))
+    X = np.vstack([rng.uniform(lo, hi, (n, lo.size))] + (extra or []) + [dense_grid(inst)])
     Y = net.forward(X)
     marg = Y[:, m] - np.delete(Y, m, axis=1).max(axis=1)
     D = np.delete(Y, m, axis=1) - Y[:, [m]]
@@ -316,29 +445,53 @@ def sample_pairs(inst: ResInstance, m: int, alpha: float, k: int, norm: str, rng
     A, B = X[marg >= la], X[slack >= 0.0]
     if len(A) == 0 or len(B) == 0:
         return math.inf, len(A) > 0, len(B) > 0
-    A, B = A[:300], B[:300]
-    diff = A[:, None, :] - B[None, :, :]
-    if norm == "l1":
-        dist = np.abs(diff).sum(-1)
-    elif norm == "linf":
-        dist = np.abs(diff).max(-1)
+    if inst.smooth:
+        cand = _nearest_pairs(A, B, norm, 20)
     else:
-        dist = np.sqrt((diff ** 2).sum(-1))
+        A, B = A[:300], B[:300]
+        diff = A[:, None, :] - B[None, :, :]
+        if norm == "l1":
+            dist = np.abs(diff).sum(-1)
+        elif norm == "linf":
+            dist = np.abs(diff).max(-1)
+        else:
+            dist = np.sqrt((diff ** 2).sum(-1))
+        cand = [(A[i], B[j]) for i, j in zip(*np.unravel_index(
+            np.argsort(dist, axis=None)[:10], dist.shape), strict=True)]
+    def premise(z):
+        return premise_margin(net.forward(z), m) >= la
+
+    def flipped(z):
+        return flip_count(net.forward(z), m) >= k
+
     best = math.inf
-    for flat in np.argsort(dist, axis=None)[:10]:
-        i, j = np.unravel_index(flat, dist.shape)
-        a, b = A[i].copy(), B[j].copy()
+    for a0, b0 in cand:
+        a, b = a0.copy(), b0.copy()
         for _ in range(60):
             mid = 0.5 * (a + b)
-            y = net.forward(mid)
-            if premise_margin(y, m) >= la:
+            if premise(mid):
                 a = mid
-            elif flip_count(y, m) >= k:
+            elif flipped(mid):
                 b = mid
-            else:
+            else:       # a gap on the segment: move each end to its own boundary
+                a, b = _bisect(premise, a, mid), _bisect(flipped, b, mid)
                 break
         best = min(best, norm_of(b - a, norm))
     return best, True, True
+
+
+def _bisect(inside, p: np.ndarray, q: np.ndarray) -> np.ndarray:
+    """The point of the segment [p, q] nearest q found by bisection with ``inside``
+    true (``inside(p)`` holds, ``inside(q)`` does not): every point it returns replays."""
+    for _ in range(60):
+        mid = 0.5 * (p + q)
+        if np.array_equal(mid, p) or np.array_equal(mid, q):
+            break
+        if inside(mid):
+            p = mid
+        else:
+            q = mid
+    return p
 
 
 def check_interval(res, inst: ResInstance, norm: str, opt_tol: float = 1e-5) -> list[str]:
@@ -445,14 +598,17 @@ def sample_flip(inst: ResInstance, x, label: int, k: int, norm: str, rng, n: int
     x = np.asarray(x, float)
     span = hi - lo
     X = np.vstack([rng.uniform(lo, hi, (n, lo.size)),
-                   np.clip(x + rng.normal(0, 1, (n, lo.size)) * span * 1e-3, lo, hi)])
+                   np.clip(x + rng.normal(0, 1, (n, lo.size)) * span * 1e-3, lo, hi),
+                   dense_grid(inst)])
     Y = net.forward(X)
     D = np.delete(Y, label, axis=1) - Y[:, [label]]
     ok = -np.sort(-D, axis=1)[:, k - 1] >= 0.0
     B = X[ok]
     if len(B) == 0:
         return math.inf
-    dist = np.array([norm_of(b - x, norm) for b in B])
+    E = np.abs(B - x)
+    dist = E.sum(1) if norm == "l1" else E.max(1) if norm == "linf" \
+        else np.sqrt((E ** 2).sum(1))
     best = math.inf
     for i in np.argsort(dist)[:10]:
         a, b = x.copy(), B[i].copy()

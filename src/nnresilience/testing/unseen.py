@@ -14,7 +14,8 @@ and the property is a VNN-LIB text read back through
 ``conv_smooth`` Conv -> Sigmoid/Tanh -> MaxPool/AveragePool -> Flatten -> Gemm
 ``deep``      8-10 ReLU layers of width 3-6
 ``smooth``    Sigmoid / Tanh / Atan / Relu hidden layers mixed
-``leaky``     LeakyRelu with slope 0.01, 0.3 or 0.9
+``leaky``     LeakyRelu with slope 0.01, 0.3 or 0.9 (``LEAKY_SLOPES``; the sweep's
+              ``--leaky-slopes`` swaps in e.g. the edges 1e-6 and 0.999)
 ``matmul_norm`` Sub/Div input normalisation, then MatMul + Add layers
 ``huge``      a first layer with weights and biases of 1e6 ... 1e12
 
@@ -42,6 +43,8 @@ import numpy as np
 
 FAMILIES = ("conv_max", "conv_avg", "conv_smooth", "deep", "smooth", "leaky", "matmul_norm",
             "huge")
+#: the slopes of the ``leaky`` family (a module constant so a sweep can try others)
+LEAKY_SLOPES: tuple[float, ...] = (0.01, 0.3, 0.9)
 #: families whose every layer is piecewise linear (brute force applies)
 PIECEWISE_LINEAR = frozenset({"conv_max", "conv_avg", "deep", "leaky", "matmul_norm",
                               "huge"})
@@ -154,7 +157,7 @@ def build_model(family: str, rng: np.random.Generator):
         acts = [str(a) for a in rng.choice(["sigmoid", "tanh", "atan", "relu"], size=2)]
         return _mlp(rng, [n, 6, 5, 3], acts, scale=2.0), n, 3
     if family == "leaky":
-        slope = float(rng.choice([0.01, 0.3, 0.9]))
+        slope = float(rng.choice(list(LEAKY_SLOPES)))
         return _mlp(rng, [n, 5, 4, 3], ["leaky"], slope=slope), n, 3
     if family == "matmul_norm":
         return _mlp(rng, [n, 5, 5, 3], ["relu"], style="matmul", norm=True), n, 3
