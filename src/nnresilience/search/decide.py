@@ -96,6 +96,8 @@ class SearchSettings:
     refresh: bool | str = False
     # refresh only at every k-th depth (then from the domain's shallowest split)
     refresh_every: int = 1
+    # experiment: above this depth, split only before the last hidden layer
+    early_depth: int = 0
     onnx_replay: bool = True
     # evaluate the bound's candidate points of every open domain (see the module docstring)
     concrete: bool = True
