@@ -76,9 +76,6 @@ DEFAULTS: dict[str, Any] = {
     "dense_limit": 4_000_000,
     "all_rows": True,
     "sshape_alpha": True,
-    "refresh": False,
-    "refresh_alpha": False,
-    "refresh_every": 1,
 }
 INTERMEDIATE_MODES = ("auto", "optimise", "crown", "reuse")
 #: ``intermediate="auto"`` without a warm start optimises intermediate bounds for batches
@@ -378,12 +375,7 @@ class CrownBounder:
     default 1, see :func:`_set_threads`); ``dense_limit`` (sparse weight matrices with
     more entries stay sparse in torch); ``all_rows`` (the float64 pass back-substitutes
     every neuron of an intermediate layer, not only the unstable ones: a little slower,
-    and never looser than ``symbolic``); ``refresh`` (where ``auto`` would reuse the
-    parent's boxes, back-substitute in float64 the still-unstable neurons of the entries
-    after each domain's shallowest new split and intersect with the parent's boxes;
-    domains are grouped by that layer, a split in the last hidden layer costs nothing.
-    Measured on MNIST-FC 256x4: tighter children, 3-5x the cost, no gain per second --
-    ``benchmarks/RESULTS.md`` §11).
+    and never looser than ``symbolic``).
     """
 
     def __init__(self, network, C: np.ndarray, *, device: str = "cpu", **options) -> None:
@@ -445,8 +437,6 @@ class CrownBounder:
         final = R * sum(widths) * 4
         if mode == "reuse":
             return final
-        if mode == "refresh":
-            mode = "crown"
         # the float64 pass back-substitutes every row of the widest target at once
         one = max([2 * widths[t] * max(widths[:t]) for t in self.targets] + [0])
         if mode == "crown":
@@ -490,42 +480,19 @@ class CrownBounder:
         if warm is not None and len(warm) != B:
             raise ShapeMismatchError(f"warm state has {len(warm)} rows for {B} domains")
         mode = self._mode(lo, hi, clamps, warm)
-        order = np.arange(B)
-        groups = [(0, B, mode)]
-        if mode == "refresh":
-            # one group per shallowest new split: a chunk re-bounds the entries after its
-            # group's split only, and a split in the last hidden layer re-bounds nothing
-            after = _first_new_rows(clamps, warm, B)
-            k = int(self.opts["refresh_every"])
-            if k > 1:
-                # every k-th depth only, then from the shallowest split of the domain (the
-                # splits of the skipped depths were never re-bounded after)
-                depth = _depth(clamps, B)
-                after = np.where(depth % k == 0, _first_split(clamps, B), sys.maxsize)
-            order = np.argsort(after, kind="stable")
-            cuts = np.flatnonzero(np.diff(after[order])) + 1
-            starts = np.concatenate([[0], cuts])
-            ends = np.concatenate([cuts, [B]])
-            last = max(self.targets, default=-1)
-            groups = [(int(a), int(b), "reuse" if after[order[a]] >= last else "refresh")
-                      for a, b in zip(starts, ends, strict=True)]
+        step = max(1, self.opts["memory_budget"] // max(1, self._per_domain_cost(mode)))
         results = []
-        for g0, g1, gmode in groups:
-            step = max(1, self.opts["memory_budget"] // max(1, self._per_domain_cost(gmode)))
-            for s in range(g0, g1, step):
-                e = min(g1, s + step)
-                rows = order[s:e]
-                dl = deadline
-                if deadline is not None:
-                    left = max(0.0, deadline - time.perf_counter())
-                    dl = time.perf_counter() + left * (e - s) / (B - s)
-                results.append(self._bound_chunk(
-                    lo[rows], hi[rows],
-                    {i: (c[0][rows], c[1][rows]) for i, c in clamps.items()},
-                    iters, None if warm is None else warm.select(rows), dl, gmode))
+        for s in range(0, B, step):
+            e = min(B, s + step)
+            rows = np.arange(s, e)
+            dl = deadline
+            if deadline is not None:
+                left = max(0.0, deadline - time.perf_counter())
+                dl = time.perf_counter() + left * (e - s) / (B - s)
+            results.append(self._bound_chunk(
+                lo[rows], hi[rows], {i: (c[0][rows], c[1][rows]) for i, c in clamps.items()},
+                iters, None if warm is None else warm.select(rows), dl, mode))
         res = CrownResult.concat(results)
-        if len(groups) > 1:
-            res = res.select(np.argsort(order, kind="stable"))
         res.stats["seconds"] = time.perf_counter() - t0
         return res
 
@@ -551,9 +518,7 @@ class CrownBounder:
             # one per step: worth it for a root, not for a large cold batch
             return "optimise" if lo.shape[0] <= OPTIMISE_MAX_BATCH else "crown"
         same = np.array_equal(warm.lo, lo) and np.array_equal(warm.hi, hi)
-        if same and bool(self._descends(lo, hi, clamps, warm).all()):
-            return "refresh" if self.opts["refresh"] else "reuse"
-        return "crown"
+        return "reuse" if same and bool(self._descends(lo, hi, clamps, warm).all()) else "crown"
 
     @staticmethod
     def _descends(lo, hi, clamps, warm) -> np.ndarray:
@@ -582,18 +547,11 @@ class CrownBounder:
                 prior[i] = (np.where(ok[:, None], blo, -np.inf),
                             np.where(ok[:, None], bhi, np.inf))
         ctx64 = self._ctx(lo, hi, clamps, prior, f64)
-        if mode == "refresh":
-            after = _first_new_rows(clamps, warm, B)
-            if int(self.opts["refresh_every"]) > 1:
-                after = np.minimum(after, _first_split(clamps, B))
-            ctx64["refresh_after"] = int(after.min())
-            if self.opts["refresh_alpha"] and getattr(self, "_alpha_root", None):
-                ctx64["alpha_root"] = self._alpha_root
         opt_name = self.opts["dtype"]
         odt = self._dtype(opt_name)
         Ca = torch.as_tensor(self.C_all, dtype=f64, device=dev)
 
-        fixed = mode in ("crown", "reuse", "refresh")
+        fixed = mode in ("crown", "reuse")
         T64 = self._t("float64", True)
         with torch.no_grad():
             # The float64 pass of the initial parameters doubles as the setup: its boxes are
@@ -760,13 +718,6 @@ class CrownBounder:
                     bx, rl, inf_, _ = self._propagate(T64, ctx64, "optimise", a_int64,
                                                       sound=True, rows=rows)
                 evals.insert(0, evaluate(best, bx, rl, inf_))
-                if not fixed and B == 1 and self.opts["refresh_alpha"] and best[2]:
-                    # the root's optimised intermediate slopes, shared by every child's
-                    # refresh (any slope in range is sound; these are good ones)
-                    self._alpha_root = {
-                        t: (rows[t].cpu().numpy(), {j: _sound_alpha(a, self.layers[j])
-                                                    for j, a in d.items()})
-                        for t, d in best[2].items() if t in rows}
         inherited = None
         if ok is not None and warm.lower is not None and warm.lower.shape[1] == self.R:
             # a bound of an ancestor domain holds on this one too (CROWN without the β
@@ -1099,18 +1050,13 @@ class CrownBounder:
             if i in ctx["clamps"]:
                 lo = torch.maximum(lo, ctx["clamps"][i][0])
                 hi = torch.minimum(hi, ctx["clamps"][i][1])
-            refresh = mode == "refresh"
-            if refresh and i <= ctx.get("refresh_after", -1):
-                pass                  # the parent's boxes: no split before this entry
-            elif mode != "reuse" and i in self.targets:
+            if mode != "reuse" and i in self.targets:
                 r = rows.get(i) if rows is not None else None
                 if r is None and rows is None:
                     r = self._select_rows(i, lo, hi)
                 if r is not None and r.numel():
-                    a_i = alpha_int.get(i, {})
-                    if refresh and i in ctx.get("alpha_root", {}):
-                        a_i = self._root_alphas(ctx["alpha_root"][i], r, relax)
-                    L, U = self._target_bounds(T, i, r, relax, boxes, a_i, sound)
+                    L, U = self._target_bounds(T, i, r, relax, boxes, alpha_int.get(i, {}),
+                                               sound)
                     if collect:
                         tgt.append(L - U)
                     lo = lo.clone()
@@ -1119,7 +1065,7 @@ class CrownBounder:
                     hi[:, r] = torch.minimum(hi[:, r], U)
                 if r is not None:
                     used_rows[i] = r
-                if sound and self.opts["all_rows"] and not refresh:
+                if sound and self.opts["all_rows"]:
                     # the other rows too (plain CROWN): their boxes feed later interval
                     # steps and stops, which keeps every result inside ``symbolic``'s
                     rest = torch.ones(lo.shape[1], dtype=torch.bool, device=self.device)
@@ -1141,27 +1087,6 @@ class CrownBounder:
         if collect:
             return boxes, relax, infeas, used_rows, tgt
         return boxes, relax, infeas, used_rows
-
-    def _root_alphas(self, root, r, relax) -> dict:
-        """The root's intermediate slopes of target rows ``r`` (lower-bound rows, then
-        upper-bound rows, as :meth:`_target_bounds` stacks them); a row the root did not
-        optimise keeps the default slope."""
-        torch = _torch()
-        rrows, alphas = root
-        pos = np.full(int(r.max()) + 1 if r.numel() else 0, -1, dtype=np.int64)
-        keep = rrows[rrows < pos.size]
-        pos[keep] = np.flatnonzero(rrows < pos.size)
-        p = pos[r.cpu().numpy()]
-        have = torch.as_tensor(p >= 0, device=self.device)[None, :, None]
-        idx = torch.as_tensor(np.concatenate([np.maximum(p, 0), np.maximum(p, 0) + rrows.size]),
-                              device=self.device)
-        have = torch.cat([have, have], dim=1)
-        out = {}
-        for j, a in alphas.items():
-            la = relax[j].la
-            a = a[:, idx]
-            out[j] = torch.where(have, a, la.expand(la.shape[0], a.shape[1], -1))
-        return out
 
     def _select_rows(self, i, lo, hi):
         """Neurons of entry ``i`` worth a back-substitution in some domain of the chunk."""
@@ -1671,38 +1596,6 @@ def _cast_relax(rel, dtype):
         v = getattr(rel, name)
         setattr(out, name, None if v is None else v.to(dtype))
     return out
-
-
-def _depth(clamps: dict, B: int) -> np.ndarray:
-    """Per domain, the number of sign splits in its clamps."""
-    d = np.zeros(B, dtype=np.int64)
-    for clo, chi in clamps.values():
-        d += np.sum((clo >= 0.0) | (chi <= 0.0), axis=1)
-    return d
-
-
-def _first_split(clamps: dict, B: int) -> np.ndarray:
-    """Per domain, the shallowest layer with a finite clamp (``sys.maxsize``: none)."""
-    first = np.full(B, sys.maxsize, dtype=np.int64)
-    for i in sorted(clamps, reverse=True):
-        clo, chi = clamps[i]
-        first[np.any(np.isfinite(clo) | np.isfinite(chi), axis=1)] = i
-    return first
-
-
-def _first_new_rows(clamps: dict, warm: CrownState, B: int) -> np.ndarray:
-    """Per domain, the shallowest layer whose clamps were tightened since the warm state
-    (``refresh`` re-bounds only the entries after it); ``sys.maxsize`` where none was."""
-    first = np.full(B, sys.maxsize, dtype=np.int64)
-    for i in sorted(clamps, reverse=True):
-        clo, chi = clamps[i]
-        pclo, pchi = warm.clamps.get(i, (None, None))
-        if pclo is None:
-            new = np.any(np.isfinite(clo) | np.isfinite(chi), axis=1)
-        else:
-            new = np.any((clo > pclo) | (chi < pchi), axis=1)
-        first[new] = i
-    return first
 
 
 def _sound_alpha(a, layer):

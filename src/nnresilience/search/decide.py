@@ -90,14 +90,6 @@ class SearchSettings:
     per_term: bool = True
     # neuron rule: candidates of filtered smart branching (1: the score's best alone)
     branch_candidates: int = 8
-    # optimised bounder, neuron rule: children re-bound the unstable neurons of the
-    # layers after their new split (``bounds/crown.py``, ``refresh``); ``"alpha"``: with
-    # the root's optimised intermediate slopes (``refresh_alpha``)
-    refresh: bool | str = False
-    # refresh only at every k-th depth (then from the domain's shallowest split)
-    refresh_every: int = 1
-    # experiment: above this depth, split only before the last hidden layer
-    early_depth: int = 0
     onnx_replay: bool = True
     # evaluate the bound's candidate points of every open domain (see the module docstring)
     concrete: bool = True
@@ -151,11 +143,7 @@ class CaseProblem:
         if method == "auto" and self.rule == "input":
             method = "symbolic"
         self.bounder = make_bounder(self.net, self.A, method, self.s.device,
-                                    symbolic_options={"intermediate": intermediate},
-                                    alpha_options={
-                                        "refresh": bool(self.s.refresh),
-                                        "refresh_alpha": self.s.refresh == "alpha",
-                                        "refresh_every": self.s.refresh_every})
+                                    symbolic_options={"intermediate": intermediate})
         self.leaf_unstable = self.s.leaf_unstable if self.s.leaf_unstable is not None \
             else (4 if self.rule == "input" else 12)
         self.rng = np.random.default_rng(self.s.seed)

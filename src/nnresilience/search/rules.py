@@ -148,17 +148,6 @@ def neuron_split(problem, doms: Domains, bounded, deadline
     res = bounded.result
     cands = split_candidates(net, res, doms)
     B = len(doms)
-    early = int(getattr(getattr(problem, "s", None), "early_depth", 0) or 0)
-    if early > 0 and len(cands) > 1:
-        # experiment: above depth ``early`` split only before the last hidden layer (where
-        # a refresh re-bounds the later layers), while such a neuron is left
-        last = max(cands)
-        shallow = doms.depth < early
-        some = np.zeros(B, dtype=bool)
-        for i, s in cands.items():
-            if i != last:
-                some |= np.any(s >= 0, axis=1)
-        cands[last] = np.where((shallow & some)[:, None], -1.0, cands[last])
     best_s = np.full(B, -1.0)
     best_l = np.full(B, -1)
     best_j = np.full(B, -1)
