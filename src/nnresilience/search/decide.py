@@ -90,6 +90,13 @@ class SearchSettings:
     per_term: bool = True
     # neuron rule: candidates of filtered smart branching (1: the score's best alone)
     branch_candidates: int = 8
+    # neuron rule: while a domain is shallower than this, split only before the last
+    # hidden layer (while such a neuron is unstable). Children keep their parent's
+    # intermediate boxes, so the split score favours the last layer, whose splits
+    # tighten only the final bound; early splits first let the search close (0: off).
+    # MNIST-FC 256x4 ε = 0.03 props 0 and 13: unknown at 60 s -> holds in 46 and 32 s;
+    # depths 5-20 measured in benchmarks/RESULTS.md §11 (follow-up mnist6)
+    early_depth: int = 8
     onnx_replay: bool = True
     # evaluate the bound's candidate points of every open domain (see the module docstring)
     concrete: bool = True

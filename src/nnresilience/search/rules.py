@@ -148,6 +148,17 @@ def neuron_split(problem, doms: Domains, bounded, deadline
     res = bounded.result
     cands = split_candidates(net, res, doms)
     B = len(doms)
+    early = int(getattr(getattr(problem, "s", None), "early_depth", 0) or 0)
+    if early > 0 and len(cands) > 1:
+        # shallower than ``early``: not the last hidden layer while an earlier neuron is
+        # splittable (``SearchSettings.early_depth`` says why)
+        last = max(cands)
+        shallow = doms.depth < early
+        some = np.zeros(B, dtype=bool)
+        for i, s in cands.items():
+            if i != last:
+                some |= np.any(s >= 0, axis=1)
+        cands[last] = np.where((shallow & some)[:, None], -1.0, cands[last])
     best_s = np.full(B, -1.0)
     best_l = np.full(B, -1)
     best_j = np.full(B, -1)
