@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import functools
 import math
+from dataclasses import replace
 
 import numpy as np
 import pytest
@@ -27,7 +28,13 @@ from nnresilience.backends.base import (
     SolveStatus,
     Tolerances,
 )
-from nnresilience.backends.certify import certify, model_tau, objective_tau
+from nnresilience.backends.certify import (
+    ILL_SCALED_HEADROOM,
+    certify,
+    model_tau,
+    objective_tau,
+    tolerance_headroom,
+)
 from nnresilience.backends.highs import HighsBackend
 from nnresilience.backends.registry import get_backend
 from nnresilience.backends.scip import ScipBackend
@@ -205,6 +212,20 @@ def test_model_tau_is_row_norm_times_magnitudes():
     # row 2: 1 + 40 * 10 + 1 * 50 + 500 = 951 (row 1: 1 + 2*4 + 50 + 3 = 62); no binaries
     assert model_tau(arr, tol) == pytest.approx(1e-6 * 951)
     assert objective_tau(arr, tol) == pytest.approx(1e-6 * (1 + 50))
+
+
+def test_tolerance_headroom_is_the_tolerance_over_the_largest_row_rounding():
+    """The one ill-scaling rule shared by the engine's cutoff re-solve and the resilience
+    tolerance cap: feasibility / (eps * largest row scale), ``inf`` without rows."""
+    arr = _two_row_model()
+    eps = np.finfo(float).eps
+    assert tolerance_headroom(arr, 1e-6) == pytest.approx(1e-6 / (eps * 951))
+    assert tolerance_headroom(arr, 1e-6) > ILL_SCALED_HEADROOM       # ordinary magnitudes
+    # the same rows at 1e9 times the coefficients: rounding within 1000x of the tolerance
+    huge = replace(arr, A=arr.A * 1e9)
+    assert tolerance_headroom(huge, 1e-6) < ILL_SCALED_HEADROOM
+    empty = replace(arr, A=arr.A[:0], row_lo=arr.row_lo[:0], row_hi=arr.row_hi[:0])
+    assert tolerance_headroom(empty, 1e-6) == math.inf
 
 
 def test_certify_never_trusts_infeasible_and_subtracts_the_objective_tolerance():

@@ -66,6 +66,25 @@ def row_scales(arrays: MilpArrays) -> np.ndarray:
     return 1.0 + np.asarray(absA @ mag).reshape(-1) + rhs
 
 
+#: Headroom below which a model counts as ill-scaled (see ``tolerance_headroom``).
+ILL_SCALED_HEADROOM = 1000.0
+
+
+def tolerance_headroom(arrays: MilpArrays, feasibility: float) -> float:
+    """How many times the feasibility tolerance exceeds the float64 rounding unit of the
+    model's largest row (``eps`` times the largest ``row_scales``); ``inf`` without rows.
+
+    Why one rule: a tolerance below the rounding error of a row's own terms cannot be met
+    and the solver does not say so. Below ``ILL_SCALED_HEADROOM`` the solver's claims are
+    not trusted alone: the engine re-solves a cutoff stop without the cutoff, the
+    resilience queries cap their tolerance factor at this headroom and confirm HiGHS
+    bounds without presolve (``benchmarks/RESULTS.md`` §13: each was a wrong answer)."""
+    if arrays.A.shape[0] == 0:
+        return math.inf
+    smax = float(row_scales(arrays).max(initial=1.0))
+    return feasibility / (np.finfo(float).eps * smax)
+
+
 def model_tau(arrays: MilpArrays, tol: Tolerances) -> float:
     """``τ`` of a model: the largest tolerance-sized error of one of its rows."""
     s = row_scales(arrays)

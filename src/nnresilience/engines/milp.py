@@ -38,7 +38,11 @@ from typing import Any
 import numpy as np
 
 from nnresilience.backends.base import SolveLimits, SolveStatus
-from nnresilience.backends.certify import confirm_cutoff
+from nnresilience.backends.certify import (
+    ILL_SCALED_HEADROOM,
+    confirm_cutoff,
+    tolerance_headroom,
+)
 from nnresilience.engines.base import Engine, EngineAnswer
 from nnresilience.results import Status
 
@@ -124,18 +128,6 @@ def tight_second_opinion(req: RecheckRequest) -> EngineAnswer | None:
                                 f"second opinion ({backend.name}) found a counterexample",
                                 stats)
     return EngineAnswer(Status.UNKNOWN, None, time.perf_counter() - t0, "", stats)
-
-
-def _ill_scaled(arrays, tol) -> bool:
-    """Rows whose float64 rounding (eps times the largest row scale) is within a factor
-    1000 of the feasibility tolerance: the solver's claims there are not trusted alone
-    (the rule of ``resilience.common.usable_factor``)."""
-    from nnresilience.backends.certify import row_scales
-
-    if arrays.A.shape[0] == 0:
-        return False
-    smax = float(row_scales(arrays).max(initial=1.0))
-    return np.finfo(float).eps * smax * 1000.0 > tol.feasibility
 
 
 def _above(v: float) -> float:
@@ -289,7 +281,7 @@ class MilpEngine(Engine):
         res = confirm_cutoff(backend, arrays, safe_solve(backend, arrays, limits), deadline)
         if cutoff is not None and res.status is SolveStatus.LIMIT \
                 and res.dual_bound is not None and res.dual_bound >= cutoff \
-                and _ill_scaled(arrays, tol):
+                and tolerance_headroom(arrays, tol.feasibility) < ILL_SCALED_HEADROOM:
             # a cutoff stop on an ill-scaled model is not evidence: on a 2e7-weight net
             # HiGHS called an L∞ ball "nothing beats the cutoff" that holds a point 5e6
             # above it (a wrong holds), and solved right without the cutoff

@@ -187,10 +187,6 @@ def make_backend(settings: ResilienceSettings, quadratic: bool = False,
     return backend
 
 
-#: A model whose tolerances can be tightened this far is well scaled (see usable_factor).
-_WELL_SCALED = 1000.0
-
-
 def usable_factor(arrays, settings: ResilienceSettings, requested: float) -> float:
     """The tolerance factor a model can take: ``requested``, lowered (not below 1) until
     the tightened feasibility tolerance is at least the float64 rounding unit times the
@@ -203,14 +199,12 @@ def usable_factor(arrays, settings: ResilienceSettings, requested: float) -> flo
     perturbation of 65.6 for a true 1.3e-7, Φ_m's lower bound 2.7e-5 for a true 3.3e-6;
     at the capped factor (1..60 there) every bound contained the brute-force value. Nets of
     ordinary magnitude (row scales up to ~1e5) keep the requested factor."""
-    if requested <= 1.0 or arrays.A.shape[0] == 0:
+    if requested <= 1.0:
         return requested
-    from nnresilience.backends.certify import row_scales
+    from nnresilience.backends.certify import tolerance_headroom
 
-    smax = float(row_scales(arrays).max(initial=1.0))
     feas = make_backend(settings, bool(arrays.quad), 1.0).tolerances().feasibility
-    cap = feas / (np.finfo(float).eps * smax)
-    return float(min(requested, max(1.0, cap)))
+    return float(min(requested, max(1.0, tolerance_headroom(arrays, feas))))
 
 
 @dataclass(eq=False)
@@ -265,7 +259,13 @@ def solve_certified(mip: ResilienceMip, settings: ResilienceSettings, time_left:
     solver that raises is reported as an ``ERROR`` result (no bound, no point).
     """
     from nnresilience.backends.base import SolveLimits
-    from nnresilience.backends.certify import certify, confirm_cutoff, model_tau, safe_solve
+    from nnresilience.backends.certify import (
+        ILL_SCALED_HEADROOM,
+        certify,
+        confirm_cutoff,
+        model_tau,
+        safe_solve,
+    )
 
     t0 = time.perf_counter()
     base = mip.model.arrays() if arrays is None else arrays
@@ -301,12 +301,12 @@ def solve_certified(mip: ResilienceMip, settings: ResilienceSettings, time_left:
     # benchmarks/results_resilience.md, the resilience sweep): its points still count
     # (they are replayed), its bound does not.
     if backend.name == "scip" and math.isfinite(cert.lower) \
-            and usable_factor(base, settings, _WELL_SCALED) < _WELL_SCALED:
+            and usable_factor(base, settings, ILL_SCALED_HEADROOM) < ILL_SCALED_HEADROOM:
         cert = replace(cert, lower=-math.inf,
                        reason="SCIP's dual bound on rows scaled beyond its tolerances "
                               "(not trusted)")
     elif backend.name == "highs" and relax and cutoff is None and math.isfinite(cert.lower) \
-            and usable_factor(base, settings, _WELL_SCALED) < _WELL_SCALED:
+            and usable_factor(base, settings, ILL_SCALED_HEADROOM) < ILL_SCALED_HEADROOM:
         cert = _confirm_without_presolve(settings, base, arr, limits, tol, tau, cert,
                                          attained, factor, t0, time_left)
     return Solved(res, arr, backend.name, tau, cert, time.perf_counter() - t0, factor)

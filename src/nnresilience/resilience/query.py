@@ -69,7 +69,7 @@ from nnresilience.results import ResilienceResult, Status
 # ------------------------------------------------------------------------------- α_max
 def _premise_margin(net, cls: int, lo, hi, bounds, settings: ResilienceSettings,
                     clock: Clock, stats: dict, source=None
-                    ) -> tuple[float | None, float, np.ndarray | None]:
+                    ) -> tuple[float, float, np.ndarray]:
     """``(witness margin, certified upper bound of the max margin, witness a)``.
 
     The premise MIP maximises ``t <= y_m - y_i`` over D with those rows loosened by ``τ``;
@@ -130,7 +130,7 @@ def alpha_max(network, cls: int, domain=None, *, settings: ResilienceSettings = 
     clock.report("mip")
     marg, t_up, a = _premise_margin(net, cls, lo, hi, bounds, settings, clock, stats,
                                     source=network)
-    lower = None if marg is None else ratio_lower(marg)
+    lower = ratio_lower(marg)
     upper = ratio_upper(t_up)
     optimal = is_optimal(lower, upper, settings)
     clock.report("done", lower, upper)
@@ -331,7 +331,7 @@ def _settle_empty(network, net, q: Query, bounds, settings, clock: Clock, stats,
     marg, t_up, _ = _premise_margin(net, q.cls, q.lo, q.hi, bounds, settings, clock, {},
                                     source=network)
     stats["alpha_max_upper"] = ratio_upper(t_up)
-    stats["alpha_max_lower"] = None if marg is None else ratio_lower(marg)
+    stats["alpha_max_lower"] = ratio_lower(marg)
     if t_up < q.log_alpha:
         text = f"alpha_max <= {ratio_upper(t_up):.6g}"
         if marg is not None:
