@@ -27,7 +27,7 @@ from nnresilience.results import Status
 SEARCH_OPTIONS = ("rule", "bounder", "device", "leaf_unstable", "lookahead_depth",
                   "smear_points", "falsify_share", "falsify_domains", "falsify_steps",
                   "max_bytes", "intermediate", "leaf_seconds", "seed", "onnx_replay",
-                  "branch_candidates")
+                  "branch_candidates", "early_depth", "exact_seconds")
 
 
 class BabEngine(Engine):

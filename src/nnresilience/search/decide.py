@@ -58,6 +58,11 @@ INPUT_SPLIT_MAX_DIM = 12
 #: Unsafe candidates of one concrete check replayed at most (a failed replay is repaired
 #: by small ascent steps, which costs; the next batch brings new candidates anyway).
 CONCRETE_CONFIRMS = 4
+#: Largest dense reluplex tableau (about neurons x variables entries) given the exact
+#: second look: one round of its bound derivation is not interruptible and costs about
+#: 1-2 µs per entry (ACAS Xu, 1.8e5 entries: a 1 s look ends within 0.2 s of its cap;
+#: MNIST-FC 256x6, 6e6 entries: 48 s). Larger nets keep their MILP leaves alone.
+EXACT_MAX_ENTRIES = 400_000
 #: Input values per forward call of the concrete check (memory of one chunk: a few MB).
 CONCRETE_CHUNK = 1 << 19
 
@@ -97,6 +102,12 @@ class SearchSettings:
     # MNIST-FC 256x4 ε = 0.03 props 0 and 13: unknown at 60 s -> holds in 46 and 32 s;
     # depths 5-20 measured in benchmarks/RESULTS.md §11 (follow-up mnist6)
     early_depth: int = 8
+    # seconds of an exact second look (the reluplex engine) at a MILP leaf that the MILP
+    # left undecided (a margin inside its tolerance band, or a candidate that does not
+    # replay) on a ReLU / LeakyReLU net over a box; 0: off. Crafted near ties (properties
+    # that hold by 1e-9..1e-12 of the logits) were unknown at every time-out by MILP
+    # leaves, which split on and on; reluplex decides each leaf in well under a second
+    exact_seconds: float = 1.0
     onnx_replay: bool = True
     # evaluate the bound's candidate points of every open domain (see the module docstring)
     concrete: bool = True
@@ -123,6 +134,23 @@ def _forward_error_rows(original, merged, case, A: np.ndarray) -> np.ndarray:
     return up(np.abs(A) @ e * 1.01)
 
 
+def _widened(unsafe, pad: np.ndarray):
+    """``unsafe`` with every row's ``b`` raised by ``pad`` (the rows in term order): a
+    leaf engine that proves the widened condition unreachable on the merged network has
+    proved the original condition unreachable for the original's float64 forward pass."""
+    if not np.any(pad):
+        return unsafe
+    from nnresilience.spec.condition import Conjunction, OutputCondition
+
+    terms, k = [], 0
+    for t in unsafe.terms:
+        n = t.A.shape[0]
+        terms.append(Conjunction(t.A, t.b + pad[k:k + n]))
+        k += n
+    # the compact top-k encoding reads (m, k), not the rows: drop it with widened rows
+    return OutputCondition(tuple(terms), unsafe.n_outputs)
+
+
 class CaseProblem:
     """The driver's pieces for "does some input of ``case.region`` reach ``case.unsafe``?"."""
 
@@ -140,6 +168,8 @@ class CaseProblem:
         self.term_of_row = np.concatenate([np.full(t.A.shape[0], k) for k, t in
                                            enumerate(terms)])
         self.row_pad = _forward_error_rows(network, self.net, case, self.A)
+        self.leaf_unsafe = _widened(case.unsafe, self.row_pad)
+        self.exact = self._exact_engine()
         self.rule = self.s.resolved_rule(case)
         intermediate = "recompute" if self.rule == "input" else self.s.intermediate
         # "auto": the optimised bounds pay off when neurons are split on a wide input
@@ -306,7 +336,7 @@ class CaseProblem:
         res = bounded.result
         r = self.case.region
         sub = Case(InputRegion(dom.lo[0], dom.hi[0], center=r.center, radius=r.radius,
-                               norm=r.norm), self.case.unsafe)
+                               norm=r.norm), self.leaf_unsafe)
         nb = NetworkBounds([a[0] for a in res.pre_lo], [a[0] for a in res.pre_hi],
                            method="search")
         rem = None if deadline is None else max(0.0, deadline - time.monotonic())
@@ -322,15 +352,67 @@ class CaseProblem:
                 return LeafAnswer("witness", cex)
             self.failed_replays += 1
             self.stats_add("failed_replays", 1)
-            return self._refine(dom, res, ans.x)
+            second = self._exact_look(sub, nb, deadline)
+            return second if second is not None else self._refine(dom, res, ans.x)
         msg = ans.message or ""
         if deadline is not None and time.monotonic() >= deadline - 1e-3:
             return LeafAnswer("timeout")
+        second = self._exact_look(sub, nb, deadline)
+        if second is not None:
+            return second
         if "time" in msg.lower() and self.s.leaf_seconds is not None:
             return LeafAnswer("split")          # capped leaf: split further instead
         if self.undecided_count(res)[0] > 0 or np.any(dom.hi > dom.lo):
             return LeafAnswer("split")
         return LeafAnswer("undecided", reason=msg or "engine gave no answer")
+
+    def _exact_engine(self):
+        """The reluplex engine when it can take this case's leaves after a MILP leaf engine
+        (``exact_seconds`` > 0, a ReLU / LeakyReLU net, a box region), else None."""
+        if self.s.exact_seconds <= 0 or self.engine is None \
+                or getattr(self.engine, "name", "") != "milp" \
+                or self.case.region.norm in ("l1", "l2"):
+            return None
+        n = self.net.n_neurons()
+        if n * (self.net.n_inputs + 2 * n) > EXACT_MAX_ENTRIES:
+            return None
+        from nnresilience.engines.reluplex import ReluplexEngine
+
+        exact = ReluplexEngine()
+        return exact if exact.supports(self.net) is None else None
+
+    def _exact_look(self, sub, nb, deadline: float | None) -> LeafAnswer | None:
+        """Reluplex on a leaf the MILP left undecided, for at most ``exact_seconds``.
+
+        Why: the MILP proves ``holds`` only with a margin beyond its tolerance band τ, and
+        its points near a tie need not replay, so a property that holds (or fails) by less
+        than τ is split without end. Reluplex's conclusions are rigorous for the float64
+        forward pass at any margin (docs/reluplex.md). Its ``holds`` closes the leaf, its
+        candidate counts only once replayed; anything else leaves the leaf to the search.
+        """
+        if self.exact is None:
+            return None
+        from nnresilience.errors import NNResError
+        from nnresilience.falsify import confirm
+
+        cap = self.s.exact_seconds
+        if deadline is not None:
+            cap = min(cap, deadline - time.monotonic())
+        if cap <= 0.05:
+            return None
+        self.stats_add("exact_looks", 1)
+        try:
+            ans = self.exact.check(self.net, sub, nb, timeout=cap)
+        except NNResError:
+            return None
+        if ans.status is Status.HOLDS:
+            self.stats_add("exact_closed", 1)
+            return LeafAnswer("closed")
+        if ans.status is Status.VIOLATED and ans.x is not None:
+            cex = confirm(self.network, self.case, ans.x, self.s.onnx_replay, deadline)
+            if cex is not None:
+                return LeafAnswer("witness", cex)
+        return None
 
     def _refine(self, dom: Domains, res, x: np.ndarray | None) -> LeafAnswer:
         """A candidate that does not replay: split what explains it, or give up here."""
@@ -569,7 +651,8 @@ def _answer(problem: CaseProblem, out: SearchOutcome, st: dict) -> CaseAnswer:
 def describe(stats: dict, leaf: str | None, bab: bool) -> str:
     """The honest label of a search: only what was actually called is named.
 
-    ``bab: 1234 domains, 3 MILP leaves`` for the ``bab`` engine; for another engine used
+    ``bab: 1234 domains, 3 MILP leaves`` for the ``bab`` engine (``(1 closed by
+    reluplex)`` after the leaves when the exact second look decided some); for another engine used
     at the leaves of an input-splitting search, ``milp on 3 leaves, bounds (symbolic)
     over 2581 boxes`` -- or just ``bounds (symbolic) over 2581 boxes`` when every box
     closed by its bound and the engine was never called.
@@ -580,7 +663,9 @@ def describe(stats: dict, leaf: str | None, bab: bool) -> str:
     bounder = stats.get("bounder", "symbolic")
     base = (leaf or "").split(":")[0]
     name = "MILP" if base == "milp" else base
+    exact = int(stats.get("exact_closed", 0))
+    second = f" ({exact} closed by reluplex)" if exact else ""
     if bab:
-        return f"bab: {doms} {what}" + (f", {leaves} {name} leaves" if leaves else "")
+        return f"bab: {doms} {what}" + (f", {leaves} {name} leaves{second}" if leaves else "")
     spread = f"bounds ({bounder}) over {doms} {what}"
-    return f"{base} on {leaves} leaves, {spread}" if leaves else spread
+    return f"{base} on {leaves} leaves{second}, {spread}" if leaves else spread

@@ -96,7 +96,7 @@ _SUMMED = ("domains", "batches", "closed_bound", "closed_leaf", "leaves", "falsi
            "branched", "undecided", "seconds_bound", "seconds_falsify", "seconds_leaf",
            "seconds_branch", "unit_seconds", "unit_cpu_seconds", "closed_lookahead",
            "failed_replays", "refinements", "concrete_hits", "concrete_points",
-           "seconds_concrete")
+           "seconds_concrete", "exact_looks", "exact_closed")
 
 
 def decide_shared(network, case, engine, settings, deadline: float | None, report,
