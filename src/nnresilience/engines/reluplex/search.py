@@ -383,7 +383,8 @@ class ReluplexSearch:
         """Derive bounds (rows, pairs), fix and eliminate decided pairs; False on Failure."""
         tab, st = node.tab, self.stats
         for _ in range(max(1, rounds)):
-            n = rules.tighten_rows(tab, st)
+            self._check_time()
+            n = rules.tighten_rows(tab, st, self._check_time)
             n += rules.propagate_pair_bounds(tab, self.pairs, st)
             if rules.bound_conflict(tab):
                 st.fire("Failure")
@@ -410,6 +411,7 @@ class ReluplexSearch:
         inactive = free & ~active & ((ub <= 0.0) | (uf <= 0.0))
         idx = np.flatnonzero(active | inactive)
         for p in idx:
+            self._check_time()                 # one elimination: ~0.1 s on MNIST-sized nets
             self._eliminate(node, int(p), +1 if active[p] else -1)
         self.stats.phase_fixes += int(idx.size)
         return int(idx.size)

@@ -42,6 +42,9 @@ import scipy.sparse.linalg as spla
 from nnresilience.bounds.rounding import TINY, UNIT, gamma, maxabs, sum_error, up
 
 ONE = 0
+#: Multiply-adds of one block of :meth:`Tableau.defect` (about 0.1 s): the deadline is
+#: checked between blocks.
+BLOCK_FLOPS = 200_000_000
 """Index of the constant variable (value 1, bounds [1, 1])."""
 
 
@@ -200,13 +203,15 @@ class Tableau:
         self.recompute_basic()
         return True
 
-    def defect(self) -> np.ndarray:
+    def defect(self, check=None) -> np.ndarray:
         """``eta`` (m x n) with ``|M - Lambda A| <= eta`` elementwise, exactly.
 
         ``Lambda`` is our float64 ``A_B^{-1}``; ``M - Lambda A`` is evaluated in float64
         and its rounding error added (``sum_error`` of ``|M| + |Lambda| |A|``), so
         ``|M_r . x| <= eta_r . |x|`` holds for every exact solution of ``A x = 0``.
-        Cached until ``M`` changes.
+        Cached until ``M`` changes. Computed in blocks of rows (each row's bound is its
+        own), with ``check()`` called between blocks: on an MNIST-sized tableau the whole
+        product takes seconds, and a deadline must be able to end it.
         """
         if self._defect is not None and self._defect[0] == self.version:
             return self._defect[1]
@@ -215,10 +220,17 @@ class Tableau:
             eta = np.zeros((0, self.n_vars))
         else:
             Lam = self._inverse_basis()
-            with np.errstate(over="ignore", invalid="ignore"):
-                R = self.M - Lam @ self.A
-                mag = np.abs(self.M) + np.abs(Lam) @ np.abs(self.A)
-                eta = up_nonneg(np.abs(R) + sum_error_fast(mag, m + 1))
+            absA = np.abs(self.A)
+            eta = np.empty((m, self.n_vars))
+            step = max(1, BLOCK_FLOPS // max(1, m * self.n_vars))
+            for r0 in range(0, m, step):
+                if check is not None:
+                    check()
+                blk = slice(r0, min(m, r0 + step))
+                with np.errstate(over="ignore", invalid="ignore"):
+                    R = self.M[blk] - Lam[blk] @ self.A
+                    mag = np.abs(self.M[blk]) + np.abs(Lam[blk]) @ absA
+                    eta[blk] = up_nonneg(np.abs(R) + sum_error_fast(mag, m + 1))
             eta[~np.isfinite(eta)] = np.inf
         self._defect = (self.version, eta)
         return eta
