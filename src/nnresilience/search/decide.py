@@ -27,7 +27,9 @@
   s-shaped net the neuron whose relaxation error at the candidate is largest (weighted
   by how much the margin depends on it) is split at the candidate's pre-activation; a
   piecewise-linear domain goes back to ordinary branching while something can still be
-  split, and is otherwise left undecided (``candidate failed replay``).
+  split, and is otherwise left undecided (``candidate failed replay``). A MILP leaf left
+  undecided on a small ReLU / LeakyReLU net gets a short second look by the reluplex
+  engine first (``exact_seconds``: near ties inside the MILP's tolerance band).
 * **branch**: the rule (``input`` or ``neuron``, :mod:`.rules`).
 
 Soundness: bounds are sound for the float64 forward pass of the network they were
@@ -652,8 +654,8 @@ def describe(stats: dict, leaf: str | None, bab: bool) -> str:
     """The honest label of a search: only what was actually called is named.
 
     ``bab: 1234 domains, 3 MILP leaves`` for the ``bab`` engine (``(1 closed by
-    reluplex)`` after the leaves when the exact second look decided some); for another engine used
-    at the leaves of an input-splitting search, ``milp on 3 leaves, bounds (symbolic)
+    reluplex)`` after the leaves when the exact second look decided some); for another
+    engine used at the leaves of an input-splitting search, ``milp on 3 leaves, bounds (symbolic)
     over 2581 boxes`` -- or just ``bounds (symbolic) over 2581 boxes`` when every box
     closed by its bound and the engine was never called.
     """
