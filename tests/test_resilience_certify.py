@@ -122,7 +122,9 @@ def test_infeasible_from_the_solver_proves_nothing(monkeypatch):
     from nnresilience.backends import registry
 
     monkeypatch.setitem(registry.BACKENDS, "liar", _AlwaysInfeasible)
-    s = DEFAULT.with_(backend="liar")
+    # reluplex's second look at undecided balls needs no MILP solver: off here, so the
+    # ball decisions below rest on the liar alone (it is checked with the look at the end)
+    s = DEFAULT.with_(backend="liar", exact_seconds=0.0)
     net = item4_net()
     no_diff = s.with_(pair_attack=0.0, diff_lower=False, diff_cut=False)
     r = phi(net, 0, math.e, 1, "l1", (0.0, 1.0), settings=no_diff)
@@ -143,6 +145,15 @@ def test_infeasible_from_the_solver_proves_nothing(monkeypatch):
     assert delta_check(net, x, 0, 0.05, domain=(0.0, 1.0), settings=s).status is Status.UNKNOWN
     radius = min_perturbation(net, x, 0, "linf", 1, (0.0, 1.0), settings=s, radius=0.05)
     assert radius.lower < 0.05 and not radius.message.startswith("robust")
+    # with the second look the balls are decided by reluplex, not by the liar: the lower
+    # end is then real (the flip is at distance 0.3) and never above the truth
+    looked = s.with_(exact_seconds=1.0)
+    mp2 = min_perturbation(net, x, 0, "linf", 1, (0.0, 1.0), settings=looked, timeout=20)
+    assert 0.1 < mp2.lower <= 0.3 <= mp2.upper + 1e-12
+    assert delta_check(net, x, 0, 0.05, domain=(0.0, 1.0), settings=looked).status \
+        is Status.HOLDS
+    assert delta_check(net, x, 0, 0.31, domain=(0.0, 1.0), settings=looked).status \
+        is Status.VIOLATED
 
 
 def test_delta_check_and_radius_are_certified_decisions():

@@ -364,13 +364,43 @@ def decide(network, case, bounds, settings: ResilienceSettings, time_left: float
     """Decide ``case`` with the MILP engine's certified margin form (same backend, big-M
     source and priorities as ``settings``). ``HOLDS`` means: no input of the region reaches
     the unsafe set, with the solver-tolerance margin of :mod:`nnresilience.backends.certify`;
-    a ``VIOLATED`` answer carries a replayed point (check ``stats['replayed']``)."""
-    from nnresilience.engines.milp import MilpEngine
+    a ``VIOLATED`` answer carries a candidate point (the caller replays it).
 
+    A case the MILP leaves undecided (``unknown``, or a candidate that does not replay)
+    gets reluplex's second look on small ReLU /
+    LeakyReLU nets over boxes (``settings.exact_seconds``,
+    :func:`nnresilience.engines.reluplex.second_look`): a ball whose radius sits within
+    the MILP's tolerance band of the flip distance is otherwise ``unknown`` at any time-out.
+    """
+    from nnresilience.engines.milp import MilpEngine
+    from nnresilience.results import Status
+
+    t0 = time.monotonic()
     big_m = settings.big_m_value if settings.big_m == "uniform" else None
     eng = MilpEngine(backend=settings.backend, big_m=big_m, arctan=settings.arctan)
-    return eng.check(network, case, bounds, timeout=time_left, priorities=settings.priorities,
-                     threads=settings.threads)
+    ans = eng.check(network, case, bounds, timeout=time_left, priorities=settings.priorities,
+                    threads=settings.threads)
+    undecided = ans.status is Status.UNKNOWN or (
+        ans.status is Status.VIOLATED and not _replays(network, case, ans.x))
+    if undecided and settings.exact_seconds > 0:
+        from nnresilience.engines.reluplex import second_look
+
+        deadline = None if time_left is None else t0 + time_left
+        second = second_look(network, case, bounds, settings.exact_seconds, deadline)
+        if second is not None and second.status is not Status.UNKNOWN:
+            return replace(second, stats={**ans.stats, "second_look": second.status.value,
+                                          **{f"second_look_{k}": v
+                                             for k, v in second.stats.items()}})
+    return ans
+
+
+def _replays(network, case, x) -> bool:
+    """``x`` lies in the case's region and its float64 forward pass is unsafe."""
+    if x is None:
+        return False
+    x = np.asarray(x, float)
+    return bool(case.region.contains(x, tol=0.0)) and bool(
+        case.unsafe.satisfied(network.forward(x)))
 
 
 def polish(mip: ResilienceMip, sol: Solved, settings: ResilienceSettings, clock: Clock

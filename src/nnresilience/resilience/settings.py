@@ -149,6 +149,11 @@ class ResilienceSettings:
     diff_cut: bool = True
     # [diff] Branching on a's domain after the MIP: the number of pieces (0: off).
     branching: int = 0
+    # Seconds of reluplex's second look at a certified ball decision the MILP left
+    # undecided (δ-check, minimum-perturbation bisection; small ReLU / LeakyReLU nets,
+    # L∞ balls): a radius within the MILP's tolerance band of the flip distance is
+    # otherwise unknown at any time-out. 0: off.
+    exact_seconds: float = 1.0
 
     def __post_init__(self) -> None:
         if self.big_m not in BIG_M_SOURCES:

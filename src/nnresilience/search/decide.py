@@ -60,11 +60,6 @@ INPUT_SPLIT_MAX_DIM = 12
 #: Unsafe candidates of one concrete check replayed at most (a failed replay is repaired
 #: by small ascent steps, which costs; the next batch brings new candidates anyway).
 CONCRETE_CONFIRMS = 4
-#: Largest dense reluplex tableau (about neurons x variables entries) given the exact
-#: second look: one round of its bound derivation is not interruptible and costs about
-#: 1-2 µs per entry (ACAS Xu, 1.8e5 entries: a 1 s look ends within 0.2 s of its cap;
-#: MNIST-FC 256x6, 6e6 entries: 48 s). Larger nets keep their MILP leaves alone.
-EXACT_MAX_ENTRIES = 400_000
 #: Input values per forward call of the concrete check (memory of one chunk: a few MB).
 CONCRETE_CHUNK = 1 << 19
 
@@ -171,7 +166,6 @@ class CaseProblem:
                                            enumerate(terms)])
         self.row_pad = _forward_error_rows(network, self.net, case, self.A)
         self.leaf_unsafe = _widened(case.unsafe, self.row_pad)
-        self.exact = self._exact_engine()
         self.rule = self.s.resolved_rule(case)
         intermediate = "recompute" if self.rule == "input" else self.s.intermediate
         # "auto": the optimised bounds pay off when neurons are split on a wide input
@@ -368,45 +362,20 @@ class CaseProblem:
             return LeafAnswer("split")
         return LeafAnswer("undecided", reason=msg or "engine gave no answer")
 
-    def _exact_engine(self):
-        """The reluplex engine when it can take this case's leaves after a MILP leaf engine
-        (``exact_seconds`` > 0, a ReLU / LeakyReLU net, a box region), else None."""
-        if self.s.exact_seconds <= 0 or self.engine is None \
-                or getattr(self.engine, "name", "") != "milp" \
-                or self.case.region.norm in ("l1", "l2"):
-            return None
-        n = self.net.n_neurons()
-        if n * (self.net.n_inputs + 2 * n) > EXACT_MAX_ENTRIES:
-            return None
-        from nnresilience.engines.reluplex import ReluplexEngine
-
-        exact = ReluplexEngine()
-        return exact if exact.supports(self.net) is None else None
-
     def _exact_look(self, sub, nb, deadline: float | None) -> LeafAnswer | None:
-        """Reluplex on a leaf the MILP left undecided, for at most ``exact_seconds``.
-
-        Why: the MILP proves ``holds`` only with a margin beyond its tolerance band τ, and
-        its points near a tie need not replay, so a property that holds (or fails) by less
-        than τ is split without end. Reluplex's conclusions are rigorous for the float64
-        forward pass at any margin (docs/reluplex.md). Its ``holds`` closes the leaf, its
-        candidate counts only once replayed; anything else leaves the leaf to the search.
-        """
-        if self.exact is None:
+        """Reluplex on a MILP leaf left undecided, for at most ``exact_seconds``
+        (:func:`nnresilience.engines.reluplex.second_look`, which says why). Its ``holds``
+        closes the leaf, its candidate counts only once replayed; anything else leaves the
+        leaf to the search."""
+        if self.s.exact_seconds <= 0 or getattr(self.engine, "name", "") != "milp":
             return None
-        from nnresilience.errors import NNResError
+        from nnresilience.engines.reluplex import second_look
         from nnresilience.falsify import confirm
 
-        cap = self.s.exact_seconds
-        if deadline is not None:
-            cap = min(cap, deadline - time.monotonic())
-        if cap <= 0.05:
+        ans = second_look(self.net, sub, nb, self.s.exact_seconds, deadline)
+        if ans is None:
             return None
         self.stats_add("exact_looks", 1)
-        try:
-            ans = self.exact.check(self.net, sub, nb, timeout=cap)
-        except NNResError:
-            return None
         if ans.status is Status.HOLDS:
             self.stats_add("exact_closed", 1)
             return LeafAnswer("closed")

@@ -33,7 +33,7 @@ from nnresilience.engines.reluplex.search import (
     float_slack_pad,
 )
 from nnresilience.engines.reluplex.stats import ReluplexStats
-from nnresilience.errors import EngineUnsupportedError, ShapeMismatchError
+from nnresilience.errors import EngineUnsupportedError, NNResError, ShapeMismatchError
 from nnresilience.results import Status
 
 SUPPORTED_KINDS = ("affine", "relu", "leaky_relu")
@@ -206,9 +206,7 @@ class ReluplexEngine(Engine):
     @staticmethod
     def _query(net, case, A, b, layer_bounds, opt, deadline, stats, pad=None):
         if deadline is not None:
-            n = net.n_neurons()
-            entries = (n + A.shape[0] + net.n_outputs) * (net.n_inputs + 2 * n
-                                                          + net.n_outputs + A.shape[0])
+            entries = tableau_entries(net, A.shape[0])
             if entries * SETUP_SECONDS_PER_ENTRY > deadline - time.perf_counter():
                 return SearchResult("unknown", None, "timeout"), None
         q = build_query(net, case.region.lo, case.region.hi, A, b, layer_bounds, pad)
@@ -222,3 +220,43 @@ class ReluplexEngine(Engine):
     def _replays(network, case, x: np.ndarray) -> bool:
         y = network.forward(x)
         return bool(case.region.contains(x, 0.0)) and bool(case.unsafe.satisfied(y))
+
+
+def tableau_entries(network, spec_rows: int = 1) -> int:
+    """About how many entries the dense tableau of a query on ``network`` has (rows x
+    variables: a row and two variables per ReLU, the inputs, the outputs and the spec
+    rows): what set-up and one round of bound derivation cost."""
+    n = network.n_neurons()
+    rows = n + network.n_outputs + spec_rows
+    return rows * (network.n_inputs + 2 * n + network.n_outputs + spec_rows)
+
+
+#: Largest dense tableau (see :func:`tableau_entries`) given a second look: a round of
+#: bound derivation costs about 1-2 µs per entry between deadline checks (ACAS Xu,
+#: 1.8e5 entries: a 1 s look ends within 0.2 s of its cap; MNIST-FC 256x6, 6e6 entries).
+SECOND_LOOK_MAX_ENTRIES = 400_000
+
+
+def second_look(network, case, bounds, seconds: float, deadline: float | None
+                ) -> EngineAnswer | None:
+    """Reluplex on a case a MILP left undecided, for at most ``seconds``; None when it
+    does not apply (another layer kind, an L1 / L2 ball, a large net, no time) or errs.
+
+    Why: a MILP proves ``holds`` only with a margin beyond its tolerance band τ, and its
+    points near a tie need not replay, so a property that holds (or fails) by less than τ
+    stays undecided however long it runs. Reluplex's conclusions are rigorous for the
+    float64 forward pass at any margin. ``deadline`` is a ``time.monotonic()`` value.
+    The caller replays a ``VIOLATED`` answer's point as for any engine.
+    """
+    if seconds <= 0 or case.region.norm in ("l1", "l2") \
+            or tableau_entries(network) > SECOND_LOOK_MAX_ENTRIES \
+            or _unsupported_reason(network):
+        return None
+    cap = seconds if deadline is None else min(seconds, deadline - time.monotonic())
+    if cap <= 0.05:
+        return None
+    try:
+        return ReluplexEngine().check(network, case, bounds, timeout=cap)
+    except NNResError:
+        return None
+
