@@ -89,7 +89,7 @@ def main(argv: list[str] | None = None) -> int:
         queries = [("rand", float(np.quantile(diff[inside], 0.9))),
                    ("tie", best - 1e-9 * max(1.0, abs(best)))]
         if norm != "l2":
-            probe = OutputCondition((Conjunction(-A, np.array([0.0])),), 3)
+            probe = OutputCondition((Conjunction(A, np.array([0.0])),), 3)   # y_i - y_j
             try:
                 bf = brute_force_max_margin(net, Case(region, probe))
             except (BruteForceTooLarge, RuntimeError):
