@@ -13,7 +13,7 @@ whole batch of restarts at once. Steps are signed-gradient steps (L-infinity geo
 scaled by the box width, followed by ``region.clip`` (which also projects into an L1
 ball by shrinking towards its centre).
 
-Soundness: a point is returned only when ``region.contains(x)`` and the float64
+Soundness: a point is returned only when ``region.contains(x, tol=0)`` and the float64
 :meth:`Network.forward` output satisfies the unsafe condition exactly (no tolerance).
 Determinism: with the same ``rng`` seed and a budget that is not exhausted, the same
 point is returned.
@@ -107,9 +107,11 @@ def _hits(network: Network, case, X: np.ndarray) -> np.ndarray | None:
     Y = network.forward(X)
     sat = np.atleast_1d(case.unsafe.satisfied(Y))
     for i in np.flatnonzero(sat):
-        # Re-evaluate one sample alone: batched BLAS could round differently.
-        if case.region.contains(X[i]) and bool(case.unsafe.satisfied(network.forward(X[i]))):
-            return X[i].copy()
+        # Re-evaluate one sample alone: batched BLAS could round differently; and
+        # inside the region exactly (an L1 projection can land one ulp outside)
+        x = case.region.clip_point(X[i])
+        if case.region.contains(x, 0.0) and bool(case.unsafe.satisfied(network.forward(x))):
+            return x
     return None
 
 
@@ -521,11 +523,12 @@ def repair(network: Network, case, x: np.ndarray, steps: int = 30,
 
 # ------------------------------------------------------------ replaying a candidate
 def replay(network, case_or_prop, x: np.ndarray) -> bool:
-    """Does ``x`` violate the case (or any case of the property), exactly, in float64?"""
+    """Does ``x`` violate the case (or any case of the property), exactly, in float64?
+    ``x`` must lie in the region exactly too (``contains(x, tol=0)``)."""
     x = np.asarray(x, dtype=np.float64).reshape(-1)
     cases = getattr(case_or_prop, "cases", None) or (case_or_prop,)
     y = network.forward(x)
-    return any(c.region.contains(x) and bool(c.unsafe.satisfied(y)) for c in cases)
+    return any(c.region.contains(x, 0.0) and bool(c.unsafe.satisfied(y)) for c in cases)
 
 
 def _onnx_check(network, case, x: np.ndarray) -> bool | None:
@@ -556,9 +559,11 @@ def confirm(network, case, x: np.ndarray | None, onnx_replay: bool = True,
     x = np.asarray(x, dtype=np.float64).reshape(-1)
     if x.size != case.region.dim or not np.all(np.isfinite(x)):
         return None
-    x = case.region.clip(x)
+    x = case.region.clip_point(x)
     if not replay(network, case, x):
         x = repair(network, case, x, deadline=deadline)
+        if x is not None:
+            x = case.region.clip_point(x)
         if x is None or not replay(network, case, x):
             return None
     # the reported output is the model's own (what onnxruntime and a VNN-COMP checker

@@ -183,6 +183,7 @@ class CaseProblem:
         self.t0 = time.monotonic()
         self.witness = None
         self._pending = None
+        self._dropped: str | None = None
         self.failed_replays = 0
         self.sshape = any(la.kind in S_SHAPED for la in self.net.layers)
 
@@ -443,11 +444,25 @@ class CaseProblem:
         return grads
 
     def branch(self, doms: Domains, bounded: Bounded, deadline: float | None):
+        before = self.stats.get("uncuttable", 0)
         if self.rule == "input":
-            return input_split(self, doms, bounded, deadline,
-                               lookahead_depth=self.s.lookahead_depth,
-                               smear_points=self.s.smear_points, rng=self.rng)
-        return neuron_split(self, doms, bounded, deadline)
+            out = input_split(self, doms, bounded, deadline,
+                              lookahead_depth=self.s.lookahead_depth,
+                              smear_points=self.s.smear_points, rng=self.rng)
+        else:
+            out = neuron_split(self, doms, bounded, deadline)
+        if self.stats.get("uncuttable", 0) > before:
+            # the rules count the open boxes they could not cut (every input side at
+            # most one float64 step wide, no neuron to split): they have no children
+            self._dropped = ("an open box too narrow to split (every side at most one "
+                             "float64 step) was left undecided")
+        return out
+
+    def dropped(self) -> str | None:
+        """Why the last :meth:`branch` left open domains without children (the driver
+        then cannot answer ``holds``), or ``None``."""
+        why, self._dropped = self._dropped, None
+        return why
 
     def on_witness(self, witness) -> bool:
         self.witness = witness

@@ -20,6 +20,11 @@ decision problem's *concrete check*, see :mod:`.decide`), also inside ``branch``
 rule bounds children ahead; the driver asks for such a witness after every ``bound`` and
 ``branch`` call, so one met anywhere ends the search at once.
 
+``dropped`` (optional): a rule that cannot split an open domain (the input splitting of a
+box whose every side is at most one float64 step wide) returns no children for it, so the
+children do not cover the parent; ``dropped() -> reason | None`` after every ``branch``
+call says so, and the search ends ``undecided`` instead of reading the loss as proved.
+
 Extension point (optimisation, e.g. Φ_m branching): a problem whose ``bound`` closes a
 domain when its lower bound reaches the best value found so far (the cutoff), whose
 ``falsify``/``leaf`` return witnesses with their value, and whose ``on_witness`` lowers
@@ -95,7 +100,8 @@ class Problem(Protocol):
     def branch(self, doms: Domains, bounded: Bounded, deadline: float | None
                ) -> tuple[Domains, np.ndarray]: ...
     def on_witness(self, witness: Any) -> bool: ...
-    # optional: ``pending() -> witness | None``, see the module docstring
+    # optional: ``pending() -> witness | None`` and ``dropped() -> reason | None``, see
+    # the module docstring
 
 
 def new_stats() -> dict[str, Any]:
@@ -124,6 +130,7 @@ def run(problem: Problem, frontier: Frontier, *, deadline: float | None = None,
     undecided: list[str] = []
     done_batches = 0
     pending = getattr(problem, "pending", None) or (lambda: None)
+    dropped = getattr(problem, "dropped", None) or (lambda: None)
 
     def concrete_witness():
         """A witness the problem met while bounding, if it ends the search (else None)."""
@@ -224,6 +231,10 @@ def run(problem: Problem, frontier: Frontier, *, deadline: float | None = None,
             st["seconds_branch"] += time.monotonic() - t
             st["branched"] += len(idx)
             frontier.push(kids, kid_keys)
+            why = dropped()
+            if why:                 # open domains without children: not covered
+                st["undecided"] += 1
+                undecided.append(why)
             if (witness := concrete_witness()) is not None:
                 return finish("witness", witness)
         for kids, kid_keys in extra_children:

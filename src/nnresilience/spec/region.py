@@ -8,10 +8,18 @@ with ``np.linalg.norm`` in float64); an L-infinity ball is exactly its box once
 intersected with the domain. Engines that only see the box (bounds, Reluplex) treat an
 L1/L2 ball by its box, a superset: sound for ``holds``, and every counterexample is
 checked with :meth:`InputRegion.contains`.
+
+A reported counterexample lies in the region *exactly* (``contains(x, tol=0)``): for an
+L1 ball the distance ``sum |x_i - c_i|`` is then compared with the radius without
+rounding (each difference split into its rounded value and error, summed by
+``math.fsum``), because the float64 sum can round a point one ulp outside down to the
+radius. :meth:`InputRegion.clip_point` moves a candidate towards the centre until it
+passes that test.
 """
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 import numpy as np
@@ -83,15 +91,34 @@ class InputRegion:
             and self.radius is not None
 
     def contains(self, x: np.ndarray, tol: float = 1e-9) -> bool:
+        """``x`` in the region up to ``tol``; with ``tol=0`` an L1 distance is compared
+        exactly (module docstring), an L2 one in float64."""
         x = np.asarray(x, dtype=np.float64).reshape(-1)
         if x.size != self.dim:
             return False
         ok = bool(np.all(x >= self.lo - tol) and np.all(x <= self.hi + tol))
         if ok and self.is_ball:
+            if self.norm == "l1" and tol == 0.0:
+                return _l1_within(x, self.center, float(self.radius))
             d = x - self.center
             n = float(np.abs(d).sum()) if self.norm == "l1" else float(np.linalg.norm(d))
             ok = n <= self.radius + tol
         return ok
+
+    def clip_point(self, x: np.ndarray) -> np.ndarray:
+        """:meth:`clip` of one point, then moved towards the centre in growing steps
+        until ``contains(x, tol=0)``: a counterexample must lie in the region exactly."""
+        x = self.clip(np.asarray(x, dtype=np.float64).reshape(-1))
+        if not self.is_ball or self.contains(x, 0.0):
+            return x
+        d = x - self.center
+        shrink = 4.0 * np.finfo(float).eps
+        for _ in range(60):
+            y = np.clip(self.center + d * (1.0 - shrink), self.lo, self.hi)
+            if self.contains(y, 0.0):
+                return y
+            shrink = min(2.0 * shrink, 1.0)
+        return self.center.copy()
 
     def clip(self, x: np.ndarray) -> np.ndarray:
         """Project onto the box (and, for an L1/L2 ball, shrink towards the centre until
@@ -119,3 +146,16 @@ class InputRegion:
     def sample(self, n: int, rng: np.random.Generator) -> np.ndarray:
         """``n`` points of the region (uniform in the box, projected for L1)."""
         return self.clip(rng.uniform(self.lo, self.hi, size=(n, self.dim)))
+
+
+def _l1_within(x: np.ndarray, c: np.ndarray, radius: float) -> bool:
+    """Exactly ``sum |x_i - c_i| <= radius``: ``x_i - c_i = h_i + e_i`` with ``h_i`` the
+    rounded difference and ``e_i`` its exact error (TwoSum), ``|h_i + e_i| = s_i h_i +
+    s_i e_i`` with ``s_i`` the sign of ``h_i`` (``|e_i| <= |h_i|/2``), and ``math.fsum``
+    rounds the exact total correctly, so its sign is the sign of the exact value."""
+    h = x - c                                   # TwoSum of x and -c (Knuth)
+    bv = h - x
+    e = (x - (h - bv)) + (-c - bv)
+    s = np.sign(h)
+    parts = np.concatenate([s * h, s * e]).tolist()
+    return math.fsum(parts + [-radius]) <= 0.0
