@@ -156,3 +156,38 @@ def test_slow_root_bounds_leave_the_falsifier_its_share(monkeypatch):
     assert given and given[0] <= T - min(1.0, V.FALSIFY_SHARE * T) + 0.05
     assert r.status is Status.VIOLATED
     assert r.stats["cases"][0]["method"] == "falsifier"
+
+
+def test_bab_root_bounds_of_a_wide_conv_layer_stop_at_the_deadline():
+    """The batched bounder of ``bab`` back-substituted the identity of a 6272-unit layer
+    (a 12544 x 6272 matrix) in one piece: 13 s and 2 GB at the root of a search with
+    3.5 s left (``mnist_conv`` of benchmarks/large_unseen.py). In unit chunks with the
+    clock read between them it stops at the deadline, and what it returns is sound."""
+    from nnresilience.search.bounder import SymbolicBounder
+
+    rng = np.random.default_rng(7)
+
+    def conv_like(n_out, n_in):
+        cols = rng.integers(0, n_in, 9 * n_out)
+        return sp.csr_matrix((rng.normal(0.0, 0.4, 9 * n_out),
+                              (np.repeat(np.arange(n_out), 9), cols)), shape=(n_out, n_in))
+
+    net = sequential([Affine(conv_like(1568, 784), rng.normal(0, 0.1, 1568)), ReLU(1568),
+                      Affine(conv_like(6272, 1568), rng.normal(0, 0.1, 6272)), ReLU(6272),
+                      Affine(rng.normal(0, 0.02, (10, 6272)), np.zeros(10))])
+    x = rng.uniform(0, 1, 784)
+    lo, hi = np.clip(x - 0.05, 0, 1)[None, :], np.clip(x + 0.05, 0, 1)[None, :]
+    C = np.eye(10)[1:] - np.eye(10)[0]
+    b = SymbolicBounder(net, C)
+    T = 0.2
+    t = time.monotonic()
+    tracemalloc.start()
+    res = b.bound(lo, hi, deadline=t + T)
+    peak = tracemalloc.get_traced_memory()[1]
+    tracemalloc.stop()
+    assert time.monotonic() - t <= _promise(T)
+    assert peak < 400e6                       # one 12544 x 6272 float64 array is 630 MB
+    y = net.forward(x)
+    assert np.all(res.lower[0] <= C @ y)
+    for k, v in enumerate(net.forward_all(x[None, :])):
+        assert np.all(res.pre_lo[k][0] <= v[0]) and np.all(v[0] <= res.pre_hi[k][0])
