@@ -396,8 +396,8 @@ class SymbolicBounder:
         forward-error pad), in chunks of units; units not reached by ``deadline`` keep
         infinite bounds (the caller intersects with the interval box).
 
-        Why chunks: the identity of a 6272-unit convolution layer (8 x 28 x 28), stacked
-        with its negative, is a 12544 x 6272 dense matrix; back-substituted in one piece it
+        Why chunks: the identity of a 3136-unit convolution layer (16 x 14 x 14), stacked
+        with its negative, is a 6272 x 3136 dense matrix; back-substituted in one piece it
         took 13 s and 2 GB at the root of ``bab`` with 3.5 s left (benchmarks/
         large_unseen.py, ``mnist_conv``), and nothing could stop it at the deadline."""
         n = self.sizes[k]
