@@ -251,7 +251,7 @@ def backsubstitute(layers: list, i: int, rows: np.ndarray, cache: RelaxationCach
     return val[:r], -val[r:]
 
 
-def _row_flops(layers: list, i: int) -> float:
+def row_flops(layers: list, i: int) -> float:
     """Rough floating-point operations of back-substituting one row of entry ``i`` (its
     lower and upper copies) through the affine layers below it."""
     size = sum(float(lay.W.nnz if sp.issparse(lay.W) else lay.W.size)
@@ -282,7 +282,7 @@ def symbolic_entry(layers: list, i: int, cache: RelaxationCache, lo0: np.ndarray
     # before (with a margin for a noisy clock on a shared machine), at most CHUNK_SECONDS;
     # None when not even one row fits. Bound-wise nothing changes: every row is
     # back-substituted the same way.
-    first = max(1, int(FIRST_CHUNK_FLOPS // _row_flops(layers, i)))
+    first = max(1, int(FIRST_CHUNK_FLOPS // row_flops(layers, i)))
     s, n_next, per_row = 0, min(step, first), 0.0
     while s < rows.size:
         left = deadline - time.perf_counter()
