@@ -56,6 +56,8 @@ SPLIT_MAX_DIM = 12
 # on MNIST-FC 256x2 at eps 0.03: MILP 12/15, bab with the fallback bounds 10/15; the table
 # is in docs/verify.md).
 AUTO_MILP_UNSTABLE = 200
+# The falsifier's share of the time left (at most ``falsify_budget`` seconds per case).
+FALSIFY_SHARE = 0.2
 
 
 # ------------------------------------------------------------------------ bounds
@@ -382,13 +384,19 @@ def _verify(network, prop, engine, deadline, bounds_method, falsify_budget, seed
     if found is not None:
         return finish(Status.VIOLATED, "the unsafe condition has a term without output "
                       "constraints: every input of the box violates it", found)
-    # 1. sound bounds on every case (a case they prove holds at once)
-    root = _bounds_stage(network, work, deadline, bounds_method, tell)
+    # 1. sound bounds on every case (a case they prove holds at once). They leave the
+    #    falsifier its share of the time: on a wide net (784-2000-1500-1000 LeakyReLU) the
+    #    symbolic bounds alone take more than 5 s, and with the whole budget the falsifier
+    #    never ran on a property that PGD violates in well under a second.
+    rem = _remaining(deadline)
+    reserve = 0.0 if rem is None or falsify_budget <= 0 else min(falsify_budget,
+                                                                  FALSIFY_SHARE * rem)
+    root = _bounds_stage(network, work, deadline, bounds_method, tell, reserve)
     if all(o.status is Status.HOLDS for o in outcomes):
         return finish(Status.HOLDS)
     # 2. the falsifier on every open case: a replayed counterexample ends the query
     found = _falsify_stage(network, work, deadline, falsify_budget, seed, onnx_replay,
-                           device, tell)
+                           device, tell, reserve)
     if found is not None:
         return finish(Status.VIOLATED, "counterexample found by the falsifier", found)
     # 3. the engine (or the search with an engine at its leaves), case by case
@@ -437,9 +445,11 @@ def _unconstrained_stage(network, work, onnx_replay, deadline) -> Counterexample
     return None
 
 
-def _bounds_stage(network, work, deadline, bounds_method, tell) -> dict[int, tuple]:
+def _bounds_stage(network, work, deadline, bounds_method, tell,
+                  reserve: float = 0.0) -> dict[int, tuple]:
     """Root bounds of every case; a case whose unsafe rows they exclude holds. Returns
-    ``{case index: (bounds, lower bounds of the A y rows)}`` of the open cases."""
+    ``{case index: (bounds, lower bounds of the A y rows)}`` of the open cases. The bounds
+    end ``reserve`` seconds before ``deadline`` (the falsifier's share)."""
     open_cases: dict[int, tuple[Any, np.ndarray]] = {}
     for case, out in work:
         if deadline is not None and time.monotonic() >= deadline:
@@ -447,8 +457,9 @@ def _bounds_stage(network, work, deadline, bounds_method, tell) -> dict[int, tup
         tell({"phase": "bounds", "case": out.index})
         t = time.monotonic()
         spec_net = _spec_network(network, case.unsafe)
+        rem = _remaining(deadline)
         nb, row_lo = _case_bounds(network, spec_net, case, None, None, bounds_method,
-                                  _remaining(deadline))
+                                  None if rem is None else max(rem - reserve, 1e-3))
         out.stats["bounds_seconds"] = round(time.monotonic() - t, 6)
         out.stats["bounds_method"] = getattr(nb, "method", bounds_method)
         out.seconds += time.monotonic() - t
@@ -462,10 +473,11 @@ def _bounds_stage(network, work, deadline, bounds_method, tell) -> dict[int, tup
 
 
 def _falsify_stage(network, work, deadline, falsify_budget, seed, onnx_replay, device,
-                   tell) -> Counterexample | None:
+                   tell, reserve: float = 0.0) -> Counterexample | None:
     """The falsifier on each open case (at most ``falsify_budget`` s and a fifth of the
-    time left each); the first replayed counterexample is returned. A budget of 0 turns
-    the stage off, so "falsifier off" runs show what the engines decide on their own."""
+    time left each, but not less than the ``reserve`` the bounds left it); the first
+    replayed counterexample is returned. A budget of 0 turns the stage off, so "falsifier
+    off" runs show what the engines decide on their own."""
     if falsify_budget <= 0:
         return None
     for case, out in work:
@@ -473,7 +485,8 @@ def _falsify_stage(network, work, deadline, falsify_budget, seed, onnx_replay, d
             continue
         tell({"phase": "falsify", "case": out.index})
         rem = _remaining(deadline)
-        budget = falsify_budget if rem is None else min(falsify_budget, 0.2 * rem)
+        budget = falsify_budget if rem is None else min(falsify_budget,
+                                                        max(FALSIFY_SHARE * rem, reserve))
         t = time.monotonic()
         x = falsify(network, case, rng=seed + out.index, budget_seconds=budget,
                     deadline=deadline, device=device)

@@ -260,6 +260,13 @@ def solve_lp_chunk(payload: dict) -> tuple[np.ndarray, np.ndarray, int]:
     C, d = payload["C"], payload["d"]
     t_end = chunk_end(payload)
     h = make_highs(A, row_lo, row_hi, lb, ub)
+    # No presolve: HiGHS's LP presolve does not look at the clock. On a 784-input net
+    # (8 x 256 ReLU, an LP of 1536 rows with dense 784-wide rows) one presolve ran 4.5 s
+    # past a 0.5 s time limit, so compute_bounds(method="lp", timeout=2) took 6 s. Only
+    # the first solve of a chunk would presolve at all (the others are warm-started from
+    # its basis); without it the same bounds came out as fast (benchmarks/large_unseen.py,
+    # RESULTS §10 "Larger unseen networks").
+    h.setOptionValue("presolve", "off")
     cert = _Certificate(A, lb, ub)
     k = C.shape[0]
     lower = np.full(k, -np.inf)

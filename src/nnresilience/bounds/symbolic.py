@@ -57,6 +57,13 @@ from nnresilience.bounds.rounding import (
 )
 
 CHUNK_ENTRIES = 4_000_000
+#: with a deadline: the first back-substitution chunk (it measures the cost of a row) has
+#: as many rows as this many flops (~0.1 s), at least one; on a small net that is the whole
+#: entry, as without a deadline (extra small chunks cost more than they save there) ...
+FIRST_CHUNK_FLOPS = 5e8
+#: ... the longest a later chunk may take, and the safety factor on the measured cost
+CHUNK_SECONDS = 0.5
+CHUNK_MARGIN = 1.5
 MAX_NEURONS = 4000
 
 #: ``refine(i, los, his) -> (lo_i, hi_i, method) | None``: called after the box of entry
@@ -244,6 +251,14 @@ def backsubstitute(layers: list, i: int, rows: np.ndarray, cache: RelaxationCach
     return val[:r], -val[r:]
 
 
+def row_flops(layers: list, i: int) -> float:
+    """Rough floating-point operations of back-substituting one row of entry ``i`` (its
+    lower and upper copies) through the affine layers below it."""
+    size = sum(float(lay.W.nnz if sp.issparse(lay.W) else lay.W.size)
+               for lay in layers[:i - 1] if lay.kind == "affine")
+    return max(4.0 * size, 1.0)
+
+
 def symbolic_entry(layers: list, i: int, cache: RelaxationCache, lo0: np.ndarray,
                    hi0: np.ndarray, rows: np.ndarray | None = None,
                    deadline: float | None = None) -> tuple[np.ndarray, np.ndarray] | None:
@@ -255,11 +270,33 @@ def symbolic_entry(layers: list, i: int, cache: RelaxationCache, lo0: np.ndarray
     step = max(1, CHUNK_ENTRIES // (2 * widest))        # W and -W are stacked
     lo = np.empty(rows.size)
     hi = np.empty(rows.size)
-    for s in range(0, rows.size, step):
-        if s and deadline is not None and time.perf_counter() > deadline:
+    if deadline is None:
+        for s in range(0, rows.size, step):
+            lo[s:s + step], hi[s:s + step] = backsubstitute(layers, i, rows[s:s + step],
+                                                            cache, lo0, hi0)
+        return lo, hi
+    # With a deadline a chunk must fit in the time left: one chunk of a wide net (1000 rows
+    # through 2000 x 1500 and 2000 x 784 layers) takes over a second, and checking the
+    # clock only between chunks ran compute_bounds(timeout=2) to 3.5 s. A small first chunk
+    # measures the cost of a row; each later chunk takes what fits at the cost of the one
+    # before (with a margin for a noisy clock on a shared machine), at most CHUNK_SECONDS;
+    # None when not even one row fits. Bound-wise nothing changes: every row is
+    # back-substituted the same way.
+    first = max(1, int(FIRST_CHUNK_FLOPS // row_flops(layers, i)))
+    s, n_next, per_row = 0, min(step, first), 0.0
+    while s < rows.size:
+        left = deadline - time.perf_counter()
+        if per_row > 0.0:
+            n_next = min(step, int(min(left, CHUNK_SECONDS) / (CHUNK_MARGIN * per_row)))
+        if left <= 0.0 or n_next < 1:
             return None
-        lo[s:s + step], hi[s:s + step] = backsubstitute(layers, i, rows[s:s + step], cache,
-                                                        lo0, hi0)
+        t = time.perf_counter()
+        e = min(s + n_next, rows.size)
+        lo[s:e], hi[s:e] = backsubstitute(layers, i, rows[s:e], cache, lo0, hi0)
+        # the latest chunk's cost: the first one also pays for the lazily built
+        # relaxations of every layer, which would keep the chunks needlessly small
+        per_row = max((time.perf_counter() - t) / (e - s), 1e-9)
+        s = e
     return lo, hi
 
 

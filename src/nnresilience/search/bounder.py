@@ -67,6 +67,9 @@ S_SHAPED = ("arctan", "tanh", "sigmoid")
 SPLITTABLE = PIECEWISE + S_SHAPED
 #: Largest number of float64 entries in one coefficient tensor; bigger batches are chunked.
 CHUNK_ENTRIES = 1 << 16
+#: units of an intermediate entry are back-substituted in chunks of at most this many
+#: coefficients (domains x 2 x units x widest entry), the deadline checked between them
+ROW_CHUNK_ENTRIES = 4_000_000
 
 
 # ------------------------------------------------------------------------ result
@@ -302,12 +305,8 @@ class SymbolicBounder:
             # tighter than back-substituting C directly
             wanted |= i + 1 == L and i >= 1 and self.sizes[L] <= 64 and layer.kind == "affine"
             if wanted and not late:
-                rows = np.eye(self.sizes[i + 1])
-                both = np.concatenate([rows, -rows])            # lower and -upper
-                low = self._backsub(np.broadcast_to(both, (B,) + both.shape), i + 1,
-                                    los, his)[0]
-                n = self.sizes[i + 1]
-                blo, bhi = down(low[:, :n] - e), up(-low[:, n:] + e)
+                blo, bhi = self._entry_backsub(B, i + 1, los, his, deadline)
+                blo, bhi = down(blo - e), up(bhi + e)
                 nlo, nhi = np.maximum(nlo, blo), np.minimum(nhi, bhi)
                 n_backsub += 1
             if (i + 1) in clamps:
@@ -390,6 +389,48 @@ class SymbolicBounder:
         if kind == "leaky_relu":
             return up(carry + up(UNIT * abs(layer.slope) * mag + TINY))
         return up(carry + ACTIVATION_ULPS[kind] * UNIT * ACTIVATION_RANGE[kind] + TINY)
+
+    def _entry_backsub(self, B: int, k: int, los: list, his: list,
+                       deadline: float | None) -> tuple[np.ndarray, np.ndarray]:
+        """Back-substituted lower and upper bounds of every unit of entry ``k`` (before the
+        forward-error pad), in chunks of units; units not reached by ``deadline`` keep
+        infinite bounds (the caller intersects with the interval box).
+
+        Why chunks: the identity of a 3136-unit convolution layer (16 x 14 x 14), stacked
+        with its negative, is a 6272 x 3136 dense matrix; back-substituted in one piece it
+        took 13 s and 2 GB at the root of ``bab`` with 3.5 s left (benchmarks/
+        large_unseen.py, ``mnist_conv``), and nothing could stop it at the deadline."""
+        n = self.sizes[k]
+        widest = max(self.sizes[: k + 1])
+        step = max(1, ROW_CHUNK_ENTRIES // max(1, 2 * B * widest))
+        lo = np.full((B, n), -np.inf)
+        hi = np.full((B, n), np.inf)
+        s, size, per_unit = 0, step, 0.0
+        if deadline is not None:
+            # a chunk started just before the deadline runs to its end (0.8-1 s on a
+            # 3x32x32 conv net): the first chunk is ~0.1 s of work, each later one what
+            # fits in the time left at the last chunk's cost (1.5x margin), at most 0.5 s
+            from nnresilience.bounds.symbolic import FIRST_CHUNK_FLOPS, row_flops
+
+            size = min(step, max(1, int(FIRST_CHUNK_FLOPS // (B * row_flops(self.layers,
+                                                                                k)))))
+        while s < n:
+            if deadline is not None and s:
+                left = deadline - time.monotonic()
+                size = min(step, int(min(left, 0.5) / (1.5 * per_unit)))
+                if size < 1:
+                    break
+            t = time.perf_counter()
+            idx = np.arange(s, min(s + size, n))
+            m = idx.size
+            both = np.zeros((2 * m, n))
+            both[np.arange(m), idx] = 1.0                    # lower rows
+            both[m + np.arange(m), idx] = -1.0               # -upper rows
+            low = self._backsub(np.broadcast_to(both, (B,) + both.shape), k, los, his)[0]
+            lo[:, idx], hi[:, idx] = low[:, :m], -low[:, m:]
+            per_unit = max((time.perf_counter() - t) / m, 1e-9)
+            s += m
+        return lo, hi
 
     def _backsub(self, Lam: np.ndarray, i: int, los: list, his: list,
                  row_weight: np.ndarray | None = None, want_extras: bool = False):
