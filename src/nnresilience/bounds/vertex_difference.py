@@ -402,8 +402,9 @@ def _first_scores(network, slopes, split, sizes, V, states, score):
     return (r * (np.abs(W2).T @ per)).T
 
 
-#: Nodes split per round of :func:`_refine` (one batched vertex bound of twice as many
-#: columns; digits 2x50: ~35 µs per node).
+#: Most nodes split per round of :func:`_refine` (one batched vertex bound of twice as
+#: many columns; digits 2x50: ~35 µs per node); fewer when a round would take more than
+#: 0.25 s or a quarter of the time left.
 REFINE_BATCH = 512
 
 
@@ -533,6 +534,7 @@ def _refine(network, C, slopes, V, owner, n_groups: int, F, S, best, deadline,
         score[:, :sizes[0]] = _first_scores(network, slopes, split, sizes, V[:, col], state,
                                             score)
     done = 0
+    batch = 32                              # nodes split in the first round
 
     def level():
         U = inc.copy()
@@ -564,7 +566,7 @@ def _refine(network, C, slopes, V, owner, n_groups: int, F, S, best, deadline,
         if cand.size == 0:
             break                   # this row's groups are at their levels: exact
         key = bnd[cand] if combine == "max" else bnd[cand] - U[t, owner[col[cand]]]
-        pick = cand[np.argsort(-key, kind="stable")[:REFINE_BATCH]]
+        pick = cand[np.argsort(-key, kind="stable")[:batch]]
         rest = np.ones(bnd.size, bool)
         rest[pick] = False
         pc, pr, pb, ps = col[pick], row[pick], bnd[pick], state[pick]
@@ -587,7 +589,13 @@ def _refine(network, C, slopes, V, owner, n_groups: int, F, S, best, deadline,
         cc, cr = np.concatenate([pc, pc]), np.concatenate([pr, pr])
         chain.slopes = _node_slopes(slopes, split, sizes, cs)
         rec = {}
+        t_round = time.perf_counter()
         cb = chain.block(V[:, cc], C[cr][:, None, :], rec)[0]
+        # the next round's size: about 0.25 s and a quarter of the time left, so that
+        # the last round ends near the deadline (digits 4x50: ~0.4 ms per node)
+        per_node = (time.perf_counter() - t_round) / m
+        left = max(deadline - time.perf_counter(), 0.0)
+        batch = int(np.clip(min(0.25, 0.25 * left) / max(per_node, 1e-9), 8, REFINE_BATCH))
         cb = np.minimum(cb, np.concatenate([pb, pb]))      # a child's points are its parent's
         done += 2 * m
         live = cb > (inc[cr].max(1) if combine == "max" else inc[cr, owner[cc]])
