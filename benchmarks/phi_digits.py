@@ -29,6 +29,8 @@ Usage (one command re-runs everything; the full table costs hours)::
     python benchmarks/phi_digits.py --quick --norms l1 --split 10   # + 10 s of splitting
     python benchmarks/phi_digits.py --quick --norms linf --linf-group 1   # L∞ bound per
                                                            # coordinate (before phi6)
+    python benchmarks/phi_digits.py --quick --norms linf --refine 0   # L∞ groups without
+                                                           # slope splitting (before phi7)
 
 ``--workers N`` runs independent cells in N processes (each cell itself single-threaded);
 on a shared machine keep it at 1 so the seconds mean something. Raw results go to
@@ -96,7 +98,7 @@ def run_cell(item: tuple) -> dict:
 def quick_cell(item: tuple) -> dict:
     """The two MIP-free pieces alone: the pair attack (upper) and the certified lower
     bound (plain bisection, then ``optimise`` gradient steps per probe if asked)."""
-    net_name, norm, cls, budget, optimise, split = item
+    net_name, norm, cls, budget, optimise, split, refine = item
     from nnresilience.loaders import load_network
     from nnresilience.resilience.certify_diff import certified_lower_bound
     from nnresilience.resilience.pair_attack import attack_pair
@@ -109,7 +111,7 @@ def quick_cell(item: tuple) -> dict:
     t1 = time.perf_counter()
     c = certified_lower_bound(net, cls, la, 1, norm, lo, hi,
                               upper=None if pair is None else pair[2], optimise=optimise,
-                              split_seconds=split)
+                              split_seconds=split, refine_seconds=refine)
     t2 = time.perf_counter()
     return {"net": net_name, "norm": norm, "cls": cls, "attack": None if pair is None
             else pair[2], "cert": c.lower, "vacuous": c.vacuous, "attack_s": t1 - t0,
@@ -180,6 +182,10 @@ def main(argv: list[str] | None = None) -> int:
                     help="coordinates per group of the L∞ vertex bound "
                          "(bounds/vertex_difference.LINF_GROUP; 1: per coordinate, the "
                          "bound before follow-up phi6); in-process runs (--workers 1)")
+    ap.add_argument("--refine", type=float, default=None,
+                    help="--quick: seconds of slope-box splitting inside the L∞ vertex "
+                         "bound (resilience/certify_diff.REFINE_SECONDS by default; 0: "
+                         "the bound before follow-up phi7)")
     a = ap.parse_args(argv)
     if a.linf_group is not None:
         from nnresilience.bounds import vertex_difference
@@ -190,11 +196,13 @@ def main(argv: list[str] | None = None) -> int:
         for net in a.nets:
             for norm in a.norms:
                 for m in a.classes:
-                    recs.append(quick_cell((net, norm, m, a.attack, a.optimise, a.split)))
+                    recs.append(quick_cell((net, norm, m, a.attack, a.optimise, a.split,
+                                            a.refine)))
                     print(recs[-1], file=sys.stderr, flush=True)
         print(f"\nMIP-free bounds of Φ_m on the digits nets, α = {ALPHA:g}, k = 1, "
               f"D = [0, 1]^64 (attack {a.attack:g} s; optimise = {a.optimise}; "
-              f"split = {a.split:g} s)\n")
+              f"split = {a.split:g} s; refine = "
+              f"{'default' if a.refine is None else f'{a.refine:g} s'})\n")
         print(quick_table(recs))
         return 0
 

@@ -53,6 +53,14 @@ Groups of 8 give 359 on that row (0.8 s for the 9 rows); the certificate of Φ_0
 from 0.00406 to 0.00833 (follow-up phi6). The groups are chosen so that their coordinates
 want different slopes (:func:`sign_groups`).
 
+Both bounds relax every unstable neuron after the first activation by a chord over its
+difference box (the first one sees a point and is exact). ``C J(G) v`` is multilinear in
+the slopes, so its supremum over the box is at a vertex of the box: :func:`_refine`
+splits slope boxes into their two ends, branch and bound, inside the L∞ groups and at
+the L1 vertices (``refine=`` of :func:`unit_upper`; digits 2x50 class 0, worst row: L∞
+359 -> 300 in 10 s, L1 17.2 -> 13.4, the exact free-slope supremum, in ~2.5 s; follow-up
+phi7).
+
 The intermediate boxes are *not* intersected with the region's difference boxes: those
 hold for real pairs, while ``F`` is a supremum over every ``G`` of 𝒢.
 
@@ -110,6 +118,12 @@ def _planes(glo, ghi, dl, du):
     return su, cu, sl, cl
 
 
+def _col(g):
+    """A layer's slope bound as a column (n_i, 1) shared by every vertex, or per vertex
+    (n_i, nv) as given."""
+    return g[:, None] if g.ndim == 1 else g
+
+
 class _Chain:
     """Weights of the network and the slope box 𝒢 (per elementwise layer)."""
 
@@ -132,9 +146,12 @@ class _Chain:
         self.n_sum = widest + network.n_inputs + 32
         self.slopes = slopes
 
-    def back(self, Lam, j: int, boxes, V):
+    def back(self, Lam, j: int, boxes, V, record: dict | None = None):
         """Sound upper bound of ``Lam · x_j`` per (vertex, target) over 𝒢 for the chain
-        started at the vertices ``V`` (columns); ``Lam`` is (nv, T, n_j)."""
+        started at the vertices ``V`` (columns); ``Lam`` is (nv, T, n_j). ``record``
+        receives, per elementwise layer, the chord intercepts' share of the bound (nv, T,
+        n_i): what fixing a neuron's slope could remove (the branching score of
+        :func:`_refine`)."""
         const = np.zeros(Lam.shape[:2])
         M = np.zeros(Lam.shape[:2])
         # the box after a first affine layer is a (padded) point: stop there instead of
@@ -148,13 +165,15 @@ class _Chain:
                 M = M + np.einsum("vtk,vk->vt", np.abs(Lam), m[:, 0, :] @ self.absW[i].T)
                 Lam = Lam @ W
             else:
-                glo, ghi = self.slopes[i]
-                su, cu, sl, cl = (x.T[:, None, :] for x in _planes(glo[:, None], ghi[:, None],
-                                                                    lo, hi))
+                glo, ghi = (_col(g) for g in self.slopes[i])
+                su, cu, sl, cl = (x.T[:, None, :] for x in _planes(glo, ghi, lo, hi))
                 P, N = np.maximum(Lam, 0.0), np.minimum(Lam, 0.0)
                 M = M + (np.abs(Lam) * (np.maximum(abs(su), abs(sl)) * m
                                         + np.maximum(abs(cu), abs(cl)))).sum(2)
-                const = const + (P * cu + N * cl).sum(2)
+                slack = P * cu + N * cl
+                if record is not None:
+                    record[i] = slack
+                const = const + slack.sum(2)
                 Lam = P * su + N * sl
         if stop == 1:
             lo, hi = boxes[1]
@@ -167,9 +186,10 @@ class _Chain:
         pad = 4 * gamma(self.n_sum) * (M + np.abs(const)) + TINY * (4 * len(self.layers) + 64)
         return _up(val, pad)
 
-    def block(self, V, C):
+    def block(self, V, C, record: dict | None = None):
         """Upper bounds of ``F(v)`` for the rows of ``C`` and the vertices ``V``:
-        (T, nv)."""
+        (T, nv). ``C`` is (T, n_out) for every vertex or (nv, T, n_out) per vertex; a
+        layer's slopes are (n_i,) for every vertex or (n_i, nv) per vertex."""
         lo = hi = V
         boxes = []
         for i, layer in enumerate(self.layers):
@@ -197,13 +217,14 @@ class _Chain:
                     hi = np.minimum(hi, up[:, :n].T)
                     hi = np.maximum(hi, lo)
             else:
-                glo, ghi = (g[:, None] for g in self.slopes[i])
+                glo, ghi = (_col(g) for g in self.slopes[i])
                 cands = (glo * lo, ghi * lo, glo * hi, ghi * hi)
                 lo, hi = _outward(np.minimum.reduce(cands), np.maximum.reduce(cands), 0.0)
         boxes.append((lo, hi))
         nv = V.shape[1]
-        Lam = np.broadcast_to(np.asarray(C, np.float64)[None], (nv,) + C.shape).copy()
-        return self.back(Lam, len(self.layers), boxes, V).T
+        C = np.asarray(C, np.float64)
+        Lam = C.copy() if C.ndim == 3 else np.broadcast_to(C[None], (nv,) + C.shape).copy()
+        return self.back(Lam, len(self.layers), boxes, V, record).T
 
 
 def cost(network, n_targets: int) -> tuple[float, float]:
@@ -302,7 +323,8 @@ def sign_groups(network, weight: np.ndarray, size: int) -> list[np.ndarray]:
     return groups
 
 
-def group_upper(network, C, slopes, groups, L, deadline: float | None = None
+def group_upper(network, C, slopes, groups, L, deadline: float | None = None,
+                refine: float | None = None, max_nodes: int | None = None
                 ) -> np.ndarray | None:
     """Per row of ``C`` and group (T, n_groups): an upper bound of ``sup_G ||(C_t
     J(G))_g||_1`` over the slope box, every coordinate of the group sharing one ``G``.
@@ -311,7 +333,11 @@ def group_upper(network, C, slopes, groups, L, deadline: float | None = None
     is ``max_σ F_t(σ)`` (the same vertex bound, at the cube's vertices of the group's
     coordinates, the others 0): all ``2^|g|`` of them are bounded (batched), never more
     than the sum of the group's per-coordinate bounds ``L`` (T, n_in), also sound.
-    ``None`` when ``deadline`` passes or the work is over :data:`GROUP_FLOPS`."""
+    ``None`` when ``deadline`` passes or the work is over :data:`GROUP_FLOPS`.
+
+    ``refine`` (a ``time.perf_counter`` value) then splits the slope boxes of the second
+    and deeper activation layers inside the vertex bound until then (:func:`_refine`), at
+    most ``max_nodes`` bounds; the groups' bounds only fall."""
     n0 = network.n_inputs
     C = np.atleast_2d(np.asarray(C, np.float64))
     out = np.stack([L[:, g].sum(1) for g in groups], 1)
@@ -334,16 +360,254 @@ def group_upper(network, C, slopes, groups, L, deadline: float | None = None
         owner.append(np.full(bits.shape[1], t))
     V, owner = np.concatenate(cols, 1), np.concatenate(owner)
     best = np.full((C.shape[0], len(groups)), -np.inf)
+    split = _split_layers(network)
+    keep = refine is not None and bool(split)
+    Fall, Sall = [], []
     for s in range(0, V.shape[1], per):
         if deadline is not None and time.perf_counter() > deadline:
             return None
-        F = chain.block(V[:, s:s + per], C)
+        rec = {} if keep else None
+        F = chain.block(V[:, s:s + per], C, rec)
+        if keep:
+            Fall.append(F)
+            Sall.append(np.concatenate([rec[i] for i in split], 2))   # (nv, T, n_state)
         for t in np.unique(owner[s:s + per]):
             mine = owner[s:s + per] == t
             best[:, t] = np.maximum(best[:, t], F[:, mine].max(1))
+    if keep:
+        F, S = np.concatenate(Fall, 1), np.concatenate(Sall, 0)
+        best = _refine(network, C, slopes, V, owner, len(groups), F, S, best,
+                       refine, max_nodes)
     best = np.maximum(best, 0.0)
     out[:, todo] = np.minimum(out[:, todo], best[:, todo])
     return out
+
+
+def _first_scores(network, slopes, split, sizes, V, states, score):
+    """Branching scores of the first activation layer's neurons (nv, n_1): fixing the
+    slope of neuron ``l`` removes its share ``(g_hi - g_lo) |z_l| |W2_kl|`` from the width
+    of the next layer's difference box ``k``; a chord intercept shrinks with the width,
+    so the score is that share times the intercept's weight per unit of width, summed
+    over ``k`` (the next layer's recorded scores ``score``)."""
+    i1, i2 = split[0], split[1]
+    W1 = network.layers[i1 - 1].dense_W()
+    W2 = network.layers[i2 - 1].dense_W()
+    u = np.abs(W1 @ V)                                   # (n1, nv)
+    glo, ghi = slopes[i1]
+    free = (states[:, :sizes[0]] == 0).T                 # (n1, nv)
+    r = np.where(free, (ghi - glo)[:, None] * u, 0.0)
+    width = np.abs(W2) @ r                               # (n2, nv)
+    s2 = score[:, sizes[0]:sizes[0] + sizes[1]].T        # (n2, nv)
+    per = np.where(width > 0, s2 / np.maximum(width, 1e-300), 0.0)
+    return (r * (np.abs(W2).T @ per)).T
+
+
+#: Most nodes split per round of :func:`_refine` (one batched vertex bound of twice as
+#: many columns; digits 2x50: ~35 µs per node); fewer when a round would take more than
+#: 0.25 s or a quarter of the time left.
+REFINE_BATCH = 512
+
+
+def _split_layers(network) -> list[int]:
+    """Activation layers whose slope boxes :func:`_refine` splits (none with fewer than
+    two). A later layer sees a difference *box*, and its chord intercepts are what the
+    vertex bound loses; the first one sees a point, where its planes are exact, but
+    fixing one of its slopes narrows the next layer's boxes (split too when affine layers
+    precede both: :func:`_first_scores`; digits 2x50, worst row, 20,000 / 60,000 bounds:
+    317 / 298 with the later layers alone, 306 / 288 with the first one too)."""
+    layers = network.layers
+    acts = [i for i, la in enumerate(layers) if la.kind != "affine"]
+    if len(acts) < 2:
+        return []
+    if acts[0] >= 1 and layers[acts[0] - 1].kind == "affine" \
+            and layers[acts[1] - 1].kind == "affine":
+        return acts
+    return acts[1:]
+
+
+def _with_first(network, split) -> bool:
+    """True when ``split`` includes the first activation layer (:func:`_first_scores`)."""
+    return len(split) > 1 and split[0] == next(
+        i for i, la in enumerate(network.layers) if la.kind != "affine")
+
+
+def _node_slopes(slopes, split, sizes, states):
+    """Per-column slope boxes: a split neuron's box is its ``g_hi`` (state 1) or
+    ``g_lo`` (state -1) alone; ``states`` (nv, n_state) over the split layers."""
+    out, off = dict(slopes), 0
+    for i, n in zip(split, sizes, strict=True):
+        glo, ghi = (np.asarray(g, np.float64) for g in slopes[i])
+        st = states[:, off:off + n].T                   # (n_i, nv)
+        out[i] = (np.where(st > 0, ghi[:, None], glo[:, None]),
+                  np.where(st < 0, glo[:, None], ghi[:, None]))
+        off += n
+    return out
+
+
+def _local_values(network, slopes, V, rows, starts: int = 2, rounds: int = 8, seed: int = 0):
+    """Values ``c_t·J(G) v`` of slope matrices ``G`` at the vertices of the slope box found
+    by alternating search (each layer in turn takes, per neuron, the end of its slope box
+    that increases ``c_t·J(G) v`` for the others fixed): the best of ``starts`` starts per
+    column. Float64, not rounded: they only serve :func:`_refine` as the level below which
+    a node cannot raise its group's maximum, and that level is part of its answer."""
+    layers = network.layers
+    Ws = [np.asarray(la.dense_W(), np.float64) if la.kind == "affine" else None
+          for la in layers]
+    acts = [i for i, la in enumerate(layers) if la.kind != "affine"]
+    rng = np.random.default_rng(seed)
+    nv = V.shape[1]
+    best = np.full(nv, -np.inf)
+    for start in range(starts):
+        g = {}
+        for i in acts:
+            glo, ghi = (np.asarray(x, np.float64)[:, None] for x in slopes[i])
+            pick = np.ones((glo.shape[0], nv), bool) if start == 0 else \
+                rng.random((glo.shape[0], nv)) < 0.5
+            g[i] = np.where(pick, ghi, glo)
+        for _ in range(rounds):
+            changed = 0
+            for i in acts:
+                x = V
+                for j in range(i):
+                    x = Ws[j] @ x if Ws[j] is not None else g[j] * x
+                lam = rows.T
+                for j in range(len(layers) - 1, i, -1):
+                    lam = Ws[j].T @ lam if Ws[j] is not None else g[j] * lam
+                glo, ghi = (np.asarray(x_, np.float64)[:, None] for x_ in slopes[i])
+                gain = lam * x
+                new = np.where(gain > 0, ghi, np.where(gain < 0, glo, g[i]))
+                changed += int((new != g[i]).sum())
+                g[i] = new
+            if not changed:
+                break
+        x = V
+        for j in range(len(layers)):
+            x = Ws[j] @ x if Ws[j] is not None else g[j] * x
+        best = np.maximum(best, (rows * x.T).sum(1))
+    return best
+
+
+@np.errstate(invalid="ignore", over="ignore")
+def _refine(network, C, slopes, V, owner, n_groups: int, F, S, best, deadline,
+            max_nodes: int | None = None, combine: str = "sum") -> np.ndarray:
+    """Branch and bound over the slope boxes of the second and deeper activation layers,
+    inside the grouped vertex bound: lowers ``best`` (T, n_groups), the groups' bounds
+    of :func:`group_upper`, where the rows' sums are largest.
+
+    Why: the vertex bound ``F(σ)`` is exact at the first activation (a point box) but
+    relaxes every later unstable neuron by the chord of ``g Δz`` over its difference
+    box; the intercepts add up (digits 2x50, class 0, worst row: groups of 8 sum to 359,
+    while slope matrices found by local search reach 263). ``c J(G) v`` is multilinear in
+    the slopes, so its supremum over the box is at a vertex of the box, and splitting a
+    neuron's slope box into its two ends ``{g_lo}``, ``{g_hi}`` loses nothing: the maximum
+    of the children's suprema is the parent's. A child with a point slope has that
+    neuron's planes exact. A node is (vertex ``v`` of a group, row ``t``, a state per
+    split neuron: free / ``g_hi`` / ``g_lo``); its bound is the vertex bound with those
+    boxes (never above its parent's); it is split on the neuron whose chord intercepts
+    weigh most in its bound (recorded by :meth:`_Chain.back`).
+
+    The answer per (row, group) is the maximum of the open nodes' bounds and of the level
+    ``inc`` (:func:`_local_values`, and the bounds of nodes with nothing left to split):
+    every slope matrix lies in an open node, in a finished one, or in one dropped because
+    its bound was ``<= inc``, so the answer is a sound upper bound wherever the search
+    stops. Each round splits the nodes of the row with the largest sum (the one that
+    decides the certified radius) whose bounds are highest relative to their groups'.
+
+    ``combine="max"`` (the L1 vertex maximum, one group per coordinate): a row's value is
+    the maximum over its groups, so a node at or below the row's best level cannot raise
+    it (dropped), and the highest nodes are split first."""
+    split = _split_layers(network)
+    sizes = [network.layers[i].out_size for i in split]
+    T, nvx = F.shape
+    # the boxes tightened by back-substitution as at the root: from interval steps alone
+    # no child of digits 4x50 ever went below its parent (20,000 bounds)
+    chain = _Chain(network, slopes, tighten=True)
+    inc = np.full((T, n_groups), -np.inf)
+    searched = np.zeros(T, bool)
+    # open nodes: vertex column, row, bound, state, score
+    col = np.tile(np.arange(nvx), T)
+    row = np.repeat(np.arange(T), nvx)
+    bnd = F.reshape(-1).copy()
+    state = np.zeros((bnd.size, sum(sizes)), np.int8)
+    score = np.transpose(S, (1, 0, 2)).reshape(bnd.size, -1).copy()
+    if _with_first(network, split):
+        score[:, :sizes[0]] = _first_scores(network, slopes, split, sizes, V[:, col], state,
+                                            score)
+    done = 0
+    batch = 32                              # nodes split in the first round
+
+    def level():
+        U = inc.copy()
+        np.maximum.at(U, (row, owner[col]), bnd)
+        return np.minimum(U, best)
+
+    def floor():
+        """Per node, the level at or below which it cannot raise its row's value."""
+        if combine == "max":
+            return inc.max(1)[row]
+        return inc[row, owner[col]]
+
+    while max_nodes is None or done < max_nodes:
+        if time.perf_counter() > deadline:
+            break
+        U = level()
+        t = int(np.argmax(U.max(1) if combine == "max" else U.sum(1)))
+        if not searched[t]:
+            # the level of every group of this row: the best slope matrices found
+            mine = row == t
+            vals = _local_values(network, slopes, V, np.broadcast_to(C[t], (nvx, C.shape[1])))
+            np.maximum.at(inc[t], owner, vals)
+            searched[t] = True
+            live = ~mine | (bnd > floor())
+            col, row, bnd, state, score = col[live], row[live], bnd[live], state[live], \
+                score[live]
+            continue
+        cand = np.flatnonzero((row == t) & (bnd > floor()))
+        if cand.size == 0:
+            break                   # this row's groups are at their levels: exact
+        key = bnd[cand] if combine == "max" else bnd[cand] - U[t, owner[col[cand]]]
+        pick = cand[np.argsort(-key, kind="stable")[:batch]]
+        rest = np.ones(bnd.size, bool)
+        rest[pick] = False
+        pc, pr, pb, ps = col[pick], row[pick], bnd[pick], state[pick]
+        sc = np.where(ps == 0, score[pick], -np.inf)
+        k = np.argmax(sc, 1)
+        top = sc[np.arange(k.size), k]
+        # nothing left worth splitting (only rounding pads): the node's bound is final
+        leaf = ~(top > 1e-12 * (np.abs(pb) + TINY))
+        if leaf.any():
+            np.maximum.at(inc, (pr[leaf], owner[pc[leaf]]), pb[leaf])
+        pc, pr, pb, ps, k = pc[~leaf], pr[~leaf], pb[~leaf], ps[~leaf], k[~leaf]
+        col, row, bnd, state, score = col[rest], row[rest], bnd[rest], state[rest], \
+            score[rest]
+        if pb.size == 0:
+            continue
+        m = pb.size
+        cs = np.concatenate([ps, ps])
+        cs[np.arange(m), k] = 1
+        cs[m + np.arange(m), k] = -1
+        cc, cr = np.concatenate([pc, pc]), np.concatenate([pr, pr])
+        chain.slopes = _node_slopes(slopes, split, sizes, cs)
+        rec = {}
+        t_round = time.perf_counter()
+        cb = chain.block(V[:, cc], C[cr][:, None, :], rec)[0]
+        # the next round's size: about 0.25 s and a quarter of the time left, so that
+        # the last round ends near the deadline (digits 4x50: ~0.4 ms per node)
+        per_node = (time.perf_counter() - t_round) / m
+        left = max(deadline - time.perf_counter(), 0.0)
+        batch = int(np.clip(min(0.25, 0.25 * left) / max(per_node, 1e-9), 8, REFINE_BATCH))
+        cb = np.minimum(cb, np.concatenate([pb, pb]))      # a child's points are its parent's
+        done += 2 * m
+        live = cb > (inc[cr].max(1) if combine == "max" else inc[cr, owner[cc]])
+        cscore = np.concatenate([rec[i][:, 0, :] for i in split], 1)
+        if _with_first(network, split):
+            cscore[:, :sizes[0]] = _first_scores(network, slopes, split, sizes, V[:, cc], cs,
+                                                 cscore)
+        col, row = np.concatenate([col, cc[live]]), np.concatenate([row, cr[live]])
+        bnd = np.concatenate([bnd, cb[live]])
+        state = np.concatenate([state, cs[live]])
+        score = np.concatenate([score, cscore[live]])
+    return level()
 
 
 #: Largest number of coordinates per group of the L∞ bound (:func:`unit_upper`): 2^8 =
@@ -375,7 +639,8 @@ def group_size(network, n_targets: int, largest: int = LINF_GROUP) -> int:
 
 
 def unit_upper(network, C, slopes, norm: str, deadline: float | None = None,
-               group: int | None = None, group_deadline: float | None = None
+               group: int | None = None, group_deadline: float | None = None,
+               refine: float | None = None, max_nodes: int | None = None
                ) -> np.ndarray | None:
     """Per row of ``C`` (T, n_out): ``L`` with ``C·(y(b) - y(a)) <= L ||b - a||`` in
     ``norm`` for every pair whose secant slopes lie in ``slopes`` (``{layer index: (g_lo,
@@ -388,10 +653,15 @@ def unit_upper(network, C, slopes, norm: str, deadline: float | None = None,
     coordinate picking its own slopes: 739 on the worst row of digits 2x50 class 0,
     where the groups of 8 give 359). ``None`` as
     :func:`coordinate_upper`; the per-coordinate sum when only the groups are late (past
-    ``group_deadline`` if given, else ``deadline``) or over budget."""
+    ``group_deadline`` if given, else ``deadline``) or over budget. ``refine`` (a
+    ``time.perf_counter`` value; L∞ groups and L1) splits the slope boxes of the
+    activation layers inside the vertex bounds until then, at most ``max_nodes`` bounds
+    (:func:`_refine`)."""
     L = coordinate_upper(network, C, slopes, deadline)
     if L is None:
         return None
+    if norm == "l1" and refine is not None:
+        return _l1_refined(network, C, slopes, L, refine, max_nodes)
     size = group_size(network, L.shape[0], LINF_GROUP if group is None else group)
     if norm != "linf" or size <= 1:
         return dual_norm_upper(L, norm)
@@ -400,10 +670,41 @@ def unit_upper(network, C, slopes, norm: str, deadline: float | None = None,
                                nan=0.0, posinf=1.0)
     groups = sign_groups(network, weight, size)
     G = group_upper(network, C, slopes, groups, L,
-                    deadline if group_deadline is None else group_deadline)
+                    deadline if group_deadline is None else group_deadline,
+                    refine=refine, max_nodes=max_nodes)
     if G is None:
         return dual_norm_upper(L, norm)
     return dual_norm_upper(G, norm)
+
+
+def _l1_refined(network, C, slopes, L, refine: float, max_nodes: int | None
+                ) -> np.ndarray:
+    """The L1 vertex maximum ``max_i L_ti`` with the slope boxes split at the vertices
+    ``±e_i`` (:func:`_refine`, one group per coordinate, the row's value their maximum);
+    never above ``max_i L_ti``."""
+    n0 = network.n_inputs
+    C = np.atleast_2d(np.asarray(C, np.float64))
+    top = L.max(1)
+    split = _split_layers(network)
+    if not split or time.perf_counter() > refine or (max_nodes is not None and max_nodes <= 0):
+        return top
+    chain = _Chain(network, slopes, tighten=True)
+    widest = max(max(layer.out_size, layer.in_size) for layer in network.layers)
+    per = max(1, BLOCK_ENTRIES // max(1, 2 * widest * max(widest, C.shape[0])))
+    V = np.concatenate([np.eye(n0), -np.eye(n0)], 1)
+    owner = np.concatenate([np.arange(n0), np.arange(n0)])
+    Fall, Sall = [], []
+    for s in range(0, V.shape[1], per):
+        if time.perf_counter() > refine:
+            return top
+        rec = {}
+        Fall.append(chain.block(V[:, s:s + per], C, rec))
+        Sall.append(np.concatenate([rec[i] for i in split], 2))
+    F, S = np.concatenate(Fall, 1), np.concatenate(Sall, 0)
+    best = np.minimum(np.maximum(F[:, :n0], F[:, n0:]), L)
+    U = _refine(network, C, slopes, V, owner, n0, F, S, best, refine, max_nodes,
+                combine="max")
+    return np.minimum(top, np.maximum(U, 0.0).max(1))
 
 
 def l1_unit_upper(network, C, slopes, deadline: float | None = None) -> np.ndarray | None:

@@ -60,6 +60,17 @@ from nnresilience.bounds.differential import (
 )
 from nnresilience.bounds.rounding import TINY, UNIT, gamma
 
+#: Seconds (at most; never past REFINE_SHARE of the certifier's time left) of splitting
+#: the slope boxes inside the L∞ vertex bound (:func:`~nnresilience.bounds.vertex_difference.
+#: group_upper`, ``refine``) by default: digits 2x50 class 0, worst row 359 -> 321 / 312
+#: / 300 / 291 after 3 / 5 / 10 / 20 s (follow-up phi7). A query's deadline caps it at
+#: :data:`REFINE_SHARE` of the certifier's time (~7 s at T = 60 s, ~30 s at T = 300 s).
+REFINE_SECONDS = 30.0
+#: Share of the certifier's time left that the splitting may take (the segment
+#: splitting after it bounds its pieces without it, so its ``L`` rarely beats the
+#: refined root's: the refinement is the better use of the time).
+REFINE_SHARE = 0.8
+
 
 @dataclass
 class CertifiedRadius:
@@ -79,6 +90,7 @@ class CertifiedRadius:
     params: DiffParams | None = None
     stats: dict[str, Any] = field(default_factory=dict)
     split: Any = None                       # lipschitz_split.SplitLipschitz, if run
+    vertex: Any = None                      # (slope-box key, L) of the vertex bound
 
 
 def _others(m: int, n_out: int) -> np.ndarray:
@@ -149,7 +161,8 @@ class RadiusCertifier:
 
     def __init__(self, network, m: int, log_alpha: float, k: int, norm: str, lo, hi,
                  a_lo=None, a_hi=None, relax: float = 0.0, prior1=None,
-                 prior2=None, deadline: float | None = None) -> None:
+                 prior2=None, deadline: float | None = None,
+                 refine_seconds: float | None = None) -> None:
         self.net = network.merged()
         self.m, self.log_alpha, self.k, self.norm = int(m), float(log_alpha), int(k), norm
         self.relax = float(relax)
@@ -173,6 +186,8 @@ class RadiusCertifier:
         self._vertex_cache: tuple[bytes, np.ndarray] | None = None
         self.vertex_decided = 0             # probes decided by the vertex bound alone
         self.deadline = deadline            # time.perf_counter() value for the vertex bound
+        # seconds of slope-box splitting in the L∞ groups (first slope box; 0: off)
+        self.refine_seconds = REFINE_SECONDS if refine_seconds is None else refine_seconds
         # (radius, L): the split vertex bound (lipschitz_split), valid up to that radius
         self.split: tuple[float, np.ndarray] | None = None
 
@@ -223,11 +238,21 @@ class RadiusCertifier:
                        for g in slopes[i])
         if self._vertex_cache is None or self._vertex_cache[0] != key:
             # the L∞ groups get half the time left: a short deadline keeps time for
-            # the bisection (the per-coordinate bound stands in when they are late)
+            # the bisection (the per-coordinate bound stands in when they are late);
+            # the splitting of their slope boxes then gets REFINE_SHARE of the time left,
+            # at most refine_seconds, on the first slope box only (the bisection's later
+            # boxes would each start a search of their own; the bisection's probes at
+            # this box cost ~1 ms each)
             now = time.perf_counter()
             half = None if self.deadline is None else now + 0.5 * (self.deadline - now)
+            refine = None
+            if self.refine_seconds > 0 and self._vertex_cache is None:
+                refine = now + self.refine_seconds
+                if self.deadline is not None:
+                    refine = min(refine, now + REFINE_SHARE * (self.deadline - now))
             L = vertex_difference.unit_upper(self.net, self._rows, slopes, self.norm,
-                                             self.deadline, group_deadline=half)
+                                             self.deadline, group_deadline=half,
+                                             refine=refine)
             if L is None:                   # over budget or late: not in this certifier
                 self.use_vertex = False
                 return np.full(self.others.size, np.inf)
@@ -297,7 +322,8 @@ def certified_lower_bound(network, m: int, log_alpha: float, k: int, norm: str, 
                           relax: float = 0.0, optimise: int = 0, rel_tol: float = 1e-3,
                           max_probes: int = 40, deadline: float | None = None,
                           prior1=None, prior2=None, split_seconds: float = 0.0,
-                          split=None) -> CertifiedRadius:
+                          split=None, refine_seconds: float | None = None,
+                          vertex=None) -> CertifiedRadius:
     """Largest radius the differential bounds certify, by bisection (see module doc).
 
     ``upper`` (a replayed witness norm, optional) caps the search: certifying it proves
@@ -311,10 +337,17 @@ def certified_lower_bound(network, m: int, log_alpha: float, k: int, norm: str, 
     continue the bisection above; ``split`` passes a
     :class:`~.lipschitz_split.SplitLipschitz` computed before (reused, not recomputed).
     Either only lowers ``L``, so the answer never decreases.
+
+    ``refine_seconds`` (default :data:`REFINE_SECONDS`; 0: off): how long the L∞ vertex
+    bound may split its slope boxes (never past :data:`REFINE_SHARE` of the time left
+    before ``deadline``); ``vertex`` passes the :attr:`CertifiedRadius.vertex` of a call
+    on the same a-box and norm (used while the slope box is the same: the bound does not
+    depend on ``relax``).
     """
     t0 = time.perf_counter()
     cert = RadiusCertifier(network, m, log_alpha, k, norm, lo, hi, a_lo, a_hi, relax,
-                           prior1, prior2, deadline)
+                           prior1, prior2, deadline, refine_seconds)
+    cert._vertex_cache = vertex
     d = cert.region.dim
     if cert.vacuous():
         return CertifiedRadius(math.inf, vacuous=True, probes=1,
@@ -327,7 +360,8 @@ def certified_lower_bound(network, m: int, log_alpha: float, k: int, norm: str, 
         unreachable = r_hi >= diam
         return CertifiedRadius(math.inf if unreachable else _scale_down(r_hi, d),
                                unreachable=unreachable, probes=cert.n_probes,
-                               seconds=time.perf_counter() - t0, params=cert.params)
+                               seconds=time.perf_counter() - t0, params=cert.params,
+                               vertex=cert._vertex_cache)
     r_lo = 0.0
     stats: dict[str, Any] = {}
     cap = r_hi
@@ -362,7 +396,7 @@ def certified_lower_bound(network, m: int, log_alpha: float, k: int, norm: str, 
     stats["optimise"] = cert.opt_stats[-3:]
     return CertifiedRadius(_scale_down(r_lo, d), probes=cert.n_probes,
                            seconds=time.perf_counter() - t0, params=cert.params, stats=stats,
-                           split=found)
+                           split=found, vertex=cert._vertex_cache)
 
 
 def _split_phase(cert: RadiusCertifier, lo, hi, a_lo, a_hi, cap: float,

@@ -153,7 +153,7 @@ def prepare_phi(net, q, bounds, settings, data, t0: float, timeout: float | None
             deadline = None if timeout is None else min(t1 + 0.05 * timeout, end)
             cr = certified_lower_bound(net, q.cls, q.log_alpha, q.k, q.norm, q.lo, q.hi,
                                        upper=prep.lower, relax=ROWS_RELAX,
-                                       deadline=deadline, split=c.split)
+                                       deadline=deadline, split=c.split, vertex=c.vertex)
             cut = min(cr.lower, prep.lower) if not cr.vacuous else None
             st.update({"cut_lower": cut, "cut_seconds": time.perf_counter() - t1})
     room = end is None or end - time.perf_counter() > 1.0
