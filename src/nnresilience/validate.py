@@ -178,18 +178,14 @@ def engine_choices() -> tuple[str, ...]:
 
 
 def engine(value: Any, name: str = "--engine") -> str:
-    """A complete-engine name (:func:`engine_choices`, ``milp:<backend>``, or
-    ``bab:<leaf>`` with a leaf engine ``milp``, ``milp:<backend>`` or ``reluplex``, as
-    :func:`nnresilience.verify.verify` takes them)."""
+    """A complete-engine name (:func:`engine_choices`, or ``milp:<backend>``)."""
     choices = engine_choices()
     if isinstance(value, str):
-        base, sep, rest = value.partition(":")
-        milp = rest == "milp" or (rest.startswith("milp:") and len(rest) > 5)
-        if value in choices or (sep and base == "milp" and rest) \
-                or (sep and base == "bab" and (milp or rest == "reluplex")):
+        base, sep, backend = value.partition(":")
+        if value in choices or (sep and base == "milp" and backend):
             return value
-    raise InvalidArgumentError(f"{name} must be one of {', '.join(choices)}, "
-                               f"milp:<backend> or bab:<leaf>, got {value!r}")
+    raise InvalidArgumentError(f"{name} must be one of {', '.join(choices)} or "
+                               f"milp:<backend>, got {value!r}")
 
 
 def norm(value: Any, name: str = "--norm", allowed: Sequence[str] = NORMS) -> str:

@@ -144,29 +144,3 @@ def test_timeout_is_honoured(shared_benchmarks, tmp_path):
     assert r.returncode == 0, r.stderr
     assert out.read_text().split()[0] in ("timeout", "unsat")
     assert elapsed < 20.0
-
-
-@pytest.mark.parametrize("engine", ["bab:reluplex", "bab:milp", "bab:milp:highs"])
-def test_verify_takes_a_bab_leaf_engine_like_the_api(model, tmp_path, engine):
-    """``--engine bab:<leaf>`` is what ``verify(engine=...)`` takes (the CLI refused it).
-    max y0 over the box is 2 (at (1, 1)): 2.001 holds, 1.999 is violated; the falsifier
-    is off so the search and its leaves decide."""
-    holds = _vnnlib(tmp_path, "h.vnnlib", "(assert (>= Y_0 2.001))")
-    r = _nnres("verify", model, holds, "--bounds", "interval", "--engine", engine,
-               "--falsify-budget", "0", "--json", "-")
-    assert r.returncode == 0, r.stderr
-    assert json.loads(r.stdout)["status"] == "holds"
-    viol = _vnnlib(tmp_path, "v.vnnlib", "(assert (>= Y_0 1.999))")
-    r = _nnres("verify", model, viol, "--bounds", "interval", "--engine", engine,
-               "--falsify-budget", "0", "--json", "-")
-    assert r.returncode == 0, r.stderr
-    res = json.loads(r.stdout)
-    assert res["status"] == "violated"
-    assert _forward(np.array(res["counterexample"]["x"]))[0] >= 1.999
-
-
-def test_verify_refuses_an_unknown_bab_leaf(model, tmp_path):
-    prop = _vnnlib(tmp_path, "h.vnnlib", "(assert (>= Y_0 2.001))")
-    for bad in ("bab:nonsense", "bab:", "bab:bab", "bab:milp:"):
-        r = _nnres("verify", model, prop, "--engine", bad)
-        assert r.returncode == 2 and r.stderr.startswith("error:") and "bab:<leaf>" in r.stderr
